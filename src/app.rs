@@ -1,0 +1,175 @@
+//! Wiring and lifecycle: builds every part from the [`Config`], starts the tasks and threads,
+//! and stops them in order when the shutdown future resolves.
+//!
+//! Start-up order: persisted snapshot (served at once), static zones, sockets, UDP workers,
+//! TCP server, registry sync, HTTP endpoint. Shutdown: stop accepting, stop syncing, let
+//! in-flight queries finish within the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_server::Server;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Config, RegistrySource};
+use crate::dns::forward::{ForwardConfig, Forwarder};
+use crate::dns::{udp, AnswerPolicy, Forwarding, Responder, TcpHandler};
+use crate::metrics::Metrics;
+use crate::snapshot::{SnapshotStore, ZoneOptions};
+use crate::zone::{wire_key, ZoneSet};
+use crate::{file_source, static_zones};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("cannot bind {proto} {addr}: {source}")]
+    Bind {
+        /// `udp` or `tcp`.
+        proto: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start worker threads: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The registry domain cannot be encoded.
+    #[error("invalid registry domain: {0}")]
+    Domain(#[source] hickory_proto::ProtoError),
+}
+
+/// How long in-flight work may take to finish after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the server until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::default());
+    let store = SnapshotStore::default();
+    let zone_options = zone_options(&config);
+
+    let static_zones = Arc::new(ArcSwap::from_pointee(ZoneSet::default()));
+    static_zones.store(Arc::new(static_zones::load_dir(&config.zones_dir)));
+
+    let forwarder = (!config.upstreams.is_empty()).then(|| {
+        Arc::new(Forwarder::new(ForwardConfig {
+            upstreams: config.upstreams.clone(),
+            timeout: config.upstream_timeout,
+        }))
+    });
+    let forwarding = Forwarding {
+        runtime: tokio::runtime::Handle::current(),
+        forwarder,
+    };
+    let policy = AnswerPolicy {
+        max_udp_size: config.max_udp_size,
+        shuffle: config.shuffle,
+        forwarding: forwarding.forwarder.is_some(),
+        allow_recursion: config.allow_recursion.clone(),
+    };
+    let apex = wire_key(&config.domain).map_err(StartError::Domain)?;
+    let responder = Responder::new(store.clone(), &apex, static_zones.clone(), policy);
+
+    // Bind every socket before serving anything, so a bad address fails start-up cleanly.
+    let mut udp_sockets = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    for addr in &config.listen {
+        let (udp, tcp) = bind_pair(*addr, config.udp_workers).await?;
+        let bound = udp[0].local_addr().map_err(|source| StartError::Bind { proto: "udp", addr: *addr, source })?;
+        info!("listening on udp {bound}");
+        info!("listening on tcp {bound}");
+        udp_sockets.extend(udp);
+        tcp_listeners.push(tcp);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = udp::spawn_workers(udp_sockets, responder.clone(), forwarding.clone(), metrics.clone(), stop.clone())
+        .map_err(StartError::Thread)?;
+    let mut server = Server::new(TcpHandler::new(responder, forwarding, metrics.clone()));
+    for listener in tcp_listeners {
+        server.register_listener(listener, config.tcp_idle_timeout, 64 * 1024);
+    }
+
+    let token = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    match &config.registry {
+        RegistrySource::File(path) => {
+            let mut source = file_source::FileSource::new(path.clone(), zone_options, store.clone());
+            source.load_once();
+            tasks.spawn(source.watch(token.child_token()));
+        }
+        RegistrySource::Consul(url) => {
+            warn!(%url, "the Consul HTTP source is not built yet; serving no registry data");
+        }
+    }
+
+    shutdown.await;
+    info!("shutting down");
+    token.cancel();
+    stop.store(true, Ordering::Relaxed);
+    let drain = async {
+        let _ = server.shutdown_gracefully().await;
+        while tasks.join_next().await.is_some() {}
+        for worker in workers {
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        warn!("shutdown grace period elapsed");
+    }
+    Ok(())
+}
+
+/// The zone shape from the configuration.
+pub fn zone_options(config: &Config) -> ZoneOptions {
+    ZoneOptions {
+        domain: config.domain.clone(),
+        datacenter: config.datacenter.clone(),
+        service_ttl: config.service_ttl,
+        node_ttl: config.node_ttl,
+        negative_ttl: config.negative_ttl,
+        nameserver_addresses: config
+            .listen
+            .iter()
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+            .collect(),
+    }
+}
+
+/// UDP sockets and a TCP listener on the same address; with port 0 the UDP socket picks the
+/// port and TCP takes the same one (retrying when that port is taken for TCP).
+async fn bind_pair(addr: SocketAddr, workers: usize) -> Result<(Vec<std::net::UdpSocket>, TcpListener), StartError> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let udp = udp::bind(addr, workers).map_err(|source| StartError::Bind { proto: "udp", addr, source })?;
+        let port = udp[0].local_addr().map_err(|source| StartError::Bind { proto: "udp", addr, source })?.port();
+        let tcp_addr = SocketAddr::new(addr.ip(), port);
+        match bind_tcp(tcp_addr) {
+            Ok(listener) => return Ok((udp, listener)),
+            Err(source) => last_error = Some(StartError::Bind { proto: "tcp", addr: tcp_addr, source }),
+        }
+    }
+    Err(last_error.expect("at least one attempt"))
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}

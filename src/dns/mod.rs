@@ -1,0 +1,35 @@
+//! DNS serving: the only module that names hickory-server.
+//!
+//! UDP is served by our own worker threads from prepared answers ([`udp`]); TCP goes through
+//! hickory-server's `Server` with [`TcpHandler`], which asks the same [`Responder`]. Names
+//! outside the served zones are forwarded ([`forward`]).
+
+pub mod forward;
+pub mod query;
+pub mod respond;
+mod tcp;
+pub mod udp;
+
+use std::sync::Arc;
+
+pub use respond::{AnswerPolicy, Outcome, Responder, Scratch, Transport};
+pub use tcp::TcpHandler;
+
+use forward::Forwarder;
+
+/// The forwarder and the runtime its futures run on (UDP workers are plain threads).
+#[derive(Clone, Debug)]
+pub struct Forwarding {
+    /// Runtime for upstream exchanges.
+    pub runtime: tokio::runtime::Handle,
+    /// The forwarder; `None` when forwarding is off.
+    pub forwarder: Option<Arc<Forwarder>>,
+}
+
+impl Forwarding {
+    /// Forwards a query and returns the response for the client, or `None` to stay silent.
+    pub async fn resolve(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
+        let forwarder = self.forwarder.as_ref()?;
+        forwarder.resolve(query, limit).await
+    }
+}

@@ -1,0 +1,403 @@
+//! The answering engine: query bytes in, response bytes out, for every name served locally.
+//!
+//! Local answers come from prepared responses (see [`crate::zone`]): copy, patch the ID,
+//! flags and question case, add the OPT record, shuffle A/AAAA in place, and cut to the
+//! client's size limit when needed. Nothing here takes a lock or awaits; forwarded names are
+//! handed back to the caller as [`Outcome::Forward`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use ipnet::IpNet;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::query::{ParsedQuery, Rejection};
+use crate::snapshot::SnapshotStore;
+use crate::zone::{Lookup, Prepared, Zone, ZoneSet, MAX_MESSAGE_LEN};
+
+const FLAG_QR: u8 = 0x80;
+const FLAG_AA: u8 = 0x04;
+const FLAG_TC: u8 = 0x02;
+const FLAG_RD: u8 = 0x01;
+const FLAG_RA: u8 = 0x80;
+const FLAG_CD: u8 = 0x10;
+const CLASS_IN: u16 = 1;
+const CLASS_ANY: u16 = 255;
+/// Classic DNS limit for UDP without EDNS (RFC 1035 §4.2.1).
+const PLAIN_UDP_LIMIT: usize = 512;
+/// OPT RR: root name, type, class (payload), TTL (ext. rcode, version, flags), empty RDATA.
+const OPT_LEN: usize = 11;
+
+/// How a response travels back, which decides its size limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: 512 bytes without EDNS, else the advertised size capped by `max_udp_size`.
+    Udp,
+    /// TCP: up to 64 KiB.
+    Tcp,
+}
+
+/// What the caller does with the message after [`Responder::respond`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `out` holds the response to send.
+    Reply,
+    /// Send nothing (a response, or too short to be a query).
+    Ignore,
+    /// The name is not served locally and the client may recurse: forward it.
+    Forward,
+}
+
+/// Answering policy fixed at start-up (reloadable parts live behind their own handles).
+#[derive(Clone, Debug)]
+pub struct AnswerPolicy {
+    /// Largest UDP response, whatever the client advertises.
+    pub max_udp_size: u16,
+    /// Reorder A/AAAA answers per query.
+    pub shuffle: bool,
+    /// Forwarding is configured (there are upstreams).
+    pub forwarding: bool,
+    /// Clients allowed to recurse (RA=1, forwarded names answered).
+    pub allow_recursion: Vec<IpNet>,
+}
+
+/// Per-worker state: the random source for shuffling. Not shared, so no lock.
+#[derive(Debug)]
+pub struct Scratch {
+    rng: SmallRng,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            rng: SmallRng::from_os_rng(),
+        }
+    }
+}
+
+/// Answers queries for the registry zone and the static zones.
+#[derive(Clone)]
+pub struct Responder {
+    registry: SnapshotStore,
+    registry_apex: Arc<[u8]>,
+    static_zones: Arc<ArcSwap<ZoneSet>>,
+    policy: Arc<AnswerPolicy>,
+}
+
+impl Responder {
+    /// A responder over the registry snapshot (zone apex `registry_apex`, lower-cased wire
+    /// format) and the static zones.
+    pub fn new(
+        registry: SnapshotStore,
+        registry_apex: &[u8],
+        static_zones: Arc<ArcSwap<ZoneSet>>,
+        policy: AnswerPolicy,
+    ) -> Self {
+        Self {
+            registry,
+            registry_apex: registry_apex.into(),
+            static_zones,
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// True when `client` may recurse through this server.
+    pub fn may_recurse(&self, client: IpAddr) -> bool {
+        self.policy.forwarding && self.allowed(client)
+    }
+
+    fn allowed(&self, client: IpAddr) -> bool {
+        let client = canonical(client);
+        self.policy.allow_recursion.iter().any(|net| net.contains(&client))
+    }
+
+    /// Answers `message` into `out` (cleared first) when the name is served locally.
+    pub fn respond(
+        &self,
+        message: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Outcome {
+        out.clear();
+        let query = match ParsedQuery::parse(message) {
+            Ok(query) => query,
+            Err(Rejection::Ignore) => return Outcome::Ignore,
+            Err(Rejection::FormErr {
+                id,
+                op_code,
+                recursion_desired,
+            }) => {
+                write_error(out, id, op_code, recursion_desired, ResponseCode::FormErr);
+                return Outcome::Reply;
+            }
+            Err(Rejection::NotImp {
+                id,
+                op_code,
+                recursion_desired,
+            }) => {
+                write_error(out, id, op_code, recursion_desired, ResponseCode::NotImp);
+                return Outcome::Reply;
+            }
+        };
+        let recursion_available = self.may_recurse(client);
+        let reply = Reply {
+            query: &query,
+            recursion_available,
+            limit: self.limit(&query, transport),
+            max_udp_size: self.policy.max_udp_size,
+        };
+        if let Some(edns) = query.edns {
+            if edns.version != 0 {
+                reply.bad_version(out);
+                return Outcome::Reply;
+            }
+        }
+
+        if query.is_in(&self.registry_apex) {
+            let guard = self.registry.load();
+            return match guard.as_deref() {
+                Some(snapshot) => self.answer_from(&snapshot.zone, &reply, out, scratch),
+                // Never synced: "unknown", not "absent".
+                None => reply.rcode_only(out, ResponseCode::ServFail, true),
+            };
+        }
+        let statics = self.static_zones.load();
+        if let Some(zone) = statics.find(query.key()) {
+            return self.answer_from(zone, &reply, out, scratch);
+        }
+        if recursion_available {
+            Outcome::Forward
+        } else {
+            reply.rcode_only(out, ResponseCode::Refused, false)
+        }
+    }
+
+    /// The UDP size limit for a query's response (512 without EDNS, else the advertised size
+    /// capped at `max_udp_size`).
+    pub fn udp_limit_of(&self, message: &[u8]) -> usize {
+        match ParsedQuery::parse(message) {
+            Ok(query) => self.limit(&query, Transport::Udp),
+            Err(_) => PLAIN_UDP_LIMIT,
+        }
+    }
+
+    fn limit(&self, query: &ParsedQuery<'_>, transport: Transport) -> usize {
+        match (transport, query.edns) {
+            (Transport::Tcp, _) => MAX_MESSAGE_LEN,
+            (Transport::Udp, None) => PLAIN_UDP_LIMIT,
+            (Transport::Udp, Some(edns)) => usize::from(edns.payload)
+                .min(usize::from(self.policy.max_udp_size))
+                .max(PLAIN_UDP_LIMIT),
+        }
+    }
+
+    fn answer_from(
+        &self,
+        zone: &Zone,
+        reply: &Reply<'_>,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Outcome {
+        let query = reply.query;
+        if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
+            return reply.rcode_only(out, ResponseCode::Refused, true);
+        }
+        if is_transfer(query.qtype) {
+            return reply.rcode_only(out, ResponseCode::NotImp, true);
+        }
+        match zone.lookup(query.key(), query.qtype) {
+            Lookup::Answer(prepared) => {
+                reply.prepared(prepared, out);
+                if self.policy.shuffle && out.len() <= reply.limit {
+                    if let Some(unit) = prepared.shuffle_unit() {
+                        shuffle_records(&mut out[prepared.answer_range()], unit, &mut scratch.rng);
+                    }
+                }
+                if out.len() > reply.limit {
+                    reply.truncated(prepared, out);
+                }
+            }
+            Lookup::NoData => reply.negative(zone, ResponseCode::NoError, out),
+            Lookup::NxDomain => reply.negative(zone, ResponseCode::NXDomain, out),
+        }
+        Outcome::Reply
+    }
+}
+
+/// One response being written for one query.
+struct Reply<'q> {
+    query: &'q ParsedQuery<'q>,
+    recursion_available: bool,
+    limit: usize,
+    max_udp_size: u16,
+}
+
+impl Reply<'_> {
+    fn flags(&self, authoritative: bool, truncated: bool, rcode: ResponseCode) -> [u8; 2] {
+        let mut high = FLAG_QR;
+        if authoritative {
+            high |= FLAG_AA;
+        }
+        if truncated {
+            high |= FLAG_TC;
+        }
+        if self.query.recursion_desired {
+            high |= FLAG_RD;
+        }
+        let mut low = rcode.low();
+        if self.recursion_available {
+            low |= FLAG_RA;
+        }
+        if self.query.checking_disabled {
+            low |= FLAG_CD;
+        }
+        [high, low]
+    }
+
+    /// Copies a prepared response and makes it this query's: ID, flags, question as sent.
+    fn prepared(&self, prepared: &Prepared, out: &mut Vec<u8>) {
+        let wire = prepared.wire();
+        out.extend_from_slice(wire);
+        out[0..2].copy_from_slice(&self.query.id.to_be_bytes());
+        let truncated = wire[2] & FLAG_TC != 0;
+        let flags = self.flags(true, truncated, ResponseCode::NoError);
+        out[2..4].copy_from_slice(&flags);
+        // Same length as the prepared question: only case and (for ANY) type differ.
+        out[12..12 + self.query.question.len()].copy_from_slice(self.query.question);
+        self.push_opt(out, 0);
+    }
+
+    /// NXDOMAIN or NODATA: the question and the zone's SOA in the authority section.
+    fn negative(&self, zone: &Zone, rcode: ResponseCode, out: &mut Vec<u8>) {
+        self.header(out, true, rcode, 0, 1);
+        out.extend_from_slice(zone.negative_authority());
+        self.push_opt(out, 0);
+    }
+
+    /// A response with the question and no records.
+    fn rcode_only(&self, out: &mut Vec<u8>, rcode: ResponseCode, authoritative: bool) -> Outcome {
+        self.header(out, authoritative, rcode, 0, 0);
+        self.push_opt(out, 0);
+        Outcome::Reply
+    }
+
+    /// RFC 6891 §6.1.3: an unsupported EDNS version gets BADVERS (extended rcode 16).
+    fn bad_version(&self, out: &mut Vec<u8>) {
+        let badvers = ResponseCode::BADVERS;
+        self.header(out, false, ResponseCode::from_low(badvers.low()), 0, 0);
+        self.push_opt(out, badvers.high());
+    }
+
+    fn header(&self, out: &mut Vec<u8>, authoritative: bool, rcode: ResponseCode, answers: u16, authorities: u16) {
+        out.extend_from_slice(&self.query.id.to_be_bytes());
+        out.extend_from_slice(&self.flags(authoritative, false, rcode));
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&answers.to_be_bytes());
+        out.extend_from_slice(&authorities.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+        out.extend_from_slice(self.query.question);
+    }
+
+    /// Appends our OPT record when the query had one, and counts it.
+    fn push_opt(&self, out: &mut Vec<u8>, extended_rcode: u8) {
+        if self.query.edns.is_none() {
+            return;
+        }
+        let payload = self.max_udp_size.to_be_bytes();
+        out.extend_from_slice(&[0, 0, 41, payload[0], payload[1], extended_rcode, 0, 0, 0, 0, 0]);
+        let additionals = u16::from_be_bytes([out[10], out[11]]) + 1;
+        out[10..12].copy_from_slice(&additionals.to_be_bytes());
+    }
+
+    /// The response does not fit: send the longest prefix of the answers that does, with the
+    /// additional records that belong to it, and TC set. The prefix is the prepared order, so
+    /// it is the same on every query and every replica.
+    fn truncated(&self, prepared: &Prepared, out: &mut Vec<u8>) {
+        let Ok(full) = Message::from_vec(prepared.wire()) else {
+            out.truncate(12);
+            out[2] |= FLAG_TC;
+            out[4..12].fill(0);
+            return;
+        };
+        let owner: &Name = &full.queries[0].name().clone();
+        let qtype: RecordType = full.queries[0].query_type();
+        let budget = self.limit - if self.query.edns.is_some() { OPT_LEN } else { 0 };
+        // Largest prefix that fits: binary search over the number of answers.
+        let (mut low, mut high) = (0usize, full.answers.len());
+        let mut best: Option<Vec<u8>> = None;
+        while low <= high {
+            let keep = (low + high) / 2;
+            let kept = &full.answers[..keep];
+            let additionals = crate::zone::additionals_for(kept, &full.additionals);
+            let encoded = crate::zone::response(owner, qtype, kept, &[], &additionals, true).to_vec();
+            match encoded {
+                Ok(bytes) if bytes.len() <= budget => {
+                    best = Some(bytes);
+                    low = keep + 1;
+                }
+                _ => {
+                    if keep == 0 {
+                        break;
+                    }
+                    high = keep - 1;
+                }
+            }
+        }
+        out.clear();
+        match best {
+            Some(bytes) => {
+                out.extend_from_slice(&bytes);
+                out[0..2].copy_from_slice(&self.query.id.to_be_bytes());
+                out[2..4].copy_from_slice(&self.flags(true, true, ResponseCode::NoError));
+                out[12..12 + self.query.question.len()].copy_from_slice(self.query.question);
+            }
+            None => {
+                self.header(out, true, ResponseCode::NoError, 0, 0);
+                out[2] |= FLAG_TC;
+            }
+        }
+        self.push_opt(out, 0);
+    }
+}
+
+/// A header-only error response (FORMERR, NOTIMP) for a message whose question is unusable.
+fn write_error(out: &mut Vec<u8>, id: u16, op_code: u8, recursion_desired: bool, rcode: ResponseCode) {
+    out.extend_from_slice(&id.to_be_bytes());
+    let mut high = FLAG_QR | ((op_code & 0x0f) << 3);
+    if recursion_desired {
+        high |= FLAG_RD;
+    }
+    out.push(high);
+    out.push(rcode.low());
+    out.extend_from_slice(&[0; 8]);
+}
+
+fn is_transfer(qtype: u16) -> bool {
+    qtype == u16::from(RecordType::AXFR) || qtype == u16::from(RecordType::IXFR)
+}
+
+/// Fisher-Yates over fixed-size records in place.
+fn shuffle_records(section: &mut [u8], unit: usize, rng: &mut SmallRng) {
+    let count = section.len() / unit;
+    for i in (1..count).rev() {
+        let j = rng.random_range(0..=i);
+        if i != j {
+            let (head, tail) = section.split_at_mut(i * unit);
+            head[j * unit..(j + 1) * unit].swap_with_slice(&mut tail[..unit]);
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 clients match IPv4 networks.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}

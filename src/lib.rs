@@ -1,0 +1,20 @@
+//! snapdns: a DNS server for service discovery.
+//!
+//! # Layout
+//!
+//! Data flows one way: a registry source ([`registry`], read by [`file_source`] or the
+//! Consul sync) produces a [`registry::RegistryState`]; [`snapshot`] builds an immutable,
+//! indexed [`snapshot::Snapshot`] from it (answers prepared by [`zone`]) and publishes it
+//! atomically; [`dns`] answers queries from the published snapshot, the static zones
+//! ([`static_zones`]) and the forwarder. [`app`] wires it all; [`config`] validates settings.
+//! See docs/ARCHITECTURE.md.
+
+pub mod app;
+pub mod config;
+pub mod dns;
+pub mod file_source;
+pub mod metrics;
+pub mod registry;
+pub mod snapshot;
+pub mod static_zones;
+pub mod zone;

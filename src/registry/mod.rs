@@ -1,0 +1,11 @@
+//! Sources of registry state: a JSON file of Consul health entries, or Consul's HTTP API.
+//!
+//! Only this module knows Consul's JSON. Sources produce a [`RegistryState`]; they never
+//! touch the snapshot or DNS.
+
+pub mod file;
+mod model;
+
+pub use model::{
+    HealthCheck, HealthEntry, Node, NodeService, RegistryState, ServiceAddress, Weights,
+};

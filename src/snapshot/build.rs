@@ -1,0 +1,450 @@
+//! Turns a [`RegistryState`] into the registry zone, following Consul's DNS interface.
+//!
+//! Every name Consul answers for a service, tag, node or address is computed here once, with
+//! its records in a stable order, so a query is a single lookup. See docs/dns.md for each rule
+//! and where it comes from.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::ProtoError;
+
+use super::SnapshotStats;
+use crate::registry::{HealthEntry, Node, RegistryState};
+use crate::zone::{Zone, ZoneBuilder};
+
+/// How the registry zone is shaped: domain, local datacenter, TTLs, name servers.
+#[derive(Clone, Debug)]
+pub struct ZoneOptions {
+    /// The registry domain, e.g. `consul.`.
+    pub domain: Name,
+    /// The local datacenter: names without a datacenter label mean this one.
+    pub datacenter: String,
+    /// TTL of service answers (A/AAAA/CNAME/SRV and their additional records).
+    pub service_ttl: u32,
+    /// TTL of node and addr answers and of NS records.
+    pub node_ttl: u32,
+    /// SOA minimum and TTL: how long resolvers cache NXDOMAIN and NODATA (RFC 2308).
+    pub negative_ttl: u32,
+    /// Addresses published for `ns.<domain>`, the name server named in SOA and NS.
+    pub nameserver_addresses: Vec<IpAddr>,
+}
+
+/// Why a snapshot could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Encoding an answer failed (a name or message over DNS limits).
+    #[error("encoding the registry zone failed")]
+    Encode(#[from] ProtoError),
+}
+
+/// One instance chosen to be served, with the addresses Consul's rules pick for it.
+struct Served<'a> {
+    entry: &'a HealthEntry,
+    datacenter: String,
+}
+
+/// Where an address came from decides the SRV target form.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Service,
+    Node,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Address {
+    Ip(IpAddr),
+    Host(String),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+    Any,
+}
+
+pub(super) fn registry_zone(
+    state: &RegistryState,
+    options: &ZoneOptions,
+) -> Result<(Zone, SnapshotStats), BuildError> {
+    let domain = options.domain.to_lowercase();
+    let local_dc = options.datacenter.to_ascii_lowercase();
+    let serial = serial_of(state);
+    let ns_name = Name::from_ascii("ns")?.append_domain(&domain)?;
+    let soa = Record::from_rdata(
+        domain.clone(),
+        options.negative_ttl,
+        RData::SOA(SOA::new(
+            ns_name.clone(),
+            Name::from_ascii("hostmaster")?.append_domain(&domain)?,
+            serial,
+            3600,
+            600,
+            86400,
+            options.negative_ttl,
+        )),
+    );
+    let mut zone = ZoneBuilder::new(&domain, soa, serial);
+    let ns = Record::from_rdata(domain.clone(), options.node_ttl, RData::NS(NS(ns_name.clone())));
+    let ns_glue: Vec<Record> = options
+        .nameserver_addresses
+        .iter()
+        .map(|ip| ip_record(&ns_name, options.node_ttl, *ip))
+        .collect();
+    zone.add_answer(&domain, RecordType::NS, vec![ns], ns_glue.clone());
+    for glue in ns_glue {
+        zone.push_record(glue);
+    }
+
+    // Group passing instances by (datacenter, service); remember every node, whatever its health.
+    let mut groups: BTreeMap<(String, String), Vec<Served<'_>>> = BTreeMap::new();
+    let mut nodes: BTreeMap<(String, String), &Node> = BTreeMap::new();
+    let mut stats = SnapshotStats {
+        services: state.services.len(),
+        ..SnapshotStats::default()
+    };
+    for (key, entries) in &state.services {
+        for entry in entries {
+            stats.instances += 1;
+            let datacenter = datacenter_of(&entry.node, &local_dc);
+            nodes
+                .entry((datacenter.clone(), entry.node.node.to_ascii_lowercase()))
+                .or_insert(&entry.node);
+            if !entry.is_passing() {
+                continue;
+            }
+            stats.passing_instances += 1;
+            let service = if entry.service.service.is_empty() {
+                key
+            } else {
+                &entry.service.service
+            };
+            groups
+                .entry((datacenter.clone(), service.to_ascii_lowercase()))
+                .or_default()
+                .push(Served { entry, datacenter });
+        }
+    }
+
+    let ctx = Context {
+        domain: &domain,
+        local_dc: &local_dc,
+        options,
+    };
+    for ((datacenter, service), mut instances) in groups {
+        // One stable order on every replica: node, instance ID, port.
+        instances.sort_by(|a, b| {
+            let key = |s: &Served<'_>| {
+                (
+                    s.entry.node.node.to_ascii_lowercase(),
+                    s.entry.service.id.clone(),
+                    s.entry.service.port,
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        ctx.add_service(&mut zone, &datacenter, &service, &instances);
+    }
+    for ((datacenter, _), node) in nodes {
+        ctx.add_node(&mut zone, &datacenter, node);
+    }
+    Ok((zone.build()?, stats))
+}
+
+struct Context<'a> {
+    domain: &'a Name,
+    local_dc: &'a str,
+    options: &'a ZoneOptions,
+}
+
+impl Context<'_> {
+    /// Names under `<kind>.<dc>.<domain>`, plus `<kind>.<domain>` for the local datacenter.
+    fn names(&self, labels: &[&str], kind: &str, datacenter: &str) -> Vec<Name> {
+        let mut suffixes = vec![format!("{kind}.{datacenter}")];
+        if datacenter == self.local_dc {
+            suffixes.push(kind.to_string());
+        }
+        suffixes
+            .iter()
+            .filter_map(|suffix| {
+                let text = if labels.is_empty() {
+                    suffix.clone()
+                } else {
+                    format!("{}.{suffix}", labels.join("."))
+                };
+                Name::from_ascii(text).ok()?.append_domain(self.domain).ok()
+            })
+            .collect()
+    }
+
+    fn add_service(
+        &self,
+        zone: &mut ZoneBuilder,
+        datacenter: &str,
+        service: &str,
+        instances: &[Served<'_>],
+    ) {
+        let all: Vec<&Served<'_>> = instances.iter().collect();
+        let rfc_service = format!("_{service}");
+        let mut owners = self.names(&[service], "service", datacenter);
+        owners.extend(self.names(&[&rfc_service, "_tcp"], "service", datacenter));
+        self.add_instance_set(zone, &owners, &all);
+
+        let tags: BTreeSet<String> = instances
+            .iter()
+            .flat_map(|s| s.entry.service.tags.iter().map(|t| t.to_ascii_lowercase()))
+            .collect();
+        for tag in &tags {
+            let tagged: Vec<&Served<'_>> = instances
+                .iter()
+                .filter(|s| s.entry.service.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)))
+                .collect();
+            let mut owners = self.names(&[tag, service], "service", datacenter);
+            if tag != "tcp" && !tag.contains('.') {
+                let rfc_tag = format!("_{tag}");
+                owners.extend(self.names(&[&rfc_service, &rfc_tag], "service", datacenter));
+            }
+            self.add_instance_set(zone, &owners, &tagged);
+        }
+    }
+
+    /// A, AAAA and SRV answers for one set of instances at each owner name.
+    fn add_instance_set(&self, zone: &mut ZoneBuilder, owners: &[Name], instances: &[&Served<'_>]) {
+        let ttl = self.options.service_ttl;
+        for owner in owners {
+            for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
+                let mut records: Vec<Record> = Vec::new();
+                let mut first_host: Option<String> = None;
+                for served in instances {
+                    match service_address(served.entry, family) {
+                        Some((Address::Ip(ip), _)) if family_matches(ip, family) => {
+                            let record = ip_record(owner, ttl, ip);
+                            if !records.contains(&record) {
+                                records.push(record);
+                            }
+                        }
+                        Some((Address::Host(host), _)) if first_host.is_none() => {
+                            first_host = Some(host);
+                        }
+                        _ => {}
+                    }
+                }
+                if records.is_empty() {
+                    // Consul answers with a CNAME only when no instance has an address of the
+                    // asked family, and then only the first hostname instance's.
+                    if let Some(target) = first_host.and_then(|h| fqdn(&h)) {
+                        records.push(Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target))));
+                    }
+                }
+                if !records.is_empty() {
+                    zone.add_answer(owner, rtype, records, Vec::new());
+                }
+            }
+
+            let mut srv_records: Vec<Record> = Vec::new();
+            let mut additionals: Vec<Record> = Vec::new();
+            let mut seen: BTreeSet<(String, String, u16)> = BTreeSet::new();
+            for served in instances {
+                let Some((address, origin)) = service_address(served.entry, Family::Any) else {
+                    continue;
+                };
+                let port = served.entry.service.port;
+                let address_text = match &address {
+                    Address::Ip(ip) => ip.to_string(),
+                    Address::Host(host) => host.clone(),
+                };
+                let dedup = (served.entry.node.node.to_ascii_lowercase(), address_text, port);
+                if !seen.insert(dedup) {
+                    continue;
+                }
+                let target = match &address {
+                    Address::Ip(ip) => {
+                        let node_form = origin == Origin::Node
+                            && served.entry.node.address.parse::<IpAddr>().ok() == Some(*ip);
+                        let target = if node_form {
+                            self.node_name(&served.entry.node.node, &served.datacenter)
+                        } else {
+                            self.addr_name(*ip, &served.datacenter)
+                        };
+                        let Some(target) = target else { continue };
+                        let glue = ip_record(&target, ttl, *ip);
+                        if !additionals.contains(&glue) {
+                            additionals.push(glue);
+                        }
+                        if !node_form {
+                            self.add_addr_name(zone, &target, *ip);
+                        }
+                        target
+                    }
+                    Address::Host(host) => {
+                        let Some(target) = fqdn(host) else { continue };
+                        target
+                    }
+                };
+                let weight = served.entry.service.weights.passing.min(u32::from(u16::MAX)) as u16;
+                srv_records.push(Record::from_rdata(
+                    owner.clone(),
+                    ttl,
+                    RData::SRV(SRV::new(1, weight, port, target)),
+                ));
+            }
+            if !srv_records.is_empty() {
+                zone.add_answer(owner, RecordType::SRV, srv_records, additionals);
+            }
+        }
+    }
+
+    fn add_node(&self, zone: &mut ZoneBuilder, datacenter: &str, node: &Node) {
+        let ttl = self.options.node_ttl;
+        let labels: Vec<&str> = vec![node.node.as_str()];
+        for owner in self.names(&labels, "node", datacenter) {
+            for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
+                let record = match node_address(node, family) {
+                    Some(Address::Ip(ip)) if family_matches(ip, family) => ip_record(&owner, ttl, ip),
+                    Some(Address::Host(host)) => match fqdn(&host) {
+                        Some(target) => Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target))),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                zone.add_answer(&owner, rtype, vec![record], Vec::new());
+            }
+        }
+    }
+
+    /// `<hex>.addr.<dc>.<domain>` answers with the address it encodes.
+    fn add_addr_name(&self, zone: &mut ZoneBuilder, owner: &Name, ip: IpAddr) {
+        let rtype = match ip {
+            IpAddr::V4(_) => RecordType::A,
+            IpAddr::V6(_) => RecordType::AAAA,
+        };
+        if zone.records(owner, rtype).is_none() {
+            zone.add_answer(owner, rtype, vec![ip_record(owner, self.options.node_ttl, ip)], Vec::new());
+        }
+    }
+
+    fn node_name(&self, node: &str, datacenter: &str) -> Option<Name> {
+        Name::from_ascii(format!("{node}.node.{datacenter}"))
+            .ok()?
+            .append_domain(self.domain)
+            .ok()
+    }
+
+    fn addr_name(&self, ip: IpAddr, datacenter: &str) -> Option<Name> {
+        Name::from_ascii(format!("{}.addr.{datacenter}", addr_label(ip)))
+            .ok()?
+            .append_domain(self.domain)
+            .ok()
+    }
+}
+
+/// Consul's hex form of an address: 8 digits for IPv4, 32 for IPv6, lower case.
+pub(crate) fn addr_label(ip: IpAddr) -> String {
+    let bytes: Vec<u8> = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The address Consul picks for an instance and a query family, and whether it came from the
+/// service or the node: the service's tagged `lan_ipv6`/`lan_ipv4`, then `Service.Address`,
+/// then the same on the node. No fallback from an unusable service address to the node.
+fn service_address(entry: &HealthEntry, family: Family) -> Option<(Address, Origin)> {
+    let service = &entry.service;
+    let tagged = |key: &str| {
+        service
+            .tagged_addresses
+            .get(key)
+            .map(|t| t.address.as_str())
+            .filter(|a| !a.is_empty())
+    };
+    if let Some(address) = translate(tagged("lan_ipv4"), tagged("lan_ipv6"), &service.address, family) {
+        return Some((address, Origin::Service));
+    }
+    node_address(&entry.node, family).map(|address| (address, Origin::Node))
+}
+
+fn node_address(node: &Node, family: Family) -> Option<Address> {
+    let tagged = |key: &str| {
+        node.tagged_addresses
+            .get(key)
+            .map(String::as_str)
+            .filter(|a| !a.is_empty())
+    };
+    translate(tagged("lan_ipv4"), tagged("lan_ipv6"), &node.address, family)
+}
+
+/// `translateAddressAccept`: IPv6 tagged address if accepted, then IPv4, then the default.
+fn translate(v4: Option<&str>, v6: Option<&str>, default: &str, family: Family) -> Option<Address> {
+    let pick = match family {
+        Family::V6 => v6,
+        Family::V4 => v4,
+        Family::Any => v6.or(v4),
+    };
+    let text = pick.unwrap_or(default).trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(match text.parse::<IpAddr>() {
+        Ok(ip) => Address::Ip(ip),
+        Err(_) => Address::Host(text.to_string()),
+    })
+}
+
+fn family_matches(ip: IpAddr, family: Family) -> bool {
+    matches!(
+        (ip, family),
+        (IpAddr::V4(_), Family::V4) | (IpAddr::V6(_), Family::V6) | (_, Family::Any)
+    )
+}
+
+fn ip_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
+    let data = match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    };
+    Record::from_rdata(owner.clone(), ttl, data)
+}
+
+fn fqdn(host: &str) -> Option<Name> {
+    let mut name = Name::from_ascii(host).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+fn datacenter_of(node: &Node, local_dc: &str) -> String {
+    if node.datacenter.is_empty() {
+        local_dc.to_string()
+    } else {
+        node.datacenter.to_ascii_lowercase()
+    }
+}
+
+/// The SOA serial follows the registry state, so replicas with the same state agree: the
+/// registry index when there is one, else the highest modify index in the data, else a
+/// checksum of the data.
+fn serial_of(state: &RegistryState) -> u32 {
+    if state.index > 0 {
+        return (state.index & u64::from(u32::MAX)) as u32;
+    }
+    let highest = state
+        .services
+        .values()
+        .flatten()
+        .flat_map(|e| {
+            [e.node.modify_index, e.service.modify_index]
+                .into_iter()
+                .chain(e.checks.iter().map(|c| c.modify_index))
+        })
+        .max()
+        .unwrap_or(0);
+    if highest > 0 {
+        return (highest & u64::from(u32::MAX)) as u32;
+    }
+    let bytes = serde_json::to_vec(&state.services).unwrap_or_default();
+    crc32fast::hash(&bytes).max(1)
+}
