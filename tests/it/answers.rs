@@ -1,0 +1,1 @@
+//! Answers from the registry zone (issue: the core).
