@@ -1,6 +1,8 @@
 //! One integration test binary: every module drives the real `snapdns` binary over real
 //! sockets on loopback.
 
+#![allow(unreachable_pub)] // test helpers are shared between modules of one crate
+
 mod support;
 
 mod answers;
