@@ -78,12 +78,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let apex = wire_key(&config.domain).map_err(StartError::Domain)?;
     let responder = Responder::new(store.clone(), &apex, static_zones.clone(), policy);
 
+    // The registry file is read before the sockets open, so the first query sees its data.
+    let mut file_source = match &config.registry {
+        RegistrySource::File(path) => {
+            let mut source =
+                file_source::FileSource::new(path.clone(), zone_options.clone(), store.clone());
+            source.load_once();
+            Some(source)
+        }
+        RegistrySource::Consul(_) => None,
+    };
+
     // Bind every socket before serving anything, so a bad address fails start-up cleanly.
     let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
     for addr in &config.listen {
         let (udp, tcp) = bind_pair(*addr, config.udp_workers).await?;
-        let bound = udp[0].local_addr().map_err(|source| StartError::Bind { proto: "udp", addr: *addr, source })?;
+        let bound = udp[0].local_addr().map_err(|source| StartError::Bind {
+            proto: "udp",
+            addr: *addr,
+            source,
+        })?;
         info!("listening on udp {bound}");
         info!("listening on tcp {bound}");
         udp_sockets.extend(udp);
@@ -91,8 +106,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = udp::spawn_workers(udp_sockets, responder.clone(), forwarding.clone(), metrics.clone(), stop.clone())
-        .map_err(StartError::Thread)?;
+    let workers = udp::spawn_workers(
+        udp_sockets,
+        responder.clone(),
+        forwarding.clone(),
+        metrics.clone(),
+        stop.clone(),
+    )
+    .map_err(StartError::Thread)?;
     let mut server = Server::new(TcpHandler::new(responder, forwarding, metrics.clone()));
     for listener in tcp_listeners {
         server.register_listener(listener, config.tcp_idle_timeout, 64 * 1024);
@@ -101,10 +122,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let token = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     match &config.registry {
-        RegistrySource::File(path) => {
-            let mut source = file_source::FileSource::new(path.clone(), zone_options, store.clone());
-            source.load_once();
-            tasks.spawn(source.watch(token.child_token()));
+        RegistrySource::File(_) => {
+            if let Some(source) = file_source.take() {
+                tasks.spawn(source.watch(token.child_token()));
+            }
         }
         RegistrySource::Consul(url) => {
             warn!(%url, "the Consul HTTP source is not built yet; serving no registry data");
@@ -147,23 +168,47 @@ pub fn zone_options(config: &Config) -> ZoneOptions {
 
 /// UDP sockets and a TCP listener on the same address; with port 0 the UDP socket picks the
 /// port and TCP takes the same one (retrying when that port is taken for TCP).
-async fn bind_pair(addr: SocketAddr, workers: usize) -> Result<(Vec<std::net::UdpSocket>, TcpListener), StartError> {
+async fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(Vec<std::net::UdpSocket>, TcpListener), StartError> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last_error = None;
     for _ in 0..attempts {
-        let udp = udp::bind(addr, workers).map_err(|source| StartError::Bind { proto: "udp", addr, source })?;
-        let port = udp[0].local_addr().map_err(|source| StartError::Bind { proto: "udp", addr, source })?.port();
+        let udp = udp::bind(addr, workers).map_err(|source| StartError::Bind {
+            proto: "udp",
+            addr,
+            source,
+        })?;
+        let port = udp[0]
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                proto: "udp",
+                addr,
+                source,
+            })?
+            .port();
         let tcp_addr = SocketAddr::new(addr.ip(), port);
         match bind_tcp(tcp_addr) {
             Ok(listener) => return Ok((udp, listener)),
-            Err(source) => last_error = Some(StartError::Bind { proto: "tcp", addr: tcp_addr, source }),
+            Err(source) => {
+                last_error = Some(StartError::Bind {
+                    proto: "tcp",
+                    addr: tcp_addr,
+                    source,
+                })
+            }
         }
     }
     Err(last_error.expect("at least one attempt"))
 }
 
 fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -313,8 +313,12 @@ impl Environment {
     /// Reads the process environment and /etc/resolv.conf.
     pub fn from_process() -> Self {
         Self {
-            consul_http_addr: std::env::var("CONSUL_HTTP_ADDR").ok().filter(|v| !v.is_empty()),
-            consul_http_token: std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|v| !v.is_empty()),
+            consul_http_addr: std::env::var("CONSUL_HTTP_ADDR")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            consul_http_token: std::env::var("CONSUL_HTTP_TOKEN")
+                .ok()
+                .filter(|v| !v.is_empty()),
             resolv_conf: std::fs::read_to_string("/etc/resolv.conf").ok(),
         }
     }
@@ -347,24 +351,47 @@ impl Config {
             Some(text) => parse_registry(text)?,
             None => RegistrySource::Consul(normalise_url(
                 "registry",
-                env.consul_http_addr.as_deref().unwrap_or("http://127.0.0.1:8500"),
+                env.consul_http_addr
+                    .as_deref()
+                    .unwrap_or("http://127.0.0.1:8500"),
             )?),
         };
         let domain_text = args.domain.as_deref().unwrap_or("consul.");
         let mut domain = Name::from_ascii(domain_text)
-            .map_err(|e| ConfigError::new("domain", format!("{domain_text:?} is not a domain name: {e}")))?
+            .map_err(|e| {
+                ConfigError::new(
+                    "domain",
+                    format!("{domain_text:?} is not a domain name: {e}"),
+                )
+            })?
             .to_lowercase();
         domain.set_fqdn(true);
         if domain.is_root() {
-            return Err(ConfigError::new("domain", "the registry domain cannot be the root"));
+            return Err(ConfigError::new(
+                "domain",
+                "the registry domain cannot be the root",
+            ));
         }
-        let datacenter = args.datacenter.as_deref().unwrap_or("dc1").to_ascii_lowercase();
-        if datacenter.is_empty() || datacenter.contains('.') || Name::from_ascii(&datacenter).is_err() {
-            return Err(ConfigError::new("datacenter", format!("{datacenter:?} is not a single DNS label")));
+        let datacenter = args
+            .datacenter
+            .as_deref()
+            .unwrap_or("dc1")
+            .to_ascii_lowercase();
+        if datacenter.is_empty()
+            || datacenter.contains('.')
+            || Name::from_ascii(&datacenter).is_err()
+        {
+            return Err(ConfigError::new(
+                "datacenter",
+                format!("{datacenter:?} is not a single DNS label"),
+            ));
         }
         let max_udp_size = args.max_udp_size.unwrap_or(1232);
         if max_udp_size < 512 {
-            return Err(ConfigError::new("max-udp-size", format!("{max_udp_size} is below 512")));
+            return Err(ConfigError::new(
+                "max-udp-size",
+                format!("{max_udp_size} is below 512"),
+            ));
         }
         let udp_workers = args
             .udp_workers
@@ -380,37 +407,72 @@ impl Config {
         let token = match &args.token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::new("token-file", format!("cannot read {}: {e}", path.display())))?
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "token-file",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
                     .trim()
                     .to_string(),
             ),
             None => env.consul_http_token.clone(),
         }
         .filter(|t| !t.is_empty());
-        for (key, path) in [("ca-file", &args.ca_file), ("client-cert", &args.client_cert), ("client-key", &args.client_key)] {
+        for (key, path) in [
+            ("ca-file", &args.ca_file),
+            ("client-cert", &args.client_cert),
+            ("client-key", &args.client_key),
+        ] {
             if let Some(path) = path {
                 if !path.is_file() {
-                    return Err(ConfigError::new(key, format!("{} is not a readable file", path.display())));
+                    return Err(ConfigError::new(
+                        key,
+                        format!("{} is not a readable file", path.display()),
+                    ));
                 }
             }
         }
         let client_identity = match (&args.client_cert, &args.client_key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             (None, None) => None,
-            (Some(_), None) => return Err(ConfigError::new("client-key", "required with --client-cert")),
-            (None, Some(_)) => return Err(ConfigError::new("client-cert", "required with --client-key")),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "client-key",
+                    "required with --client-cert",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "client-cert",
+                    "required with --client-key",
+                ))
+            }
         };
         let max_concurrent_requests = args.max_concurrent_requests.unwrap_or(8);
         if max_concurrent_requests == 0 {
-            return Err(ConfigError::new("max-concurrent-requests", "must be at least 1"));
+            return Err(ConfigError::new(
+                "max-concurrent-requests",
+                "must be at least 1",
+            ));
         }
         let self_preservation_threshold = args.self_preservation_threshold.unwrap_or(0.5);
         if !(0.0..=1.0).contains(&self_preservation_threshold) {
-            return Err(ConfigError::new("self-preservation-threshold", "must be between 0 and 1"));
+            return Err(ConfigError::new(
+                "self-preservation-threshold",
+                "must be between 0 and 1",
+            ));
         }
-        let blocking_wait = duration("blocking-wait", args.blocking_wait.as_deref(), Duration::from_secs(60))?;
+        let blocking_wait = duration(
+            "blocking-wait",
+            args.blocking_wait.as_deref(),
+            Duration::from_secs(60),
+        )?;
         if blocking_wait > Duration::from_secs(600) {
-            return Err(ConfigError::new("blocking-wait", "Consul caps blocking queries at 10m"));
+            return Err(ConfigError::new(
+                "blocking-wait",
+                "Consul caps blocking queries at 10m",
+            ));
         }
         let upstreams = if args.no_forward {
             Vec::new()
@@ -423,10 +485,16 @@ impl Config {
                 .collect::<Result<_, _>>()?
         };
         if let Some(own) = upstreams.iter().find(|u| listen.contains(u)) {
-            return Err(ConfigError::new("upstream", format!("{own} is one of our own listen addresses")));
+            return Err(ConfigError::new(
+                "upstream",
+                format!("{own} is one of our own listen addresses"),
+            ));
         }
         let allow_recursion = if args.allow_recursion.is_empty() {
-            vec!["127.0.0.0/8".parse().expect("valid"), "::1/128".parse().expect("valid")]
+            vec![
+                "127.0.0.0/8".parse().expect("valid"),
+                "::1/128".parse().expect("valid"),
+            ]
         } else {
             args.allow_recursion
                 .iter()
@@ -434,8 +502,16 @@ impl Config {
                 .collect::<Result<_, _>>()?
         };
         let cache_size = args.cache_size.unwrap_or(10_000);
-        let cache_min_ttl = duration("cache-min-ttl", args.cache_min_ttl.as_deref(), Duration::ZERO)?;
-        let cache_max_ttl = duration("cache-max-ttl", args.cache_max_ttl.as_deref(), Duration::from_secs(3600))?;
+        let cache_min_ttl = duration(
+            "cache-min-ttl",
+            args.cache_min_ttl.as_deref(),
+            Duration::ZERO,
+        )?;
+        let cache_max_ttl = duration(
+            "cache-max-ttl",
+            args.cache_max_ttl.as_deref(),
+            Duration::from_secs(3600),
+        )?;
         if cache_min_ttl > cache_max_ttl {
             return Err(ConfigError::new("cache-min-ttl", "is above cache-max-ttl"));
         }
@@ -444,33 +520,72 @@ impl Config {
             registry,
             domain,
             datacenter,
-            state_dir: args.state_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/snapdns")),
+            state_dir: args
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/var/lib/snapdns")),
             service_ttl: ttl("service-ttl", args.service_ttl.as_deref())?,
             node_ttl: ttl("node-ttl", args.node_ttl.as_deref())?,
             negative_ttl: ttl("negative-ttl", args.negative_ttl.as_deref())?,
             max_udp_size,
             shuffle: !args.no_shuffle,
             udp_workers,
-            tcp_idle_timeout: duration("tcp-idle-timeout", args.tcp_idle_timeout.as_deref(), Duration::from_secs(10))?,
+            tcp_idle_timeout: duration(
+                "tcp-idle-timeout",
+                args.tcp_idle_timeout.as_deref(),
+                Duration::from_secs(10),
+            )?,
             http,
             token,
             ca_file: args.ca_file.clone(),
             client_identity,
             consistent: args.consistent,
-            sync_interval: nonzero(duration("sync-interval", args.sync_interval.as_deref(), Duration::from_secs(30))?, "sync-interval")?,
-            request_timeout: nonzero(duration("request-timeout", args.request_timeout.as_deref(), Duration::from_secs(10))?, "request-timeout")?,
+            sync_interval: nonzero(
+                duration(
+                    "sync-interval",
+                    args.sync_interval.as_deref(),
+                    Duration::from_secs(30),
+                )?,
+                "sync-interval",
+            )?,
+            request_timeout: nonzero(
+                duration(
+                    "request-timeout",
+                    args.request_timeout.as_deref(),
+                    Duration::from_secs(10),
+                )?,
+                "request-timeout",
+            )?,
             blocking_wait,
             max_concurrent_requests,
             self_preservation_threshold,
-            self_preservation_window: duration("self-preservation-window", args.self_preservation_window.as_deref(), Duration::from_secs(300))?,
+            self_preservation_window: duration(
+                "self-preservation-window",
+                args.self_preservation_window.as_deref(),
+                Duration::from_secs(300),
+            )?,
             upstreams,
-            upstream_timeout: nonzero(duration("upstream-timeout", args.upstream_timeout.as_deref(), Duration::from_secs(2))?, "upstream-timeout")?,
+            upstream_timeout: nonzero(
+                duration(
+                    "upstream-timeout",
+                    args.upstream_timeout.as_deref(),
+                    Duration::from_secs(2),
+                )?,
+                "upstream-timeout",
+            )?,
             allow_recursion,
-            zones_dir: args.zones_dir.clone().unwrap_or_else(|| PathBuf::from("zones")),
+            zones_dir: args
+                .zones_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("zones")),
             cache_size,
             cache_min_ttl,
             cache_max_ttl,
-            cache_max_negative_ttl: duration("cache-max-negative-ttl", args.cache_max_negative_ttl.as_deref(), Duration::from_secs(300))?,
+            cache_max_negative_ttl: duration(
+                "cache-max-negative-ttl",
+                args.cache_max_negative_ttl.as_deref(),
+                Duration::from_secs(300),
+            )?,
             config_file: None,
         })
     }
@@ -489,7 +604,11 @@ fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
             .unwrap_or_default();
         ConfigError::new(
             &format!("config {}", path.display()),
-            if key.is_empty() { message.replace('\n', " ") } else { format!("{key}: {}", message.replace('\n', " ")) },
+            if key.is_empty() {
+                message.replace('\n', " ")
+            } else {
+                format!("{key}: {}", message.replace('\n', " "))
+            },
         )
     })
 }
@@ -530,8 +649,14 @@ fn merge(flags: &ServeArgs, file: ServeArgs) -> ServeArgs {
         request_timeout: pick(&flags.request_timeout, file.request_timeout),
         blocking_wait: pick(&flags.blocking_wait, file.blocking_wait),
         max_concurrent_requests: pick(&flags.max_concurrent_requests, file.max_concurrent_requests),
-        self_preservation_threshold: pick(&flags.self_preservation_threshold, file.self_preservation_threshold),
-        self_preservation_window: pick(&flags.self_preservation_window, file.self_preservation_window),
+        self_preservation_threshold: pick(
+            &flags.self_preservation_threshold,
+            file.self_preservation_threshold,
+        ),
+        self_preservation_window: pick(
+            &flags.self_preservation_window,
+            file.self_preservation_window,
+        ),
         upstream: list(&flags.upstream, file.upstream),
         no_forward: flags.no_forward || file.no_forward,
         upstream_timeout: pick(&flags.upstream_timeout, file.upstream_timeout),
@@ -573,21 +698,36 @@ fn normalise_url(key: &str, text: &str) -> Result<String, ConfigError> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| ConfigError::new(key, format!("{text:?}: only http and https are supported")))?;
+        .ok_or_else(|| {
+            ConfigError::new(key, format!("{text:?}: only http and https are supported"))
+        })?;
     if rest.is_empty() || rest.contains('/') {
-        return Err(ConfigError::new(key, format!("{text:?} must be scheme://host:port without a path")));
+        return Err(ConfigError::new(
+            key,
+            format!("{text:?} must be scheme://host:port without a path"),
+        ));
     }
     Ok(url)
 }
 
-fn parse_socket_addr(key: &str, text: &str, default_port: Option<u16>) -> Result<SocketAddr, ConfigError> {
+fn parse_socket_addr(
+    key: &str,
+    text: &str,
+    default_port: Option<u16>,
+) -> Result<SocketAddr, ConfigError> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    if let (Some(port), Ok(ip)) = (default_port, text.trim_matches(['[', ']']).parse::<IpAddr>()) {
+    if let (Some(port), Ok(ip)) = (
+        default_port,
+        text.trim_matches(['[', ']']).parse::<IpAddr>(),
+    ) {
         return Ok(SocketAddr::new(ip, port));
     }
-    Err(ConfigError::new(key, format!("{text:?} is not an IP:PORT address")))
+    Err(ConfigError::new(
+        key,
+        format!("{text:?} is not an IP:PORT address"),
+    ))
 }
 
 fn parse_net(text: &str) -> Result<IpNet, ConfigError> {
@@ -604,7 +744,9 @@ fn resolv_conf_nameservers(text: &str, listen: &[SocketAddr]) -> Vec<SocketAddr>
     text.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
-            (words.next() == Some("nameserver")).then(|| words.next()).flatten()
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
         })
         .filter(|word| !word.contains('%')) // a scoped link-local address needs its interface
         .filter_map(|word| word.parse::<IpAddr>().ok())
@@ -620,7 +762,9 @@ fn resolv_conf_nameservers(text: &str, listen: &[SocketAddr]) -> Vec<SocketAddr>
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number.parse().ok()?;
     let seconds = match unit {
@@ -636,8 +780,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 fn duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
     match text {
         None => Ok(default),
-        Some(text) => parse_duration(text)
-            .ok_or_else(|| ConfigError::new(key, format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h"))),
+        Some(text) => parse_duration(text).ok_or_else(|| {
+            ConfigError::new(
+                key,
+                format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h"),
+            )
+        }),
     }
 }
 

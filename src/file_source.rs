@@ -56,7 +56,9 @@ impl FileSource {
                         );
                         self.store.publish(Arc::new(snapshot));
                     }
-                    Err(err) => error!(path = %self.path.display(), error = %err, "registry file not served; keeping the previous snapshot"),
+                    Err(err) => {
+                        error!(path = %self.path.display(), error = %err, "registry file not served; keeping the previous snapshot")
+                    }
                 }
             }
             Err(err) => error!("{err}; keeping the previous snapshot"),

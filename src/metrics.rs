@@ -19,7 +19,9 @@ pub const QTYPES: [(&str, u16); 8] = [
 ];
 
 /// Response codes counted separately; everything else is `other`.
-pub const RCODES: [&str; 6] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
+pub const RCODES: [&str; 6] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
+];
 
 /// Upper bounds (seconds) of the answer latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 10] = [
@@ -63,8 +65,10 @@ impl Metrics {
             self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_nanos
-            .fetch_add(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.latency_sum_nanos.fetch_add(
+            elapsed.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// Counts a message that got no answer.

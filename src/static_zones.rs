@@ -97,13 +97,17 @@ pub fn load_file(path: &Path) -> Result<Zone, ZoneFileError> {
         .file_stem()
         .and_then(|stem| stem.to_str())
         .and_then(|stem| Name::from_ascii(format!("{stem}.")).ok());
-    let (origin, rrsets) = Parser::new(text.as_str(), Some(path.to_path_buf()), default_origin.clone())
-        .parse()
-        .map_err(|error| ZoneFileError::Parse {
-            path: path.to_path_buf(),
-            line: failing_line(&text, path, default_origin.as_ref()),
-            message: error.to_string(),
-        })?;
+    let (origin, rrsets) = Parser::new(
+        text.as_str(),
+        Some(path.to_path_buf()),
+        default_origin.clone(),
+    )
+    .parse()
+    .map_err(|error| ZoneFileError::Parse {
+        path: path.to_path_buf(),
+        line: failing_line(&text, path, default_origin.as_ref()),
+        message: error.to_string(),
+    })?;
     let origin = origin.to_lowercase();
     let mut by_name: BTreeMap<Name, BTreeMap<RecordType, Vec<Record>>> = BTreeMap::new();
     for rrset in rrsets.values() {
@@ -168,7 +172,10 @@ fn target_of(record: &Record) -> Option<Name> {
     }
 }
 
-fn addresses_at(by_name: &BTreeMap<Name, BTreeMap<RecordType, Vec<Record>>>, target: &Name) -> Vec<Record> {
+fn addresses_at(
+    by_name: &BTreeMap<Name, BTreeMap<RecordType, Vec<Record>>>,
+    target: &Name,
+) -> Vec<Record> {
     let Some(types) = by_name.get(&target.to_lowercase()) else {
         return Vec::new();
     };

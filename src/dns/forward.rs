@@ -29,11 +29,19 @@ impl Forwarder {
     /// The client's query relayed upstream; the response as bytes for the client.
     pub async fn resolve(&self, query: &[u8], _limit: usize) -> Option<Vec<u8>> {
         for upstream in &self.config.upstreams {
-            let bind: SocketAddr = if upstream.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+            let bind: SocketAddr = if upstream.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            }
+            .parse()
+            .ok()?;
             let socket = UdpSocket::bind(bind).await.ok()?;
             socket.send_to(query, upstream).await.ok()?;
             let mut buf = vec![0u8; 65535];
-            if let Ok(Ok((len, _))) = tokio::time::timeout(self.config.timeout, socket.recv_from(&mut buf)).await {
+            if let Ok(Ok((len, _))) =
+                tokio::time::timeout(self.config.timeout, socket.recv_from(&mut buf)).await
+            {
                 buf.truncate(len);
                 return Some(buf);
             }

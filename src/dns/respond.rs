@@ -112,7 +112,10 @@ impl Responder {
 
     fn allowed(&self, client: IpAddr) -> bool {
         let client = canonical(client);
-        self.policy.allow_recursion.iter().any(|net| net.contains(&client))
+        self.policy
+            .allow_recursion
+            .iter()
+            .any(|net| net.contains(&client))
     }
 
     /// Answers `message` into `out` (cleared first) when the name is served locally.
@@ -294,7 +297,14 @@ impl Reply<'_> {
         self.push_opt(out, badvers.high());
     }
 
-    fn header(&self, out: &mut Vec<u8>, authoritative: bool, rcode: ResponseCode, answers: u16, authorities: u16) {
+    fn header(
+        &self,
+        out: &mut Vec<u8>,
+        authoritative: bool,
+        rcode: ResponseCode,
+        answers: u16,
+        authorities: u16,
+    ) {
         out.extend_from_slice(&self.query.id.to_be_bytes());
         out.extend_from_slice(&self.flags(authoritative, false, rcode));
         out.extend_from_slice(&1u16.to_be_bytes());
@@ -310,7 +320,19 @@ impl Reply<'_> {
             return;
         }
         let payload = self.max_udp_size.to_be_bytes();
-        out.extend_from_slice(&[0, 0, 41, payload[0], payload[1], extended_rcode, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&[
+            0,
+            0,
+            41,
+            payload[0],
+            payload[1],
+            extended_rcode,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
         let additionals = u16::from_be_bytes([out[10], out[11]]) + 1;
         out[10..12].copy_from_slice(&additionals.to_be_bytes());
     }
@@ -327,7 +349,12 @@ impl Reply<'_> {
         };
         let owner: &Name = &full.queries[0].name().clone();
         let qtype: RecordType = full.queries[0].query_type();
-        let budget = self.limit - if self.query.edns.is_some() { OPT_LEN } else { 0 };
+        let budget = self.limit
+            - if self.query.edns.is_some() {
+                OPT_LEN
+            } else {
+                0
+            };
         // Largest prefix that fits: binary search over the number of answers.
         let (mut low, mut high) = (0usize, full.answers.len());
         let mut best: Option<Vec<u8>> = None;
@@ -335,7 +362,8 @@ impl Reply<'_> {
             let keep = (low + high) / 2;
             let kept = &full.answers[..keep];
             let additionals = crate::zone::additionals_for(kept, &full.additionals);
-            let encoded = crate::zone::response(owner, qtype, kept, &[], &additionals, true).to_vec();
+            let encoded =
+                crate::zone::response(owner, qtype, kept, &[], &additionals, true).to_vec();
             match encoded {
                 Ok(bytes) if bytes.len() <= budget => {
                     best = Some(bytes);
@@ -367,7 +395,13 @@ impl Reply<'_> {
 }
 
 /// A header-only error response (FORMERR, NOTIMP) for a message whose question is unusable.
-fn write_error(out: &mut Vec<u8>, id: u16, op_code: u8, recursion_desired: bool, rcode: ResponseCode) {
+fn write_error(
+    out: &mut Vec<u8>,
+    id: u16,
+    op_code: u8,
+    recursion_desired: bool,
+    rcode: ResponseCode,
+) {
     out.extend_from_slice(&id.to_be_bytes());
     let mut high = FLAG_QR | ((op_code & 0x0f) << 3);
     if recursion_desired {

@@ -59,7 +59,11 @@ impl RequestHandler for TcpHandler {
         let bytes = match outcome {
             Outcome::Reply => bytes,
             Outcome::Ignore => return servfail_info(request),
-            Outcome::Forward => match self.forwarding.resolve(request.as_slice(), MAX_MESSAGE_LEN).await {
+            Outcome::Forward => match self
+                .forwarding
+                .resolve(request.as_slice(), MAX_MESSAGE_LEN)
+                .await
+            {
                 Some(bytes) => bytes,
                 None => return servfail_info(request),
             },
@@ -95,7 +99,11 @@ impl RequestHandler for TcpHandler {
 }
 
 fn servfail_info(request: &Request) -> ResponseInfo {
-    let mut metadata = Metadata::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
+    let mut metadata = Metadata::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
     metadata.response_code = ResponseCode::ServFail;
     Header {
         metadata,

@@ -88,7 +88,14 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             let (len, peer) = match self.socket.recv_from(&mut request) {
                 Ok(received) => received,
-                Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => continue,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Err(error) => {
                     // ICMP errors from earlier sends surface here on some systems; keep going.
                     debug!(%error, "udp receive failed");
@@ -97,10 +104,13 @@ impl Worker {
             };
             let started = std::time::Instant::now();
             let message = &request[..len];
-            match self
-                .responder
-                .respond(message, peer.ip(), Transport::Udp, &mut response, &mut scratch)
-            {
+            match self.responder.respond(
+                message,
+                peer.ip(),
+                Transport::Udp,
+                &mut response,
+                &mut scratch,
+            ) {
                 Outcome::Reply => {
                     self.metrics.observe_answer(&response, started);
                     if let Err(error) = self.socket.send_to(&response, peer) {

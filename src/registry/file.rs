@@ -99,7 +99,9 @@ mod tests {
             panic!("expected a parse error, got {error}");
         };
         assert_eq!((*line, *column), (3, 14));
-        assert!(error.to_string().starts_with("registry file r.json line 3 column 14: "));
+        assert!(error
+            .to_string()
+            .starts_with("registry file r.json line 3 column 14: "));
     }
 
     #[test]

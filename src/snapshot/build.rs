@@ -88,7 +88,11 @@ pub(super) fn registry_zone(
         )),
     );
     let mut zone = ZoneBuilder::new(&domain, soa, serial);
-    let ns = Record::from_rdata(domain.clone(), options.node_ttl, RData::NS(NS(ns_name.clone())));
+    let ns = Record::from_rdata(
+        domain.clone(),
+        options.node_ttl,
+        RData::NS(NS(ns_name.clone())),
+    );
     let ns_glue: Vec<Record> = options
         .nameserver_addresses
         .iter()
@@ -200,7 +204,13 @@ impl Context<'_> {
         for tag in &tags {
             let tagged: Vec<&Served<'_>> = instances
                 .iter()
-                .filter(|s| s.entry.service.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)))
+                .filter(|s| {
+                    s.entry
+                        .service
+                        .tags
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case(tag))
+                })
                 .collect();
             let mut owners = self.names(&[tag, service], "service", datacenter);
             if tag != "tcp" && !tag.contains('.') {
@@ -236,7 +246,11 @@ impl Context<'_> {
                     // Consul answers with a CNAME only when no instance has an address of the
                     // asked family, and then only the first hostname instance's.
                     if let Some(target) = first_host.and_then(|h| fqdn(&h)) {
-                        records.push(Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target))));
+                        records.push(Record::from_rdata(
+                            owner.clone(),
+                            ttl,
+                            RData::CNAME(CNAME(target)),
+                        ));
                     }
                 }
                 if !records.is_empty() {
@@ -256,7 +270,11 @@ impl Context<'_> {
                     Address::Ip(ip) => ip.to_string(),
                     Address::Host(host) => host.clone(),
                 };
-                let dedup = (served.entry.node.node.to_ascii_lowercase(), address_text, port);
+                let dedup = (
+                    served.entry.node.node.to_ascii_lowercase(),
+                    address_text,
+                    port,
+                );
                 if !seen.insert(dedup) {
                     continue;
                 }
@@ -284,7 +302,12 @@ impl Context<'_> {
                         target
                     }
                 };
-                let weight = served.entry.service.weights.passing.min(u32::from(u16::MAX)) as u16;
+                let weight = served
+                    .entry
+                    .service
+                    .weights
+                    .passing
+                    .min(u32::from(u16::MAX)) as u16;
                 srv_records.push(Record::from_rdata(
                     owner.clone(),
                     ttl,
@@ -303,9 +326,13 @@ impl Context<'_> {
         for owner in self.names(&labels, "node", datacenter) {
             for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
                 let record = match node_address(node, family) {
-                    Some(Address::Ip(ip)) if family_matches(ip, family) => ip_record(&owner, ttl, ip),
+                    Some(Address::Ip(ip)) if family_matches(ip, family) => {
+                        ip_record(&owner, ttl, ip)
+                    }
                     Some(Address::Host(host)) => match fqdn(&host) {
-                        Some(target) => Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target))),
+                        Some(target) => {
+                            Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target)))
+                        }
                         None => continue,
                     },
                     _ => continue,
@@ -322,7 +349,12 @@ impl Context<'_> {
             IpAddr::V6(_) => RecordType::AAAA,
         };
         if zone.records(owner, rtype).is_none() {
-            zone.add_answer(owner, rtype, vec![ip_record(owner, self.options.node_ttl, ip)], Vec::new());
+            zone.add_answer(
+                owner,
+                rtype,
+                vec![ip_record(owner, self.options.node_ttl, ip)],
+                Vec::new(),
+            );
         }
     }
 
@@ -362,7 +394,12 @@ fn service_address(entry: &HealthEntry, family: Family) -> Option<(Address, Orig
             .map(|t| t.address.as_str())
             .filter(|a| !a.is_empty())
     };
-    if let Some(address) = translate(tagged("lan_ipv4"), tagged("lan_ipv6"), &service.address, family) {
+    if let Some(address) = translate(
+        tagged("lan_ipv4"),
+        tagged("lan_ipv6"),
+        &service.address,
+        family,
+    ) {
         return Some((address, Origin::Service));
     }
     node_address(&entry.node, family).map(|address| (address, Origin::Node))
@@ -375,7 +412,12 @@ fn node_address(node: &Node, family: Family) -> Option<Address> {
             .map(String::as_str)
             .filter(|a| !a.is_empty())
     };
-    translate(tagged("lan_ipv4"), tagged("lan_ipv6"), &node.address, family)
+    translate(
+        tagged("lan_ipv4"),
+        tagged("lan_ipv6"),
+        &node.address,
+        family,
+    )
 }
 
 /// `translateAddressAccept`: IPv6 tagged address if accepted, then IPv4, then the default.

@@ -50,7 +50,11 @@ impl ZoneBuilder {
         additionals: Vec<Record>,
     ) {
         let owner = owner.to_lowercase();
-        debug_assert!(self.apex.zone_of(&owner), "{owner} is outside {}", self.apex);
+        debug_assert!(
+            self.apex.zone_of(&owner),
+            "{owner} is outside {}",
+            self.apex
+        );
         self.names.entry(owner).or_default().insert(
             u16::from(rtype),
             RrsetInput {

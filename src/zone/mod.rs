@@ -11,8 +11,8 @@ mod builder;
 mod prepared;
 
 pub use builder::{wire_key, ZoneBuilder};
-pub use prepared::{Prepared, MAX_MESSAGE_LEN};
 pub(crate) use prepared::{additionals_for, response};
+pub use prepared::{Prepared, MAX_MESSAGE_LEN};
 
 use hickory_proto::rr::RecordType;
 use rustc_hash::FxHashMap;
@@ -64,10 +64,11 @@ impl Zone {
                 .or_else(|| by_type.first())
         } else {
             // An alias answers every type it does not hold itself (RFC 1034 §3.6.2).
-            by_type
-                .iter()
-                .find(|(ty, _)| *ty == qtype)
-                .or_else(|| by_type.iter().find(|(ty, _)| *ty == u16::from(RecordType::CNAME)))
+            by_type.iter().find(|(ty, _)| *ty == qtype).or_else(|| {
+                by_type
+                    .iter()
+                    .find(|(ty, _)| *ty == u16::from(RecordType::CNAME))
+            })
         };
         match found {
             Some((_, prepared)) => Lookup::Answer(prepared),
@@ -158,7 +159,10 @@ mod tests {
     #[test]
     fn subdomain_keys_respect_label_boundaries() {
         let consul = b"\x06consul\x00";
-        assert!(is_subdomain_key(b"\x03web\x07service\x06consul\x00", consul));
+        assert!(is_subdomain_key(
+            b"\x03web\x07service\x06consul\x00",
+            consul
+        ));
         assert!(is_subdomain_key(consul, consul));
         assert!(!is_subdomain_key(b"\x07xconsul\x00", consul));
         assert!(!is_subdomain_key(b"\x03com\x00", consul));

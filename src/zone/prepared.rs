@@ -174,7 +174,9 @@ fn uniform_len(answers: &[Record], section_len: usize) -> u8 {
         RecordType::AAAA => 28,
         _ => return 0,
     };
-    let same_type = answers.iter().all(|r| r.record_type() == first.record_type());
+    let same_type = answers
+        .iter()
+        .all(|r| r.record_type() == first.record_type());
     if same_type && section_len == unit * answers.len() {
         unit as u8
     } else {

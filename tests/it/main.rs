@@ -5,4 +5,6 @@
 
 mod support;
 
+mod registry_fixture;
+
 mod answers;

@@ -79,7 +79,7 @@ impl Server {
     pub fn start_in(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Self {
         let mut command = Command::new(binary());
         command.arg("serve").args(args);
-        let has = |flag: &str| args.iter().any(|a| *a == flag);
+        let has = |flag: &str| args.contains(&flag);
         if !has("--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
@@ -101,7 +101,10 @@ impl Server {
         command.env("RUST_LOG", "info,snapdns=debug");
         command.env_remove("CONSUL_HTTP_ADDR");
         command.env_remove("CONSUL_HTTP_TOKEN");
-        command.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = command.spawn().expect("spawn snapdns");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
@@ -128,10 +131,16 @@ impl Server {
             server.exited().is_some() || server.log_line_after("listening on udp ").is_some()
         });
         let udp = server.log_line_after("listening on udp ");
-        assert!(found && udp.is_some(), "snapdns did not start:\n{}", server.log());
+        assert!(
+            found && udp.is_some(),
+            "snapdns did not start:\n{}",
+            server.log()
+        );
         server.addr = udp.unwrap().parse().expect("udp address");
         // The HTTP listener is bound and logged before the DNS sockets.
-        server.http = server.log_line_after("listening on http ").and_then(|a| a.parse().ok());
+        server.http = server
+            .log_line_after("listening on http ")
+            .and_then(|a| a.parse().ok());
         server
     }
 
@@ -161,7 +170,10 @@ impl Server {
     /// Sends a signal to the process.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("running").id();
-        let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -204,7 +216,10 @@ pub fn run_to_exit(args: &[&str]) -> (i32, String) {
         .stdin(Stdio::null())
         .output()
         .expect("run snapdns");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// A query message for `name`/`qtype`, with EDNS when `edns_payload` is set.
@@ -221,13 +236,19 @@ pub fn query_message(name: &str, qtype: RecordType, edns_payload: Option<u16>) -
 }
 
 fn rand_id() -> u16 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() & 0xffff) as u16
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        & 0xffff) as u16
 }
 
 /// Sends raw bytes over UDP from `bind` and returns the raw reply (None after 2 s).
 pub fn udp_raw_from(bind: &str, addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind(bind).expect("bind client");
-    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     socket.send_to(bytes, addr).expect("send");
     let mut buf = vec![0u8; 65535];
     let (len, _) = socket.recv_from(&mut buf).ok()?;
@@ -248,7 +269,8 @@ pub fn udp(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
 /// A UDP query with an optional EDNS payload size.
 pub fn udp_edns(addr: SocketAddr, name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
     let query = query_message(name, qtype, edns);
-    let reply = udp_raw(addr, &query.to_vec().unwrap()).unwrap_or_else(|| panic!("no UDP answer for {name} {qtype}"));
+    let reply = udp_raw(addr, &query.to_vec().unwrap())
+        .unwrap_or_else(|| panic!("no UDP answer for {name} {qtype}"));
     let message = Message::from_vec(&reply).expect("decodable answer");
     assert_eq!(message.metadata.id, query.metadata.id, "reply ID matches");
     message
@@ -257,7 +279,9 @@ pub fn udp_edns(addr: SocketAddr, name: &str, qtype: RecordType, edns: Option<u1
 /// Sends raw bytes over TCP (length-prefixed) and returns the raw reply.
 pub fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
     stream.write_all(&framed).unwrap();
@@ -314,6 +338,9 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Runs `dig` with `args` and returns stdout.
 pub fn dig(args: &[&str]) -> String {
-    let output = Command::new("dig").args(args).output().expect("dig is installed (bind9-dnsutils)");
+    let output = Command::new("dig")
+        .args(args)
+        .output()
+        .expect("dig is installed (bind9-dnsutils)");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

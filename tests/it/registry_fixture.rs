@@ -1,0 +1,58 @@
+//! Registry files for tests, in the format Consul's `GET /v1/health/service/<name>` returns.
+
+use serde_json::{json, Value};
+
+/// One health entry: `node` at `node_addr` running `service` (id `<service>-<port>-<node>`)
+/// on `port`, with a service address (empty: use the node's), tags, and the status of its
+/// service check (the node's serfHealth passes).
+pub fn entry(
+    node: &str,
+    node_addr: &str,
+    service: &str,
+    service_addr: &str,
+    port: u16,
+    tags: &[&str],
+    status: &str,
+) -> Value {
+    let id = format!("{service}-{port}-{node}");
+    json!({
+        "Node": {
+            "ID": "", "Node": node, "Address": node_addr, "Datacenter": "dc1",
+            "TaggedAddresses": {"lan": node_addr}, "Meta": {}, "CreateIndex": 5, "ModifyIndex": 5
+        },
+        "Service": {
+            "ID": id, "Service": service, "Tags": tags, "Address": service_addr,
+            "Meta": null, "Port": port, "Weights": {"Passing": 1, "Warning": 1},
+            "EnableTagOverride": false, "CreateIndex": 7, "ModifyIndex": 7
+        },
+        "Checks": [
+            {"Node": node, "CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing",
+             "Notes": "", "Output": "", "ServiceID": "", "ServiceName": "", "ServiceTags": [], "Type": "",
+             "CreateIndex": 5, "ModifyIndex": 5},
+            {"Node": node, "CheckID": format!("service:{id}"), "Name": "check", "Status": status,
+             "Notes": "", "Output": "", "ServiceID": id, "ServiceName": service, "ServiceTags": tags,
+             "Type": "http", "CreateIndex": 7, "ModifyIndex": 7}
+        ]
+    })
+}
+
+/// A registry of `count` passing `service` instances on nodes `n00`, `n01`, ... at
+/// 10.9.X.Y, port 8000 + i.
+pub fn many(service: &str, count: usize) -> Value {
+    let entries: Vec<Value> = (0..count)
+        .map(|i| {
+            let node = format!("n{i:03}");
+            let addr = format!("10.9.{}.{}", i / 250, i % 250 + 1);
+            entry(
+                &node,
+                &addr,
+                service,
+                "",
+                8000 + i as u16,
+                &["t"],
+                "passing",
+            )
+        })
+        .collect();
+    json!({ service: entries })
+}
