@@ -60,10 +60,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     static_zones.store(Arc::new(static_zones::load_dir(&config.zones_dir)));
 
     let forwarder = (!config.upstreams.is_empty()).then(|| {
-        Arc::new(Forwarder::new(ForwardConfig {
-            upstreams: config.upstreams.clone(),
-            timeout: config.upstream_timeout,
-        }))
+        Arc::new(Forwarder::new(
+            ForwardConfig {
+                upstreams: config.upstreams.clone(),
+                timeout: config.upstream_timeout,
+                cache_size: config.cache_size,
+                cache_min_ttl: config.cache_min_ttl,
+                cache_max_ttl: config.cache_max_ttl,
+                cache_max_negative_ttl: config.cache_max_negative_ttl,
+                max_udp_size: config.max_udp_size,
+            },
+            metrics.clone(),
+        ))
     });
     let forwarding = Forwarding {
         runtime: tokio::runtime::Handle::current(),

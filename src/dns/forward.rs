@@ -1,51 +1,152 @@
-//! Forwarding of names outside the served zones to upstream resolvers.
+//! Forwarding of names outside the served zones to upstream resolvers, with a cache, as
+//! dnsmasq does in front of Consul.
+//!
+//! Only queries from clients allowed to recurse get here (the [`Responder`] answers the
+//! registry and static zones itself and refuses everyone else), so this module never sees a
+//! registry name. It relays the question with hickory-net ([`upstream`]), keeps the answer in
+//! a moka cache for its TTL ([`cache`]) and frames it for the client ([`reply`]). Concurrent
+//! misses for one question share one upstream exchange. See docs/forwarding.md.
+//!
+//! [`Responder`]: super::Responder
+
+mod cache;
+mod reply;
+mod upstream;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use moka::future::Cache;
+
+use self::cache::{ByLifetime, CacheKey, Cached, TtlPolicy};
+use self::reply::Client;
+use self::upstream::{AllFailed, Upstreams};
+use super::query::ParsedQuery;
+use crate::metrics::Metrics;
 
 /// Settings of the forwarder.
 #[derive(Clone, Debug)]
 pub struct ForwardConfig {
     /// Upstreams, tried in order.
     pub upstreams: Vec<SocketAddr>,
-    /// Per-upstream timeout.
+    /// How long one upstream has to answer (UDP, and TCP after a truncated answer) before the
+    /// next one is tried.
     pub timeout: Duration,
+    /// Cache capacity in entries.
+    pub cache_size: u64,
+    /// Positive TTLs below this are raised to it.
+    pub cache_min_ttl: Duration,
+    /// Positive TTLs above this are lowered to it.
+    pub cache_max_ttl: Duration,
+    /// Negative answers are kept at most this long.
+    pub cache_max_negative_ttl: Duration,
+    /// The UDP payload size we advertise to EDNS clients.
+    pub max_udp_size: u16,
 }
 
-/// Relays queries to upstream resolvers.
-#[derive(Debug)]
+/// Relays queries to upstream resolvers and caches their answers.
 pub struct Forwarder {
-    config: ForwardConfig,
+    upstreams: Upstreams,
+    cache: Cache<CacheKey, Arc<Cached>>,
+    policy: TtlPolicy,
+    max_udp_size: u16,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("upstreams", &self.upstreams.addrs())
+            .field("policy", &self.policy)
+            .field("cached", &self.cache.entry_count())
+            .finish()
+    }
 }
 
 impl Forwarder {
-    /// A forwarder over `config.upstreams`.
-    pub fn new(config: ForwardConfig) -> Self {
-        Self { config }
+    /// A forwarder over `config.upstreams`. Must be called inside the tokio runtime.
+    pub fn new(config: ForwardConfig, metrics: Arc<Metrics>) -> Self {
+        let seconds = |duration: Duration| u32::try_from(duration.as_secs()).unwrap_or(u32::MAX);
+        let cache = Cache::builder()
+            .max_capacity(config.cache_size)
+            .expire_after(ByLifetime)
+            .build();
+        Self {
+            upstreams: Upstreams::new(&config.upstreams, config.timeout, metrics.clone()),
+            cache,
+            policy: TtlPolicy {
+                min: seconds(config.cache_min_ttl),
+                max: seconds(config.cache_max_ttl),
+                max_negative: seconds(config.cache_max_negative_ttl),
+            },
+            max_udp_size: config.max_udp_size,
+            metrics,
+        }
     }
 
-    /// The client's query relayed upstream; the response as bytes for the client.
-    pub async fn resolve(&self, query: &[u8], _limit: usize) -> Option<Vec<u8>> {
-        for upstream in &self.config.upstreams {
-            let bind: SocketAddr = if upstream.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            }
-            .parse()
-            .ok()?;
-            let socket = UdpSocket::bind(bind).await.ok()?;
-            socket.send_to(query, upstream).await.ok()?;
-            let mut buf = vec![0u8; 65535];
-            if let Ok(Ok((len, _))) =
-                tokio::time::timeout(self.config.timeout, socket.recv_from(&mut buf)).await
-            {
-                buf.truncate(len);
-                return Some(buf);
-            }
+    /// The response to a forwarded query, ready to send: the client's ID and question, RA=1,
+    /// TTLs counted down when cached, at most `limit` bytes (TC=1 beyond). SERVFAIL when every
+    /// upstream failed; `None` only for a message that is not a query.
+    pub async fn resolve(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
+        let parsed = ParsedQuery::parse(query).ok()?;
+        let client = Client::new(&parsed, query, self.max_udp_size)?;
+        self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
+        let qtype = RecordType::from(parsed.qtype);
+        match qtype {
+            // Answered here: no amplification through us, no load on the upstreams.
+            RecordType::ANY => return Some(client.minimal_any(limit)),
+            // A zone transfer through a cache makes no sense.
+            RecordType::AXFR | RecordType::IXFR => return Some(client.error(ResponseCode::NotImp)),
+            _ => {}
         }
-        None
+        let key = CacheKey {
+            name: parsed.key().into(),
+            qtype: parsed.qtype,
+            qclass: parsed.qclass,
+            dnssec_ok: client.dnssec_ok(),
+            checking_disabled: client.checking_disabled(),
+        };
+        let response = match self.lookup(&key, &client).await {
+            Ok(cached) => {
+                let sections = cached.sections_at(Instant::now());
+                client.answer(cached.rcode, cached.authentic_data, sections, limit)
+            }
+            Err(_) => client.error(ResponseCode::ServFail),
+        };
+        Some(response)
+    }
+
+    /// The cached answer for `key`, or one fetched upstream and cached. Concurrent callers
+    /// with the same key wait for one fetch (moka coalesces the init futures); failures are
+    /// shared with those waiters but never cached.
+    async fn lookup(
+        &self,
+        key: &CacheKey,
+        client: &Client<'_>,
+    ) -> Result<Arc<Cached>, Arc<AllFailed>> {
+        let fetch = async {
+            self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+            // Ask in lower case: the cached answer serves every spelling of the name.
+            let mut question = client.query.clone();
+            question.set_name(question.name().to_lowercase());
+            let message = self
+                .upstreams
+                .exchange(&question, client.dnssec_ok(), client.checking_disabled())
+                .await?;
+            Ok::<_, AllFailed>(Arc::new(Cached::new(message, &self.policy, Instant::now())))
+        };
+        let entry = self
+            .cache
+            .entry_by_ref(key)
+            .or_try_insert_with(fetch)
+            .await?;
+        if !entry.is_fresh() {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(entry.into_value())
     }
 }

@@ -8,3 +8,5 @@ mod support;
 mod registry_fixture;
 
 mod answers;
+
+mod forward;
