@@ -10,3 +10,7 @@ mod registry_fixture;
 mod answers;
 
 mod forward;
+
+mod haproxy;
+
+mod glibc;
