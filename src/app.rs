@@ -21,9 +21,12 @@ use crate::config::{Config, RegistrySource};
 use crate::dns::forward::{ForwardConfig, Forwarder};
 use crate::dns::{udp, AnswerPolicy, Forwarding, Responder, TcpHandler};
 use crate::metrics::Metrics;
+use crate::registry::consul::{ConsulClient, ConsulConfig, ConsulError};
 use crate::snapshot::{SnapshotStore, ZoneOptions};
+use crate::sync::status::{SourceInfo, SyncStatus};
+use crate::sync::{SyncSettings, SyncTask};
 use crate::zone::{wire_key, ZoneSet};
-use crate::{file_source, static_zones};
+use crate::{file_source, http, static_zones, sync};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,9 @@ pub enum StartError {
     /// A thread could not be started.
     #[error("cannot start worker threads: {0}")]
     Thread(#[source] std::io::Error),
+    /// The Consul client cannot be set up (CA file, client certificate, token).
+    #[error("{0}")]
+    Registry(#[source] ConsulError),
     /// The registry domain cannot be encoded.
     #[error("invalid registry domain: {0}")]
     Domain(#[source] hickory_proto::ProtoError),
@@ -97,6 +103,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         RegistrySource::Consul(_) => None,
     };
 
+    // Consul: serve the persisted state before the first sync. Health is bound before DNS.
+    let status = Arc::new(sync_status(&config));
+    let sync_settings = sync_settings(&config, zone_options.clone());
+    if let RegistrySource::Consul(_) = &config.registry {
+        sync::restore(&sync_settings, &store, &status);
+    }
+    let http_listener = match config.http {
+        Some(addr) => Some(http::bind(addr).await.map_err(|source| StartError::Bind {
+            proto: "http",
+            addr,
+            source,
+        })?),
+        None => None,
+    };
+
     // Bind every socket before serving anything, so a bad address fails start-up cleanly.
     let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
@@ -135,9 +156,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 tasks.spawn(source.watch(token.child_token()));
             }
         }
-        RegistrySource::Consul(url) => {
-            warn!(%url, "the Consul HTTP source is not built yet; serving no registry data");
+        RegistrySource::Consul(_) => {
+            let client = ConsulClient::new(consul_config(&config)).map_err(StartError::Registry)?;
+            let task = SyncTask::new(client, sync_settings, store.clone(), status.clone());
+            tasks.spawn(task.run(token.child_token()));
         }
+    }
+    if let Some(listener) = http_listener {
+        let source = Arc::new(http::HealthSource {
+            store: store.clone(),
+            status: status.clone(),
+            started: std::time::SystemTime::now(),
+        });
+        tasks.spawn(http::serve(listener, source, token.child_token()));
     }
 
     shutdown.await;
@@ -155,6 +186,53 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         warn!("shutdown grace period elapsed");
     }
     Ok(())
+}
+
+/// The sync status shown by `/health`, for either source.
+fn sync_status(config: &Config) -> SyncStatus {
+    match &config.registry {
+        RegistrySource::File(path) => {
+            SyncStatus::new(SourceInfo::File { path: path.clone() }, None)
+        }
+        RegistrySource::Consul(url) => SyncStatus::new(
+            SourceInfo::Consul {
+                url: url.clone(),
+                datacenter: config.datacenter.clone(),
+            },
+            Some(config.state_dir.clone()),
+        ),
+    }
+}
+
+/// How the sync engine reaches Consul.
+fn consul_config(config: &Config) -> ConsulConfig {
+    let url = match &config.registry {
+        RegistrySource::Consul(url) => url.clone(),
+        RegistrySource::File(_) => String::new(),
+    };
+    ConsulConfig {
+        url,
+        token: config.token.clone(),
+        ca_file: config.ca_file.clone(),
+        client_identity: config.client_identity.clone(),
+        datacenter: config.datacenter.clone(),
+        consistent: config.consistent,
+        request_timeout: config.request_timeout,
+    }
+}
+
+/// The sync engine's settings.
+fn sync_settings(config: &Config, zone: ZoneOptions) -> SyncSettings {
+    SyncSettings {
+        sync_interval: config.sync_interval,
+        blocking_wait: config.blocking_wait,
+        max_concurrent_requests: config.max_concurrent_requests,
+        self_preservation_threshold: config.self_preservation_threshold,
+        self_preservation_window: config.self_preservation_window,
+        state_dir: config.state_dir.clone(),
+        datacenter: config.datacenter.clone(),
+        zone,
+    }
 }
 
 /// The zone shape from the configuration.

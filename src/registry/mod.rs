@@ -3,6 +3,7 @@
 //! Only this module knows Consul's JSON. Sources produce a [`RegistryState`]; they never
 //! touch the snapshot or DNS.
 
+pub mod consul;
 pub mod file;
 mod model;
 

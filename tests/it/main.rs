@@ -14,3 +14,5 @@ mod forward;
 mod haproxy;
 
 mod glibc;
+
+mod sync;

@@ -1,0 +1,518 @@
+//! Consul's HTTP API as a registry source: the reqwest client and everything about Consul's wire
+//! format (paths, query parameters, `X-Consul-*` headers, error statuses).
+//!
+//! Nothing else in the crate knows Consul's HTTP API. This module does not decide when to ask;
+//! [`crate::sync`] does. Every request asks for gzip and counts the bytes that crossed the wire,
+//! so the cost of a sync is visible. The ACL token is sent as `X-Consul-Token`, marked sensitive,
+//! and never appears in a URL, a log line or an error.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING};
+use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use super::{HealthCheck, HealthEntry};
+
+/// How to reach Consul.
+#[derive(Clone)]
+pub struct ConsulConfig {
+    /// Base URL, `http(s)://host:port` without a trailing slash.
+    pub url: String,
+    /// ACL token, sent as `X-Consul-Token`.
+    pub token: Option<String>,
+    /// CA certificate (PEM) that Consul's HTTPS certificate must chain to; replaces the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    /// The datacenter asked about (`?dc=`).
+    pub datacenter: String,
+    /// `?consistent` instead of `?stale`.
+    pub consistent: bool,
+    /// Timeout of one request; blocking queries get their wait on top.
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ConsulConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulConfig")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("datacenter", &self.datacenter)
+            .field("consistent", &self.consistent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a Consul request failed. Messages never contain the token.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsulError {
+    /// The client could not be set up (bad CA or client certificate).
+    #[error("cannot set up the Consul client: {0}")]
+    Setup(String),
+    /// No connection could be made, or it broke before a status line arrived.
+    #[error("{path}: registry unreachable: {message}")]
+    Unreachable {
+        /// The API path asked for.
+        path: String,
+        /// The transport error, with its causes.
+        message: String,
+    },
+    /// No complete answer within the timeout.
+    #[error("{path}: no answer within {timeout:?}")]
+    Timeout {
+        /// The API path asked for.
+        path: String,
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
+    /// Consul answered with an error status; `body` is its plain-text message.
+    #[error("{path}: consul answered {status}: {body}")]
+    Status {
+        /// The API path asked for.
+        path: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// The first line of the body, trimmed.
+        body: String,
+    },
+    /// The body could not be read or decoded (truncated, malformed, not gzip).
+    #[error("{path}: bad response: {message}")]
+    BadResponse {
+        /// The API path asked for.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A kind of registry fault, for health and for logging once per change of state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// Connection refused, reset, DNS failure.
+    Unreachable,
+    /// A request timed out.
+    Timeout,
+    /// `500 No cluster leader` (only without `?stale`).
+    NoLeader,
+    /// 403: the token is unknown or may not read.
+    AclDenied,
+    /// 429 or 503: rate limited, retry later or elsewhere.
+    RateLimited,
+    /// Any other 5xx.
+    ServerError,
+    /// Any other status, or a body that does not decode.
+    BadResponse,
+    /// The registry index went backwards (snapshot restore, or a lagging server).
+    IndexBackwards,
+    /// The client cannot be set up.
+    Setup,
+}
+
+impl FaultKind {
+    /// The name used in health output and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::NoLeader => "no_leader",
+            Self::AclDenied => "acl_denied",
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::BadResponse => "bad_response",
+            Self::IndexBackwards => "index_backwards",
+            Self::Setup => "setup",
+        }
+    }
+}
+
+impl ConsulError {
+    /// The kind of fault, for health and log deduplication.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Self::Setup(_) => FaultKind::Setup,
+            Self::Unreachable { .. } => FaultKind::Unreachable,
+            Self::Timeout { .. } => FaultKind::Timeout,
+            Self::BadResponse { .. } => FaultKind::BadResponse,
+            Self::Status { status, body, .. } => match status.as_u16() {
+                403 => FaultKind::AclDenied,
+                429 | 503 => FaultKind::RateLimited,
+                500 if body.contains("No cluster leader") => FaultKind::NoLeader,
+                500..=599 => FaultKind::ServerError,
+                _ => FaultKind::BadResponse,
+            },
+        }
+    }
+
+    /// Whether retrying the same request soon may succeed (not for ACL or parameter errors).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self.kind(), FaultKind::AclDenied | FaultKind::Setup)
+            && !matches!(self, Self::Status { status, .. } if status.is_client_error() && status.as_u16() != 429)
+    }
+}
+
+/// One decoded answer and its metadata.
+#[derive(Clone, Debug)]
+pub struct Fetched<T> {
+    /// The decoded body.
+    pub value: T,
+    /// `X-Consul-Index`, at least 1 (Consul never sends 0; a missing header reads as 1).
+    pub index: u64,
+    /// `X-Consul-KnownLeader` (absent reads as true).
+    pub known_leader: bool,
+    /// `X-Consul-LastContact` in milliseconds.
+    pub last_contact_ms: u64,
+    /// `X-Consul-Default-ACL-Policy` was `deny`.
+    pub acl_default_deny: bool,
+    /// Bytes of body received on the wire (compressed when Consul compressed it).
+    pub wire_bytes: u64,
+    /// Bytes of JSON after decompression.
+    pub json_bytes: u64,
+}
+
+impl<T> Fetched<T> {
+    /// The same answer with its value transformed.
+    pub fn map<U>(self, change: impl FnOnce(T) -> U) -> Fetched<U> {
+        Fetched {
+            value: change(self.value),
+            index: self.index,
+            known_leader: self.known_leader,
+            last_contact_ms: self.last_contact_ms,
+            acl_default_deny: self.acl_default_deny,
+            wire_bytes: self.wire_bytes,
+            json_bytes: self.json_bytes,
+        }
+    }
+}
+
+/// `GET /v1/catalog/services`: service name -> tags.
+pub type ServiceList = BTreeMap<String, Vec<String>>;
+
+impl Fetched<ServiceList> {
+    /// Fails when the catalog looks unreadable rather than empty: a readable catalog always lists
+    /// Consul's own `consul` service, so an empty one under a default-deny ACL policy means the
+    /// token is missing or may not read services (Consul answers 200 with `{}`, not 403).
+    pub fn ensure_readable(&self) -> Result<(), ConsulError> {
+        if self.value.is_empty() && self.acl_default_deny {
+            return Err(ConsulError::Status {
+                path: "/v1/catalog/services".into(),
+                status: StatusCode::FORBIDDEN,
+                body: "empty catalog under a default-deny ACL policy: the token is missing or may not read services".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A blocking query: wait until the registry index exceeds `index`, at most `wait`.
+#[derive(Clone, Copy, Debug)]
+pub struct Blocking {
+    /// The last `X-Consul-Index` seen (0 never blocks).
+    pub index: u64,
+    /// How long Consul may hold the request.
+    pub wait: Duration,
+}
+
+/// A client for one Consul agent or server.
+#[derive(Clone, Debug)]
+pub struct ConsulClient {
+    http: reqwest::Client,
+    base: Url,
+    config: ConsulConfig,
+}
+
+impl ConsulClient {
+    /// Builds the client: TLS roots from the CA file, optional client identity, the token header.
+    pub fn new(config: ConsulConfig) -> Result<Self, ConsulError> {
+        // reqwest is built without a default crypto provider; install ring once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = Url::parse(&config.url)
+            .map_err(|e| ConsulError::Setup(format!("{}: {e}", config.url)))?;
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &config.token {
+            let mut value = HeaderValue::from_str(token).map_err(|_| {
+                ConsulError::Setup("the ACL token is not a valid header value".into())
+            })?;
+            value.set_sensitive(true);
+            headers.insert("X-Consul-Token", value);
+        }
+        // We ask for gzip ourselves and decode it here, so the bytes on the wire can be counted.
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let mut builder = reqwest::Client::builder()
+            .no_gzip()
+            .default_headers(headers)
+            .user_agent(concat!("snapdns/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tls_backend_rustls();
+        if let Some(ca_file) = &config.ca_file {
+            let pem = read(ca_file)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ConsulError::Setup(format!("{}: {e}", ca_file.display())))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some((cert, key)) = &config.client_identity {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                ConsulError::Setup(format!("{} / {}: {e}", cert.display(), key.display()))
+            })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ConsulError::Setup(error_chain(&e)))?;
+        Ok(Self { http, base, config })
+    }
+
+    /// The base URL, for logs and health.
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    /// `GET /v1/catalog/services`: every service name and its tags.
+    pub async fn services(
+        &self,
+        blocking: Option<Blocking>,
+    ) -> Result<Fetched<ServiceList>, ConsulError> {
+        self.get(&["catalog", "services"], blocking).await
+    }
+
+    /// `GET /v1/health/state/any`: every check in the datacenter, node and service checks.
+    pub async fn checks(
+        &self,
+        blocking: Option<Blocking>,
+    ) -> Result<Fetched<Vec<HealthCheck>>, ConsulError> {
+        self.get(&["health", "state", "any"], blocking).await
+    }
+
+    /// `GET /v1/health/service/<name>`: every instance of one service, unfiltered (the snapshot
+    /// build filters health, so warning and critical instances are known too).
+    pub async fn service(&self, name: &str) -> Result<Fetched<Vec<HealthEntry>>, ConsulError> {
+        self.get(&["health", "service", name], None).await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        blocking: Option<Blocking>,
+    ) -> Result<Fetched<T>, ConsulError> {
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().map_err(|()| {
+                ConsulError::Setup(format!("{} cannot be a base URL", self.config.url))
+            })?;
+            path.clear().push("v1").extend(segments);
+        }
+        let path = url.path().to_string();
+        let mut query = format!("dc={}", encode_query(&self.config.datacenter));
+        query.push_str(if self.config.consistent {
+            "&consistent"
+        } else {
+            "&stale"
+        });
+        let mut timeout = self.config.request_timeout;
+        if let Some(blocking) = blocking {
+            let wait_ms = blocking.wait.as_millis().max(1);
+            query.push_str(&format!("&index={}&wait={wait_ms}ms", blocking.index));
+            // Consul adds up to wait/16 of jitter to the wait.
+            timeout += blocking.wait + blocking.wait / 16;
+        }
+        url.set_query(Some(&query));
+        let send = async {
+            let response = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| transport_error(&path, &e))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(&path, &e))?;
+            Ok::<_, ConsulError>((status, headers, body))
+        };
+        let (status, headers, body) =
+            tokio::time::timeout(timeout, send)
+                .await
+                .map_err(|_| ConsulError::Timeout {
+                    path: path.clone(),
+                    timeout,
+                })??;
+        let wire_bytes = body.len() as u64;
+        let json = decode_body(&path, &headers, &body)?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&json);
+            let line = text.lines().next().unwrap_or("").trim();
+            return Err(ConsulError::Status {
+                path,
+                status,
+                body: line.chars().take(200).collect(),
+            });
+        }
+        let value = serde_json::from_slice(&json).map_err(|e| ConsulError::BadResponse {
+            path: path.clone(),
+            message: format!("invalid JSON: {e}"),
+        })?;
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        Ok(Fetched {
+            value,
+            index: header("X-Consul-Index")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1)
+                .max(1),
+            known_leader: header("X-Consul-KnownLeader") != Some("false"),
+            last_contact_ms: header("X-Consul-LastContact")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            acl_default_deny: header("X-Consul-Default-ACL-Policy") == Some("deny"),
+            wire_bytes,
+            json_bytes: json.len() as u64,
+        })
+    }
+}
+
+/// Gunzips the body when Consul compressed it (it does for bodies of 1400 bytes or more).
+fn decode_body(path: &str, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ConsulError> {
+    let gzipped = headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzipped {
+        return Ok(body.to_vec());
+    }
+    let mut out = Vec::with_capacity(body.len() * 8);
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .map_err(|e| ConsulError::BadResponse {
+            path: path.to_string(),
+            message: format!("bad gzip body: {e}"),
+        })?;
+    Ok(out)
+}
+
+fn transport_error(path: &str, error: &reqwest::Error) -> ConsulError {
+    let message = error_chain(error);
+    if error.is_body() || error.is_decode() {
+        ConsulError::BadResponse {
+            path: path.to_string(),
+            message,
+        }
+    } else {
+        ConsulError::Unreachable {
+            path: path.to_string(),
+            message,
+        }
+    }
+}
+
+/// The error and its sources on one line (reqwest's own message names the URL, never the token).
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ConsulError> {
+    std::fs::read(path)
+        .map_err(|e| ConsulError::Setup(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn encode_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, body: &str) -> ConsulError {
+        ConsulError::Status {
+            path: "/v1/catalog/services".into(),
+            status: StatusCode::from_u16(code).unwrap(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_fault_kinds() {
+        assert_eq!(status(500, "No cluster leader").kind(), FaultKind::NoLeader);
+        assert_eq!(
+            status(500, "No path to datacenter").kind(),
+            FaultKind::ServerError
+        );
+        assert_eq!(status(403, "ACL not found").kind(), FaultKind::AclDenied);
+        assert_eq!(
+            status(429, "rate limit exceeded").kind(),
+            FaultKind::RateLimited
+        );
+        assert_eq!(status(503, "").kind(), FaultKind::RateLimited);
+        assert_eq!(
+            status(400, "Invalid wait time").kind(),
+            FaultKind::BadResponse
+        );
+        assert!(!status(403, "ACL not found").is_retryable());
+        assert!(!status(400, "Invalid index").is_retryable());
+        assert!(status(429, "").is_retryable());
+        assert!(status(500, "No cluster leader").is_retryable());
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode_query("dc1"), "dc1");
+        assert_eq!(encode_query("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn gzip_bodies_are_decoded() {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(b"{\"web\":[]}").unwrap();
+        let body = encoder.finish().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(decode_body("/p", &headers, &body).unwrap(), b"{\"web\":[]}");
+        assert!(decode_body("/p", &headers, b"not gzip").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let config = ConsulConfig {
+            url: "http://127.0.0.1:8500".into(),
+            token: Some("s3cr3t-token".into()),
+            ca_file: None,
+            client_identity: None,
+            datacenter: "dc1".into(),
+            consistent: false,
+            request_timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+    }
+}

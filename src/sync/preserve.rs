@@ -1,0 +1,262 @@
+//! Self-preservation: a sync that would stop serving more than a share of the served instances
+//! at once is taken for a registry or network fault, not for reality.
+//!
+//! The departing instances keep being served (with their last known entry) until they have been
+//! gone for the window, or until the registry serves them again. Only instances that were being
+//! served count: an instance "departs" when it disappears from the registry or stops passing
+//! its checks, so a partition that turns every node's `serfHealth` critical is held just like an
+//! emptied catalog. The trade-off (a real mass failure is hidden for the window) is described in
+//! docs/sync.md. Pure logic: the caller supplies the clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::registry::{HealthEntry, RegistryState};
+
+/// (service key, node name, instance ID): one instance.
+type InstanceKey = (String, String, String);
+
+/// An instance kept although the registry no longer serves it.
+#[derive(Clone, Debug)]
+struct Held {
+    entry: HealthEntry,
+    since: Instant,
+}
+
+/// What one application of self-preservation did, for logs and health.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// More than the threshold would have gone at once: `departing` of `served` are held.
+    Triggered {
+        /// Instances held now.
+        departing: usize,
+        /// Instances served before this sync.
+        served: usize,
+    },
+    /// Held instances that the registry serves again.
+    Returned(usize),
+    /// Held instances let go after the window.
+    Released(usize),
+}
+
+/// The self-preservation state of one sync engine.
+#[derive(Debug)]
+pub struct SelfPreservation {
+    threshold: f64,
+    window: Duration,
+    held: BTreeMap<InstanceKey, Held>,
+}
+
+impl SelfPreservation {
+    /// `threshold` is the share of served instances (0 disables); `window` how long to hold.
+    pub fn new(threshold: f64, window: Duration) -> Self {
+        Self {
+            threshold,
+            window,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// Instances held now.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// When the oldest held instance is due for release.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.held.values().map(|h| h.since + self.window).min()
+    }
+
+    /// When the current episode started (its oldest held instance).
+    pub fn since(&self) -> Option<Instant> {
+        self.held.values().map(|h| h.since).min()
+    }
+
+    /// The state to publish, given the registry's `truth` and the state served until now.
+    pub fn apply(
+        &mut self,
+        truth: &RegistryState,
+        published: &RegistryState,
+        now: Instant,
+    ) -> (RegistryState, Vec<Event>) {
+        let mut events = Vec::new();
+        let served_before = served(published);
+        let served_now: BTreeSet<InstanceKey> = served(truth).into_keys().collect();
+
+        let returned: Vec<InstanceKey> = self
+            .held
+            .keys()
+            .filter(|k| served_now.contains(*k))
+            .cloned()
+            .collect();
+        for key in &returned {
+            self.held.remove(key);
+        }
+        if !returned.is_empty() {
+            events.push(Event::Returned(returned.len()));
+        }
+        let window = self.window;
+        let released: BTreeSet<InstanceKey> = self
+            .held
+            .iter()
+            .filter(|(_, h)| now.saturating_duration_since(h.since) >= window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &released {
+            self.held.remove(key);
+        }
+        if !released.is_empty() {
+            events.push(Event::Released(released.len()));
+        }
+
+        let departing: Vec<(&InstanceKey, &&HealthEntry)> = served_before
+            .iter()
+            .filter(|(k, _)| {
+                !served_now.contains(*k) && !self.held.contains_key(*k) && !released.contains(*k)
+            })
+            .collect();
+        let share = departing.len() as f64 / served_before.len().max(1) as f64;
+        if self.threshold > 0.0 && !departing.is_empty() && share > self.threshold {
+            events.push(Event::Triggered {
+                departing: departing.len(),
+                served: served_before.len(),
+            });
+            for (key, entry) in departing {
+                self.held.insert(
+                    key.clone(),
+                    Held {
+                        entry: (*entry).clone(),
+                        since: now,
+                    },
+                );
+            }
+        }
+
+        let mut state = truth.clone();
+        for ((service, node, id), held) in &self.held {
+            let entries = state.services.entry(service.clone()).or_default();
+            match entries
+                .iter_mut()
+                .find(|e| e.node.node == *node && e.service.id == *id)
+            {
+                Some(existing) => *existing = held.entry.clone(),
+                None => entries.push(held.entry.clone()),
+            }
+        }
+        (state, events)
+    }
+}
+
+/// Every instance `state` serves (all checks passing), by key.
+fn served(state: &RegistryState) -> BTreeMap<InstanceKey, &HealthEntry> {
+    state
+        .services
+        .iter()
+        .flat_map(|(service, entries)| {
+            entries.iter().filter(|e| e.is_passing()).map(move |e| {
+                (
+                    (service.clone(), e.node.node.clone(), e.service.id.clone()),
+                    e,
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::HealthCheck;
+
+    fn state(instances: &[(&str, &str, &str)]) -> RegistryState {
+        let mut state = RegistryState::default();
+        for (service, node, status) in instances {
+            let mut entry = HealthEntry::default();
+            entry.node.node = (*node).into();
+            entry.service.id = format!("{service}-{node}");
+            entry.service.service = (*service).into();
+            entry.checks.push(HealthCheck {
+                status: (*status).into(),
+                ..HealthCheck::default()
+            });
+            state
+                .services
+                .entry((*service).into())
+                .or_default()
+                .push(entry);
+        }
+        state
+    }
+
+    fn served_count(state: &RegistryState) -> usize {
+        served(state).len()
+    }
+
+    #[test]
+    fn small_drops_apply_at_once() {
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let before = state(&[
+            ("web", "a", "passing"),
+            ("web", "b", "passing"),
+            ("db", "c", "passing"),
+        ]);
+        let after = state(&[("web", "a", "passing"), ("db", "c", "passing")]);
+        let (published, events) = sp.apply(&after, &before, Instant::now());
+        assert_eq!(served_count(&published), 2);
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn mass_drop_is_held_until_the_window_passes() {
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let before = state(&[
+            ("web", "a", "passing"),
+            ("web", "b", "passing"),
+            ("db", "c", "passing"),
+        ]);
+        let after = state(&[("web", "a", "critical")]);
+        let (published, events) = sp.apply(&after, &before, t0);
+        assert_eq!(
+            events,
+            vec![Event::Triggered {
+                departing: 3,
+                served: 3
+            }]
+        );
+        assert_eq!(served_count(&published), 3);
+        assert_eq!(sp.next_release(), Some(t0 + Duration::from_secs(60)));
+
+        // Still gone within the window: still held; a later sync compares with what is served.
+        let (published, events) = sp.apply(&after, &published, t0 + Duration::from_secs(30));
+        assert!(events.is_empty());
+        assert_eq!(served_count(&published), 3);
+
+        let (published, events) = sp.apply(&after, &published, t0 + Duration::from_secs(61));
+        assert_eq!(events, vec![Event::Released(3)]);
+        assert_eq!(served_count(&published), 0);
+        assert_eq!(sp.held(), 0);
+    }
+
+    #[test]
+    fn returning_instances_end_the_episode() {
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let before = state(&[("web", "a", "passing"), ("web", "b", "passing")]);
+        let (published, _) = sp.apply(&RegistryState::default(), &before, t0);
+        assert_eq!(sp.held(), 2);
+        let (published, events) = sp.apply(&before, &published, t0 + Duration::from_secs(1));
+        assert_eq!(events, vec![Event::Returned(2)]);
+        assert_eq!(sp.held(), 0);
+        assert_eq!(published, before);
+    }
+
+    #[test]
+    fn zero_threshold_disables() {
+        let mut sp = SelfPreservation::new(0.0, Duration::from_secs(60));
+        let before = state(&[("web", "a", "passing")]);
+        let (published, events) = sp.apply(&RegistryState::default(), &before, Instant::now());
+        assert!(events.is_empty());
+        assert!(published.services.is_empty());
+    }
+}

@@ -1,0 +1,313 @@
+//! What the sync engine reports for `/health`: registry faults, sync cost, self-preservation and
+//! persistence, behind a mutex that the DNS path never touches.
+//!
+//! Faults are tracked per channel (each watch, the sync itself, persistence) so that one
+//! channel's success cannot hide another's failure; the registry state shown in health, and
+//! logged once per change, is derived from all of them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::registry::consul::FaultKind;
+
+/// Where the registry state comes from.
+#[derive(Clone, Debug)]
+pub enum SourceInfo {
+    /// Consul's HTTP API at this URL.
+    Consul {
+        /// Base URL.
+        url: String,
+        /// Datacenter queried.
+        datacenter: String,
+    },
+    /// A registry file.
+    File {
+        /// Its path.
+        path: PathBuf,
+    },
+}
+
+/// A fault that is going on.
+#[derive(Clone, Debug)]
+pub struct ActiveFault {
+    /// Its kind.
+    pub kind: FaultKind,
+    /// The latest error message.
+    pub message: String,
+    /// When it started.
+    pub since: SystemTime,
+}
+
+/// The most recent error, whatever its channel.
+#[derive(Clone, Debug)]
+pub struct ErrorRecord {
+    /// When it happened.
+    pub at: SystemTime,
+    /// Which channel: `sync`, `catalog watch`, `checks watch`.
+    pub channel: &'static str,
+    /// Its kind.
+    pub kind: FaultKind,
+    /// The message.
+    pub message: String,
+}
+
+/// The cost and outcome of one sync.
+#[derive(Clone, Debug, Default)]
+pub struct SyncReport {
+    /// `full` (every service) or `changes` (only changed services).
+    pub kind: &'static str,
+    /// When it finished.
+    pub at: Option<SystemTime>,
+    /// How long it took.
+    pub duration: Duration,
+    /// Registry requests made, retries included.
+    pub requests: u64,
+    /// Body bytes received on the wire (gzip-compressed where Consul compressed).
+    pub wire_bytes: u64,
+    /// Body bytes after decompression.
+    pub json_bytes: u64,
+    /// Services fetched.
+    pub services_fetched: usize,
+    /// Registry index of the resulting state.
+    pub index: u64,
+}
+
+/// Running totals since start.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Registry requests, watches included.
+    pub requests: u64,
+    /// Body bytes on the wire.
+    pub wire_bytes: u64,
+    /// Body bytes after decompression.
+    pub json_bytes: u64,
+    /// Full syncs that succeeded.
+    pub full_syncs: u64,
+    /// Change syncs that succeeded.
+    pub change_syncs: u64,
+    /// Syncs that failed.
+    pub failed_syncs: u64,
+}
+
+/// Self-preservation as seen from outside.
+#[derive(Clone, Debug, Default)]
+pub struct PreservationStatus {
+    /// The configured threshold (0 = off).
+    pub threshold: f64,
+    /// The configured window.
+    pub window: Duration,
+    /// Instances kept although the registry no longer serves them.
+    pub held_instances: usize,
+    /// When the current episode started.
+    pub since: Option<SystemTime>,
+    /// When the held instances that went first will be let go.
+    pub next_release: Option<SystemTime>,
+    /// Episodes since start.
+    pub episodes: u64,
+}
+
+/// Persistence as seen from outside.
+#[derive(Clone, Debug, Default)]
+pub struct PersistStatus {
+    /// The state directory.
+    pub dir: PathBuf,
+    /// Whether the last save worked (`None` before the first save).
+    pub ok: Option<bool>,
+    /// When the last save worked.
+    pub last_saved: Option<SystemTime>,
+    /// Generation of the last file written.
+    pub generation: u64,
+    /// Its size.
+    pub bytes: u64,
+    /// The last save error, while saving fails.
+    pub error: Option<String>,
+    /// The file served at start-up, if any.
+    pub loaded_from: Option<PathBuf>,
+    /// Files skipped at start-up, and why.
+    pub skipped: Vec<String>,
+}
+
+/// Everything `/health` shows about the registry side. Cloned out for rendering.
+#[derive(Clone, Debug)]
+pub struct StatusView {
+    /// The source.
+    pub source: SourceInfo,
+    /// Active faults by channel.
+    pub faults: BTreeMap<&'static str, ActiveFault>,
+    /// When the aggregate registry state last changed.
+    pub state_since: SystemTime,
+    /// The most recent error.
+    pub last_error: Option<ErrorRecord>,
+    /// When a sync last succeeded.
+    pub last_success: Option<SystemTime>,
+    /// The last sync of any kind.
+    pub last_sync: Option<SyncReport>,
+    /// The last full sync.
+    pub last_full_sync: Option<SyncReport>,
+    /// Totals.
+    pub totals: Totals,
+    /// `X-Consul-KnownLeader` of the last answer.
+    pub known_leader: Option<bool>,
+    /// `X-Consul-LastContact` of the last answer, ms.
+    pub last_contact_ms: u64,
+    /// Self-preservation.
+    pub preservation: PreservationStatus,
+    /// Persistence (Consul source only).
+    pub persistence: Option<PersistStatus>,
+    /// Where the served snapshot came from: `disk`, `registry` or `file`.
+    pub snapshot_origin: &'static str,
+}
+
+impl StatusView {
+    /// The aggregate registry state: `ok`, or the most basic fault going on.
+    pub fn registry_state(&self) -> Option<FaultKind> {
+        self.faults
+            .iter()
+            .filter(|(channel, _)| **channel != PERSIST_CHANNEL)
+            .map(|(_, fault)| fault.kind)
+            .min()
+    }
+}
+
+/// The channel name of persistence faults (not a registry fault).
+pub const PERSIST_CHANNEL: &str = "persist";
+
+/// Shared, lock-protected status. Never held across `.await`.
+#[derive(Debug)]
+pub struct SyncStatus(Mutex<StatusView>);
+
+/// What a fault report changed, for logging once per change of state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing new: the same state as before.
+    Same,
+    /// The aggregate state changed to this fault.
+    Faulted(FaultKind),
+    /// The aggregate state is ok again after this long.
+    Recovered(Duration),
+}
+
+impl SyncStatus {
+    /// A fresh status for `source`.
+    pub fn new(source: SourceInfo, persistence: Option<PathBuf>) -> Self {
+        Self(Mutex::new(StatusView {
+            source,
+            faults: BTreeMap::new(),
+            state_since: SystemTime::now(),
+            last_error: None,
+            last_success: None,
+            last_sync: None,
+            last_full_sync: None,
+            totals: Totals::default(),
+            known_leader: None,
+            last_contact_ms: 0,
+            preservation: PreservationStatus::default(),
+            persistence: persistence.map(|dir| PersistStatus {
+                dir,
+                ..PersistStatus::default()
+            }),
+            snapshot_origin: "none",
+        }))
+    }
+
+    /// A copy of the current status.
+    pub fn view(&self) -> StatusView {
+        self.lock().clone()
+    }
+
+    /// Changes the status under the lock.
+    pub fn update<R>(&self, change: impl FnOnce(&mut StatusView) -> R) -> R {
+        change(&mut self.lock())
+    }
+
+    /// Records a fault on `channel`; says whether the aggregate registry state changed.
+    pub fn fault(&self, channel: &'static str, kind: FaultKind, message: &str) -> Transition {
+        let mut view = self.lock();
+        let now = SystemTime::now();
+        let before = view.registry_state();
+        view.last_error = Some(ErrorRecord {
+            at: now,
+            channel,
+            kind,
+            message: message.to_string(),
+        });
+        let fault = view.faults.entry(channel).or_insert_with(|| ActiveFault {
+            kind,
+            message: String::new(),
+            since: now,
+        });
+        if fault.kind != kind {
+            fault.kind = kind;
+            fault.since = now;
+        }
+        fault.message = message.to_string();
+        let after = view.registry_state();
+        if after != before && channel != PERSIST_CHANNEL {
+            view.state_since = now;
+            return after.map_or(Transition::Same, Transition::Faulted);
+        }
+        Transition::Same
+    }
+
+    /// Clears `channel`'s fault; says whether the aggregate registry state became ok.
+    pub fn clear(&self, channel: &'static str) -> Transition {
+        let mut view = self.lock();
+        if view.faults.remove(channel).is_none() {
+            return Transition::Same;
+        }
+        if view.registry_state().is_none() && channel != PERSIST_CHANNEL {
+            let now = SystemTime::now();
+            let lasted = now.duration_since(view.state_since).unwrap_or_default();
+            view.state_since = now;
+            return Transition::Recovered(lasted);
+        }
+        Transition::Same
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StatusView> {
+        // A panic elsewhere must not take health down with it: the data is plain values.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_are_reported_once() {
+        let status = SyncStatus::new(
+            SourceInfo::File {
+                path: PathBuf::from("r.json"),
+            },
+            None,
+        );
+        assert_eq!(
+            status.fault("sync", FaultKind::Unreachable, "down"),
+            Transition::Faulted(FaultKind::Unreachable)
+        );
+        assert_eq!(
+            status.fault("sync", FaultKind::Unreachable, "down"),
+            Transition::Same
+        );
+        assert_eq!(
+            status.fault("catalog watch", FaultKind::Timeout, "slow"),
+            Transition::Same
+        );
+        assert_eq!(status.clear("sync"), Transition::Same);
+        assert!(matches!(
+            status.clear("catalog watch"),
+            Transition::Recovered(_)
+        ));
+        assert_eq!(status.clear("catalog watch"), Transition::Same);
+        assert_eq!(
+            status.fault(PERSIST_CHANNEL, FaultKind::Setup, "ro"),
+            Transition::Same
+        );
+        assert!(status.view().registry_state().is_none());
+    }
+}

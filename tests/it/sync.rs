@@ -1,0 +1,657 @@
+//! Sync from Consul (issue #3): snapdns against the Consul stand-in, through changes, every kind
+//! of registry fault, restarts from disk, self-preservation, SOA serials and ACL tokens.
+
+mod standin;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
+use serde_json::{json, Value};
+
+use crate::assert_eventually;
+use crate::registry_fixture::entry;
+use crate::support::{eventually, sorted_rdata, udp, Server};
+use standin::{health, Standin};
+
+/// Short knobs so faults are seen and recovered from within a few seconds.
+const FAST: [&str; 8] = [
+    "--sync-interval",
+    "2s",
+    "--blocking-wait",
+    "1s",
+    "--request-timeout",
+    "1s",
+    "--self-preservation-window",
+    "3s",
+];
+
+/// web: four passing instances on n1..n4 (10.1.0.1-4); db: one on d1 (10.2.0.1).
+fn base_registry() -> Value {
+    let web: Vec<Value> = (1..=4)
+        .map(|i| {
+            entry(
+                &format!("n{i}"),
+                &format!("10.1.0.{i}"),
+                "web",
+                "",
+                8080,
+                &["v1"],
+                "passing",
+            )
+        })
+        .collect();
+    json!({
+        "web": web,
+        "db": [entry("d1", "10.2.0.1", "db", "", 5432, &[], "passing")],
+    })
+}
+
+fn write_registry(dir: &Path, registry: &Value) -> PathBuf {
+    let path = dir.join("registry.json");
+    std::fs::write(&path, registry.to_string()).expect("write registry");
+    path
+}
+
+/// A stand-in serving `registry`, with its state file in a temporary directory.
+fn standin(registry: &Value, extra: &[&str]) -> (Standin, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_registry(dir.path(), registry);
+    (Standin::start(&path, extra), dir)
+}
+
+fn start(consul: &Standin, extra: &[&str]) -> Server {
+    start_in(
+        Arc::new(tempfile::tempdir().expect("tempdir")),
+        &consul.url(),
+        extra,
+    )
+}
+
+fn start_in(dir: Arc<tempfile::TempDir>, url: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--registry", url];
+    for pair in FAST.chunks(2) {
+        if !extra.contains(&pair[0]) {
+            args.extend(pair);
+        }
+    }
+    args.extend(extra);
+    Server::start_in(dir, &args)
+}
+
+/// Sorted A records of `<service>.service.consul`; empty for NXDOMAIN or SERVFAIL.
+fn addresses(server: &Server, service: &str) -> Vec<String> {
+    let reply = udp(
+        server.addr,
+        &format!("{service}.service.consul."),
+        RecordType::A,
+    );
+    sorted_rdata(&reply.answers)
+}
+
+fn rcode(server: &Server, service: &str) -> ResponseCode {
+    udp(
+        server.addr,
+        &format!("{service}.service.consul."),
+        RecordType::A,
+    )
+    .metadata
+    .response_code
+}
+
+fn web_all() -> Vec<String> {
+    (1..=4).map(|i| format!("10.1.0.{i}")).collect()
+}
+
+fn soa_serial(server: &Server) -> Option<u32> {
+    let reply = udp(server.addr, "consul.", RecordType::SOA);
+    reply.answers.iter().find_map(|r| match &r.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    })
+}
+
+fn registry_state(server: &Server) -> String {
+    health(server).1["registry"]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// How long until `condition` holds, polling every 20 ms; panics after 10 s.
+fn time_until(what: &str, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(10), &mut condition),
+        "never happened: {what}"
+    );
+    started.elapsed()
+}
+
+#[test]
+fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
+    let mut registry = base_registry();
+    for i in 0..30 {
+        registry[format!("svc{i:02}")] = json!([entry(
+            &format!("m{i}"),
+            &format!("10.3.0.{}", i + 1),
+            &format!("svc{i:02}"),
+            "",
+            80,
+            &[],
+            "passing"
+        )]);
+    }
+    let (consul, _dir) = standin(&registry, &[]);
+    let server = start(&consul, &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eq!(addresses(&server, "svc07"), ["10.3.0.8"]);
+
+    let (code, report) = health(&server);
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["status"], "ok", "{report}");
+    assert_eq!(report["registry"]["state"], "ok");
+    assert_eq!(report["source"]["kind"], "consul");
+    assert_eq!(report["snapshot"]["services"], 32);
+    assert_eq!(report["snapshot"]["instances"], 35);
+    assert_eq!(report["snapshot"]["index"].as_u64(), Some(consul.index()));
+    assert_eq!(report["snapshot"]["origin"], "registry");
+    let full = &report["last_full_sync"];
+    // Per full sync: the check list, the service list and one request per service.
+    assert_eq!(full["requests"], 34, "{full}");
+    assert!(
+        full["wire_bytes"].as_u64().unwrap() < full["json_bytes"].as_u64().unwrap(),
+        "gzip: {full}"
+    );
+    assert!(report["last_success"].is_string());
+
+    // Wait a little for watches to be held, then check what the registry saw.
+    std::thread::sleep(Duration::from_millis(300));
+    let requests = consul.requests();
+    assert!(requests
+        .iter()
+        .all(|r| r["headers"]["accept-encoding"] == "gzip"));
+    assert!(requests
+        .iter()
+        .all(|r| r["query"].as_str().unwrap().contains("stale")));
+    assert!(requests
+        .iter()
+        .all(|r| r["query"].as_str().unwrap().contains("dc=dc1")));
+    // Blocking queries go to two cluster-wide endpoints only, however many services there are.
+    let mut blocking: Vec<&str> = requests
+        .iter()
+        .filter(|r| r["query"].as_str().unwrap().contains("index="))
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    blocking.sort_unstable();
+    blocking.dedup();
+    assert_eq!(blocking, ["/v1/catalog/services", "/v1/health/state/any"]);
+}
+
+#[test]
+fn sync_follows_registrations_deregistrations_and_checks_within_a_second() {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    // A long resync interval: only the watches can explain changes seen within a second.
+    let server = start(&consul, &["--sync-interval", "60s"]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    let mut worst = Duration::ZERO;
+
+    let mut web: Vec<Value> = base_registry()["web"].as_array().unwrap().clone();
+    web.push(entry("n5", "10.1.0.5", "web", "", 8080, &["v1"], "passing"));
+    consul.put_service("web", &Value::Array(web));
+    worst = worst.max(time_until("a new instance is served", || {
+        addresses(&server, "web").contains(&"10.1.0.5".into())
+    }));
+
+    consul.put_service(
+        "cache",
+        &json!([entry("c1", "10.4.0.1", "cache", "", 6379, &[], "passing")]),
+    );
+    worst = worst.max(time_until("a new service is served", || {
+        addresses(&server, "cache") == ["10.4.0.1"]
+    }));
+
+    consul.set_check("n2", "service:web-8080-n2", "critical");
+    worst = worst.max(time_until("a critical instance is dropped", || {
+        !addresses(&server, "web").contains(&"10.1.0.2".into())
+    }));
+    consul.set_check("n2", "service:web-8080-n2", "passing");
+    worst = worst.max(time_until("a recovered instance is back", || {
+        addresses(&server, "web").contains(&"10.1.0.2".into())
+    }));
+
+    // A node check (serfHealth) going critical drops every instance on that node.
+    consul.set_check("d1", "serfHealth", "critical");
+    worst = worst.max(time_until("a failed node is dropped", || {
+        rcode(&server, "db") == ResponseCode::NXDomain
+    }));
+
+    consul.delete_service("cache");
+    worst = worst.max(time_until("a deregistered service is gone", || {
+        rcode(&server, "cache") == ResponseCode::NXDomain
+    }));
+    eprintln!("slowest change seen in DNS after {worst:?}");
+    assert!(
+        worst < Duration::from_secs(3),
+        "changes took up to {worst:?}"
+    );
+    assert_eq!(health(&server).1["last_full_sync"]["kind"], "full");
+    assert!(
+        health(&server).1["totals"]["change_syncs"]
+            .as_u64()
+            .unwrap()
+            >= 5
+    );
+}
+
+/// Injects each fault in turn: DNS keeps answering, health names the fault, it is logged once
+/// (not once per retry), and the sync recovers when the fault is gone.
+fn run_faults(faults: &[(Value, &str)]) {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let server = start(&consul, &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    for (spec, kind) in faults {
+        let logged_before = server.log_count("registry fault:");
+        let failed_before = health(&server).1["totals"]["failed_syncs"]
+            .as_u64()
+            .unwrap();
+        consul.fault(spec);
+        assert_eventually!(
+            registry_state(&server) == *kind,
+            "fault {spec} never showed as {kind}: {}",
+            health(&server).1
+        );
+        // Several failed syncs later, it is still logged once, and DNS still answers.
+        assert_eventually!(
+            health(&server).1["totals"]["failed_syncs"]
+                .as_u64()
+                .unwrap()
+                >= failed_before + 2,
+            "no retries under {spec}"
+        );
+        assert_eq!(addresses(&server, "web"), web_all(), "under {spec}");
+        let (code, report) = health(&server);
+        assert_eq!(
+            (code, report["status"].as_str()),
+            (200, Some("degraded")),
+            "{report}"
+        );
+        assert_eq!(report["registry"]["last_error"]["kind"], *kind, "{report}");
+        assert_eq!(
+            server.log_count("registry fault:"),
+            logged_before + 1,
+            "under {spec}:\n{}",
+            server.log()
+        );
+        consul.clear_faults();
+        assert_eventually!(
+            registry_state(&server) == "ok",
+            "no recovery from {spec}: {}",
+            health(&server).1
+        );
+    }
+    assert!(server.log_count("registry recovered") >= faults.len());
+}
+
+#[test]
+fn sync_outage_error_statuses_keep_serving() {
+    run_faults(&[
+        (
+            json!({"mode": "status", "status": 500, "body": "No cluster leader"}),
+            "no_leader",
+        ),
+        (
+            json!({"mode": "status", "status": 403, "body": "ACL not found"}),
+            "acl_denied",
+        ),
+        (
+            json!({"mode": "status", "status": 429, "body": "rate limit exceeded, try again later or against a different server"}),
+            "rate_limited",
+        ),
+    ]);
+}
+
+#[test]
+fn sync_outage_broken_answers_keep_serving() {
+    run_faults(&[
+        (json!({"mode": "malformed"}), "bad_response"),
+        (json!({"mode": "truncated"}), "bad_response"),
+        (json!({"mode": "disconnect"}), "bad_response"),
+        (json!({"mode": "hang"}), "timeout"),
+    ]);
+}
+
+#[test]
+fn sync_outage_registry_stopped_and_index_going_backwards() {
+    let (mut consul, _dir) = standin(&base_registry(), &[]);
+    let server = start(&consul, &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+
+    consul.stop();
+    assert_eventually!(
+        registry_state(&server) == "unreachable",
+        "{}",
+        health(&server).1
+    );
+    assert_eventually!(
+        health(&server).1["totals"]["failed_syncs"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(server.log_count("registry fault:"), 1, "{}", server.log());
+    consul.restart();
+    assert_eventually!(registry_state(&server) == "ok");
+
+    // A snapshot restore: the index drops. The watches reset, the data is resynced, DNS answers.
+    let before = consul.index();
+    consul.fault(&json!({"mode": "index_backwards", "index": 3}));
+    assert_eventually!(server.log_count("went backwards") >= 1, "{}", server.log());
+    assert_eventually!(
+        health(&server).1["snapshot"]["index"] == 3,
+        "{}",
+        health(&server).1
+    );
+    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(
+        health(&server).1["registry"]["last_error"]["kind"],
+        "index_backwards"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        server.log_count("went backwards"),
+        1,
+        "logged once:\n{}",
+        server.log()
+    );
+    consul.clear_faults();
+    assert_eventually!(health(&server).1["snapshot"]["index"].as_u64().unwrap() >= before);
+}
+
+#[test]
+fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let stale = start(&consul, &[]);
+    let consistent = start(&consul, &["--consistent"]);
+    assert_eventually!(
+        addresses(&stale, "web") == web_all() && addresses(&consistent, "web") == web_all()
+    );
+    consul.fault(&json!({"leaderless": true}));
+    consul.set_check("n1", "service:web-8080-n1", "critical");
+    // Stale reads are answered by any server: changes still arrive.
+    assert_eventually!(!addresses(&stale, "web").contains(&"10.1.0.1".into()));
+    assert_eventually!(health(&stale).1["registry"]["known_leader"] == false);
+    assert_eq!(registry_state(&stale), "ok");
+    assert_eventually!(
+        registry_state(&consistent) == "no_leader",
+        "{}",
+        health(&consistent).1
+    );
+    assert_eq!(
+        addresses(&consistent, "web"),
+        web_all(),
+        "the last good snapshot keeps serving"
+    );
+    let queries: Vec<String> = consul
+        .requests()
+        .iter()
+        .map(|r| r["query"].as_str().unwrap().to_string())
+        .collect();
+    assert!(queries.iter().any(|q| q.contains("consistent")));
+}
+
+#[test]
+fn sync_restart_with_the_registry_down_serves_from_disk() {
+    let (mut consul, _dir) = standin(&base_registry(), &[]);
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut server = start_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eventually!(health(&server).1["persistence"]["ok"] == true);
+    let index = consul.index();
+    server.kill();
+    consul.stop();
+
+    let server = start_in(dir, &consul.url(), &[]);
+    // The very first answer comes from disk.
+    assert_eq!(addresses(&server, "web"), web_all());
+    let (code, report) = health(&server);
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["snapshot"]["origin"], "disk");
+    assert_eq!(report["snapshot"]["index"].as_u64(), Some(index));
+    assert!(report["persistence"]["loaded_from"].is_string());
+    assert_eventually!(registry_state(&server) == "unreachable");
+    assert_eq!(addresses(&server, "web"), web_all());
+    assert!(server
+        .log()
+        .contains("serving the persisted registry state"));
+}
+
+#[test]
+fn sync_corrupt_or_newer_snapshot_files_fall_back_to_an_older_generation() {
+    let (mut consul, _dir) = standin(&base_registry(), &[]);
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut server = start_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(health(&server).1["persistence"]["generation"] == 1);
+    consul.put_service(
+        "cache",
+        &json!([entry("c1", "10.4.0.1", "cache", "", 6379, &[], "passing")]),
+    );
+    assert_eventually!(health(&server).1["persistence"]["generation"] == 2);
+    server.kill();
+    consul.stop();
+
+    let state = dir.path().join("state");
+    let newest = state.join("state-000000000002.snapdns");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&newest, &bytes).unwrap();
+    std::fs::write(
+        state.join("state-000000000009.snapdns"),
+        "snapdns-state 7 00000000 2\n{}",
+    )
+    .unwrap();
+
+    let mut server = start_in(dir.clone(), &consul.url(), &[]);
+    assert_eq!(
+        addresses(&server, "web"),
+        web_all(),
+        "generation 1 is served"
+    );
+    assert_eq!(
+        rcode(&server, "cache"),
+        ResponseCode::NXDomain,
+        "generation 2 is not"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("state-000000000002.snapdns is corrupt: checksum"),
+        "{log}"
+    );
+    assert!(
+        log.contains("state-000000000009.snapdns has format version 7, newer than 1"),
+        "{log}"
+    );
+    let skipped = health(&server).1["persistence"]["skipped"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(skipped, 2);
+    server.kill();
+
+    // Nothing usable at all: no crash, no snapshot, SERVFAIL and 503 until the registry answers.
+    for generation in 1..=2 {
+        std::fs::write(
+            state.join(format!("state-00000000000{generation}.snapdns")),
+            "garbage",
+        )
+        .unwrap();
+    }
+    let server = start_in(dir, &consul.url(), &[]);
+    assert_eq!(rcode(&server, "web"), ResponseCode::ServFail);
+    assert_eq!(health(&server).0, 503);
+    consul.restart();
+    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eq!(health(&server).0, 200);
+}
+
+#[test]
+fn sync_unwritable_state_dir_is_reported_and_serving_goes_on() {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let state_dir = file.join("state");
+    let server = start(&consul, &["--state-dir", state_dir.to_str().unwrap()]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eventually!(health(&server).1["persistence"]["ok"] == false);
+    consul.set_check("n1", "service:web-8080-n1", "critical");
+    assert_eventually!(!addresses(&server, "web").contains(&"10.1.0.1".into()));
+    consul.set_check("n1", "service:web-8080-n1", "passing");
+    assert_eventually!(addresses(&server, "web") == web_all());
+    std::thread::sleep(Duration::from_millis(1200));
+    let (code, report) = health(&server);
+    assert_eq!(
+        (code, report["status"].as_str()),
+        (200, Some("degraded")),
+        "{report}"
+    );
+    assert!(
+        report["persistence"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot create"),
+        "{report}"
+    );
+    assert_eq!(
+        server.log_count("cannot persist the registry state"),
+        1,
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn sync_self_preservation_holds_a_mass_drop_then_lets_it_go() {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let server = start(&consul, &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+
+    // One of five served instances going away is ordinary: applied at once.
+    consul.delete_service("db");
+    assert_eventually!(rcode(&server, "db") == ResponseCode::NXDomain);
+    assert_eq!(health(&server).1["self_preservation"]["active"], false);
+
+    // Three of four at once looks like a registry fault: they keep being served.
+    let web = base_registry()["web"].as_array().unwrap()[..1].to_vec();
+    consul.put_service("web", &Value::Array(web));
+    assert_eventually!(health(&server).1["self_preservation"]["active"] == true);
+    let report = health(&server).1;
+    assert_eq!(report["self_preservation"]["held_instances"], 3, "{report}");
+    assert_eq!(report["status"], "degraded");
+    assert_eq!(addresses(&server, "web"), web_all());
+    assert!(server
+        .log()
+        .contains("self-preservation: the registry dropped too many instances at once"));
+
+    // They stay gone for the window (3 s): let go.
+    let released = time_until("held instances are released", || {
+        addresses(&server, "web") == ["10.1.0.1"]
+    });
+    assert!(
+        released > Duration::from_secs(1),
+        "released after {released:?}"
+    );
+    assert_eventually!(health(&server).1["self_preservation"]["active"] == false);
+    assert!(server
+        .log()
+        .contains("held instances stayed gone for the window"));
+}
+
+#[test]
+fn sync_soa_serial_follows_the_registry_index_on_every_replica() {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let replicas = [start(&consul, &[]), start(&consul, &[])];
+    let index = consul.index() as u32;
+    for server in &replicas {
+        assert_eventually!(soa_serial(server) == Some(index));
+    }
+    consul.set_check("n3", "service:web-8080-n3", "critical");
+    let index = consul.index() as u32;
+    for server in &replicas {
+        assert_eventually!(
+            soa_serial(server) == Some(index),
+            "serial {:?}, registry {index}",
+            soa_serial(server)
+        );
+    }
+    let dig = crate::support::dig(&[
+        "+short",
+        "-p",
+        &replicas[0].addr.port().to_string(),
+        "@127.0.0.1",
+        "SOA",
+        "consul.",
+    ]);
+    assert!(dig.contains(&format!(" {index} ")), "{dig}");
+}
+
+#[test]
+fn sync_acl_token_is_sent_and_never_logged() {
+    let token = "7f9b3c2e-secret-acl-token-5d1a";
+    let (consul, dir) = standin(&base_registry(), &["--token", token]);
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let server = start(&consul, &["--token-file", token_file.to_str().unwrap()]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    let requests = consul.requests();
+    assert!(!requests.is_empty());
+    assert!(requests
+        .iter()
+        .all(|r| r["headers"]["x-consul-token"] == token));
+    assert!(requests
+        .iter()
+        .all(|r| !r["query"].as_str().unwrap().contains(token)));
+
+    // The token is revoked: 403 ACL not found; DNS keeps answering.
+    consul.control("PUT", "/_standin/token", "another-token");
+    assert_eventually!(
+        registry_state(&server) == "acl_denied",
+        "{}",
+        health(&server).1
+    );
+    assert_eq!(addresses(&server, "web"), web_all());
+    let (_, report) = health(&server);
+    assert!(!report.to_string().contains(token));
+    assert!(server.log().contains("DEBUG"), "the log is at debug level");
+    assert!(
+        !server.log().contains(token),
+        "the token leaked into the log"
+    );
+}
+
+#[test]
+fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
+    // A port with nothing on it yet; the stand-in starts there later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = start_in(Arc::new(tempfile::tempdir().unwrap()), &url, &[]);
+    assert_eq!(rcode(&server, "web"), ResponseCode::ServFail);
+    let (code, report) = health(&server);
+    assert_eq!(code, 503, "{report}");
+    assert_eq!(report["status"], "unavailable");
+    assert_eventually!(registry_state(&server) == "unreachable");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_registry(dir.path(), &base_registry());
+    let _consul = Standin::start_on(port, &path, &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eq!(health(&server).0, 200);
+}
