@@ -10,6 +10,11 @@ use tracing_subscriber::EnvFilter;
 
 use snapdns::config::{Cli, Command, Config, Environment};
 
+/// mimalloc: snapshot builds allocate and free many small records; it builds a 100k-instance
+/// snapshot about 30 % faster than the system allocator (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;

@@ -348,7 +348,7 @@ impl Context<'_> {
             IpAddr::V4(_) => RecordType::A,
             IpAddr::V6(_) => RecordType::AAAA,
         };
-        if zone.records(owner, rtype).is_none() {
+        if !zone.has(owner, rtype) {
             zone.add_answer(
                 owner,
                 rtype,

@@ -16,27 +16,45 @@ struct RrsetInput {
     additionals: Vec<Record>,
 }
 
+/// One owner name and what it holds, by record type.
+#[derive(Debug)]
+struct OwnerInput {
+    name: Name,
+    types: BTreeMap<u16, RrsetInput>,
+}
+
 /// Gathers the data of one zone; [`ZoneBuilder::build`] encodes every answer once.
+///
+/// Names are keyed by their lower-cased wire form, the same key queries are looked up with.
 #[derive(Debug)]
 pub struct ZoneBuilder {
-    apex: Name,
+    apex_key: Box<[u8]>,
     soa: Record,
     serial: u32,
-    names: BTreeMap<Name, BTreeMap<u16, RrsetInput>>,
+    names: FxHashMap<Box<[u8]>, OwnerInput>,
 }
 
 impl ZoneBuilder {
     /// Starts a zone at `apex` whose negative answers carry `soa` (its TTL is the negative TTL).
     pub fn new(apex: &Name, soa: Record, serial: u32) -> Self {
         let apex = apex.to_lowercase();
+        let apex_key = wire_key(&apex).unwrap_or_else(|_| Box::new([0]));
         let mut builder = Self {
-            apex: apex.clone(),
+            apex_key,
             soa: soa.clone(),
             serial,
-            names: BTreeMap::new(),
+            names: FxHashMap::default(),
         };
         builder.add_answer(&apex, RecordType::SOA, vec![soa], Vec::new());
         builder
+    }
+
+    fn owner(&mut self, owner: &Name) -> &mut OwnerInput {
+        let key = wire_key(owner).unwrap_or_else(|_| Box::new([0]));
+        self.names.entry(key).or_insert_with(|| OwnerInput {
+            name: owner.to_lowercase(),
+            types: BTreeMap::new(),
+        })
     }
 
     /// Sets the answer for (`owner`, `rtype`): the answer records and the additional records
@@ -49,13 +67,7 @@ impl ZoneBuilder {
         answers: Vec<Record>,
         additionals: Vec<Record>,
     ) {
-        let owner = owner.to_lowercase();
-        debug_assert!(
-            self.apex.zone_of(&owner),
-            "{owner} is outside {}",
-            self.apex
-        );
-        self.names.entry(owner).or_default().insert(
+        self.owner(owner).types.insert(
             u16::from(rtype),
             RrsetInput {
                 answers,
@@ -66,58 +78,36 @@ impl ZoneBuilder {
 
     /// Appends one record to the answer for (`owner`, its type), keeping earlier ones.
     pub fn push_record(&mut self, record: Record) {
-        let owner = record.name.to_lowercase();
         let rtype = u16::from(record.record_type());
-        self.names
-            .entry(owner)
-            .or_default()
+        let name = record.name.clone();
+        self.owner(&name)
+            .types
             .entry(rtype)
             .or_default()
             .answers
             .push(record);
     }
 
-    /// Appends an additional record to the answer for (`owner`, `rtype`).
-    pub fn push_additional(&mut self, owner: &Name, rtype: RecordType, record: Record) {
-        self.names
-            .entry(owner.to_lowercase())
-            .or_default()
-            .entry(u16::from(rtype))
-            .or_default()
-            .additionals
-            .push(record);
-    }
-
-    /// The records held for (`owner`, `rtype`), if any.
-    pub fn records(&self, owner: &Name, rtype: RecordType) -> Option<&[Record]> {
-        self.names
-            .get(&owner.to_lowercase())
-            .and_then(|types| types.get(&u16::from(rtype)))
-            .map(|input| input.answers.as_slice())
-    }
-
-    /// True when the builder already has data of any type at `owner`.
-    pub fn has_name(&self, owner: &Name) -> bool {
-        self.names.contains_key(&owner.to_lowercase())
-    }
-
-    /// Names that hold data, in canonical order.
-    pub fn names(&self) -> impl Iterator<Item = &Name> {
-        self.names.keys()
+    /// True when the builder holds data of type `rtype` at `owner`.
+    pub fn has(&self, owner: &Name, rtype: RecordType) -> bool {
+        wire_key(owner)
+            .ok()
+            .and_then(|key| self.names.get(&key))
+            .is_some_and(|input| input.types.contains_key(&u16::from(rtype)))
     }
 
     /// Encodes every answer and indexes them by lower-cased wire name. Every ancestor of a name
     /// up to the apex becomes an empty non-terminal, so it answers NOERROR rather than NXDOMAIN.
     pub fn build(self) -> Result<Zone, ProtoError> {
         let mut names: FxHashMap<Box<[u8]>, NameAnswers> = FxHashMap::default();
-        names.reserve(self.names.len() * 2);
+        names.reserve(self.names.len() + self.names.len() / 4);
         let mut record_count = 0;
-        for (owner, types) in &self.names {
-            let mut by_type = Vec::with_capacity(types.len());
-            for (rtype, input) in types {
+        for (key, owner) in &self.names {
+            let mut by_type = Vec::with_capacity(owner.types.len());
+            for (rtype, input) in &owner.types {
                 record_count += input.answers.len() + input.additionals.len();
                 let prepared = Prepared::encode(
-                    owner,
+                    &owner.name,
                     RecordType::from(*rtype),
                     &input.answers,
                     &[],
@@ -126,31 +116,40 @@ impl ZoneBuilder {
                 by_type.push((*rtype, prepared));
             }
             names.insert(
-                wire_key(owner)?,
+                key.clone(),
                 NameAnswers {
                     by_type: by_type.into_boxed_slice(),
                 },
             );
-            let mut ancestor = owner.base_name();
-            while self.apex.zone_of(&ancestor) && ancestor.num_labels() >= self.apex.num_labels() {
-                let key = wire_key(&ancestor)?;
-                if names.contains_key(&key) || self.names.contains_key(&ancestor) {
-                    break;
-                }
-                names.insert(key, NameAnswers::default());
-                if ancestor.is_root() {
-                    break;
-                }
-                ancestor = ancestor.base_name();
-            }
+        }
+        for key in self.names.keys() {
+            add_empty_ancestors(&mut names, key, &self.apex_key);
         }
         Ok(Zone {
-            apex_key: wire_key(&self.apex)?,
+            apex_key: self.apex_key,
             names,
             negative_authority: uncompressed(&self.soa)?,
             serial: self.serial,
             record_count,
         })
+    }
+}
+
+/// Inserts every ancestor of `key` below or at the apex that is not a name yet, as an empty
+/// non-terminal. Ancestors are the suffixes of the wire name at label boundaries.
+fn add_empty_ancestors(names: &mut FxHashMap<Box<[u8]>, NameAnswers>, key: &[u8], apex: &[u8]) {
+    let mut offset = 0;
+    loop {
+        let label_len = usize::from(key[offset]);
+        if label_len == 0 {
+            return;
+        }
+        offset += label_len + 1;
+        let suffix = &key[offset..];
+        if suffix.len() <= apex.len() || names.contains_key(suffix) {
+            return;
+        }
+        names.insert(suffix.into(), NameAnswers::default());
     }
 }
 

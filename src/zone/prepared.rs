@@ -6,8 +6,11 @@
 //! and the question has the same length as the one encoded here, so every compression pointer
 //! stays valid.
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{
+    Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+};
 use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::ProtoError;
 
 /// The largest DNS message: the TCP length prefix is 16 bits.
@@ -44,37 +47,71 @@ impl Prepared {
         let mut keep = answers.len();
         loop {
             let kept = &answers[..keep];
-            let kept_additionals = if keep == answers.len() {
-                additionals.to_vec()
+            let cut = keep < answers.len();
+            let kept_additionals;
+            let extra = if cut {
+                kept_additionals = additionals_for(kept, additionals);
+                kept_additionals.as_slice()
             } else {
-                additionals_for(kept, additionals)
+                additionals
             };
-            let message = response(&owner, qtype, kept, authorities, &kept_additionals, false);
-            let wire = match message.to_vec() {
-                Ok(wire) if wire.len() <= MAX_MESSAGE_LEN => wire,
-                Ok(_) | Err(_) if keep > 1 => {
-                    keep = keep * 3 / 4;
-                    continue;
-                }
-                Ok(_) => return Err(ProtoError::from("a single record exceeds 64 KiB")),
+            match Self::emit(&owner, qtype, kept, authorities, extra, cut) {
+                Ok(prepared) => return Ok(prepared),
+                // Over 64 KiB: keep fewer answers.
+                Err(_) if keep > 1 => keep = keep * 3 / 4,
                 Err(error) => return Err(error),
-            };
-            let answers_start = 12 + encoded_name_len(&owner) + 4;
-            let answers_end = answers_start + answers_len(&owner, qtype, kept)?;
-            let uniform_answer_len = uniform_len(kept, answers_end - answers_start);
-            let mut prepared = Self {
-                wire: wire.into_boxed_slice(),
-                answers_start: answers_start as u16,
-                answers_end: answers_end as u16,
-                answer_count: keep as u16,
-                uniform_answer_len,
-                truncated: keep < answers.len(),
-            };
-            if prepared.truncated {
-                prepared.wire[2] |= 0x02;
             }
-            return Ok(prepared);
         }
+    }
+
+    /// One pass of hickory's encoder, noting where the answer section starts and ends.
+    fn emit(
+        owner: &Name,
+        qtype: RecordType,
+        answers: &[Record],
+        authorities: &[Record],
+        additionals: &[Record],
+        truncated: bool,
+    ) -> Result<Self, ProtoError> {
+        let mut wire = Vec::with_capacity(64 + 32 * (answers.len() + additionals.len()));
+        let mut encoder = BinEncoder::new(&mut wire);
+        let place = encoder.place::<Header>()?;
+        Query::query(owner.clone(), qtype).emit(&mut encoder)?;
+        let answers_start = encoder.offset();
+        for record in answers {
+            record.emit(&mut encoder)?;
+        }
+        let answers_end = encoder.offset();
+        for record in authorities.iter().chain(additionals) {
+            record.emit(&mut encoder)?;
+        }
+        let count = |n: usize| u16::try_from(n).map_err(|_| ProtoError::from("too many records"));
+        let mut metadata = Metadata::new(0, MessageType::Response, OpCode::Query);
+        metadata.authoritative = true;
+        metadata.truncation = truncated;
+        metadata.response_code = ResponseCode::NoError;
+        let header = Header {
+            metadata,
+            counts: HeaderCounts {
+                queries: 1,
+                answers: count(answers.len())?,
+                authorities: count(authorities.len())?,
+                additionals: count(additionals.len())?,
+            },
+        };
+        place.replace(&mut encoder, header)?;
+        if wire.len() > MAX_MESSAGE_LEN {
+            return Err(ProtoError::from("message over 64 KiB"));
+        }
+        let uniform_answer_len = uniform_len(answers, answers_end - answers_start);
+        Ok(Self {
+            wire: wire.into_boxed_slice(),
+            answers_start: answers_start as u16,
+            answers_end: answers_end as u16,
+            answer_count: answers.len() as u16,
+            uniform_answer_len,
+            truncated,
+        })
     }
 
     /// The encoded message (ID 0, lower-case question, no OPT record).
@@ -144,23 +181,6 @@ fn target_of(record: &Record) -> Option<Name> {
         RData::MX(mx) => Some(mx.exchange.clone()),
         _ => None,
     }
-}
-
-/// Wire length of an uncompressed name.
-pub(crate) fn encoded_name_len(name: &Name) -> usize {
-    if name.is_root() {
-        1
-    } else {
-        name.len() + 1
-    }
-}
-
-/// Length of the answer section alone, measured by encoding the message without the other
-/// sections (compression of answers only depends on what precedes them).
-fn answers_len(owner: &Name, qtype: RecordType, answers: &[Record]) -> Result<usize, ProtoError> {
-    let question_only = response(owner, qtype, &[], &[], &[], false).to_vec()?;
-    let with_answers = response(owner, qtype, answers, &[], &[], false).to_vec()?;
-    Ok(with_answers.len() - question_only.len())
 }
 
 /// Per-record length when all answers are A (16 bytes) or all AAAA (28 bytes) with the owner

@@ -835,10 +835,10 @@ def main(argv=None):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     port = server.server_address[1]
     print(f"listening {host if ':' not in host else '[' + host + ']'}:{port}", flush=True)
-    while not stop.wait(0.5):
+    while not stop.wait(0.1):
         pass
     reg.stop()
     server.shutdown()

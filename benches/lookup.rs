@@ -1,0 +1,160 @@
+//! Micro-benchmark of the answering path alone: query bytes in, response bytes out, against a
+//! registry of 1,000 services x 5 instances (the load benchmark's default data set).
+//!
+//! `cargo bench --bench lookup`. No sockets: this isolates parsing, lookup and patching so a
+//! regression shows without a load test.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+
+use snapdns::dns::{AnswerPolicy, Responder, Scratch, Transport};
+use snapdns::registry::{HealthEntry, Node, NodeService, RegistryState};
+use snapdns::snapshot::{Snapshot, SnapshotStore, ZoneOptions};
+use snapdns::zone::{wire_key, ZoneSet};
+
+/// The same allocator as the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn registry(services: usize, instances: usize) -> RegistryState {
+    let mut state = RegistryState::default();
+    let mut index = 0usize;
+    for s in 0..services {
+        let name = format!("web-{s}");
+        let entries = (0..instances)
+            .map(|i| {
+                let address = format!(
+                    "10.{}.{}.{}",
+                    index / (254 * 256),
+                    (index / 254) % 256,
+                    index % 254 + 1
+                );
+                index += 1;
+                HealthEntry {
+                    node: Node {
+                        node: format!("node-{s}-{i}"),
+                        address,
+                        datacenter: "dc1".into(),
+                        ..Node::default()
+                    },
+                    service: NodeService {
+                        id: format!("{name}-{i}"),
+                        service: name.clone(),
+                        tags: vec!["v1".into()],
+                        port: 20000 + (index % 40000) as u16,
+                        ..NodeService::default()
+                    },
+                    checks: Vec::new(),
+                }
+            })
+            .collect();
+        state.services.insert(name, entries);
+    }
+    state.index = 42;
+    state
+}
+
+fn options() -> ZoneOptions {
+    ZoneOptions {
+        domain: Name::from_ascii("consul.").unwrap(),
+        datacenter: "dc1".into(),
+        service_ttl: 0,
+        node_ttl: 0,
+        negative_ttl: 0,
+        nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+    }
+}
+
+fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
+    let mut message = Message::new(4242, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    if edns {
+        let mut opt = Edns::new();
+        opt.set_max_payload(1232);
+        message.set_edns(opt);
+    }
+    message.to_vec().unwrap()
+}
+
+fn responder() -> Responder {
+    let store = SnapshotStore::default();
+    let snapshot =
+        Snapshot::build(Arc::new(registry(1000, 5)), SystemTime::now(), &options()).unwrap();
+    store.publish(Arc::new(snapshot));
+    let apex = wire_key(&Name::from_ascii("consul.").unwrap()).unwrap();
+    let policy = AnswerPolicy {
+        max_udp_size: 1232,
+        shuffle: true,
+        forwarding: false,
+        allow_recursion: Vec::new(),
+    };
+    Responder::new(
+        store,
+        &apex,
+        Arc::new(ArcSwap::from_pointee(ZoneSet::default())),
+        policy,
+    )
+}
+
+fn bench_lookup(c: &mut Criterion) {
+    let responder = responder();
+    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let cases = [
+        ("a", query("web-500.service.consul.", RecordType::A, false)),
+        (
+            "a_edns",
+            query("web-500.service.consul.", RecordType::A, true),
+        ),
+        (
+            "srv",
+            query("_web-500._tcp.service.consul.", RecordType::SRV, false),
+        ),
+        (
+            "nxdomain",
+            query("missing-1234.service.consul.", RecordType::A, false),
+        ),
+        (
+            "node",
+            query("node-500-1.node.dc1.consul.", RecordType::A, false),
+        ),
+    ];
+    let mut group = c.benchmark_group("respond");
+    group.throughput(Throughput::Elements(1));
+    for (label, bytes) in &cases {
+        let mut out = Vec::with_capacity(4096);
+        let mut scratch = Scratch::default();
+        group.bench_function(*label, |b| {
+            b.iter(|| {
+                responder.respond(
+                    black_box(bytes),
+                    client,
+                    Transport::Udp,
+                    &mut out,
+                    &mut scratch,
+                );
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+
+    let mut builds = c.benchmark_group("snapshot_build");
+    builds.sample_size(10);
+    for (services, instances) in [(1000, 5), (10_000, 10)] {
+        let state = Arc::new(registry(services, instances));
+        builds.bench_function(format!("{services}x{instances}"), |b| {
+            b.iter(|| Snapshot::build(state.clone(), SystemTime::now(), &options()).unwrap())
+        });
+    }
+    builds.finish();
+}
+
+criterion_group!(benches, bench_lookup);
+criterion_main!(benches);
