@@ -18,8 +18,10 @@
 //! [`PERSIST_INTERVAL`]. A failed request never clears the snapshot; faults are logged once per
 //! change of state and shown in [`status::SyncStatus`]. See docs/sync.md.
 
+mod fetch;
 mod persister;
 pub mod preserve;
+mod report;
 mod retry;
 pub mod status;
 mod watches;
@@ -30,22 +32,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use crate::persist::{self, Persisted};
-use crate::registry::consul::{
-    Blocking, ConsulClient, ConsulError, FaultKind, Fetched, ServiceList,
-};
-use crate::registry::{HealthEntry, RegistryState};
+use crate::registry::consul::{Blocking, ConsulClient, FaultKind, ServiceList};
+use crate::registry::RegistryState;
 use crate::snapshot::{Snapshot, SnapshotStore, ZoneOptions};
+use fetch::{fetch_services, join_full, FullAnswer, FullResult, RunningFull};
 use persister::persist_loop;
 pub use persister::{restore, PERSIST_INTERVAL};
-use preserve::{Event, SelfPreservation};
-use retry::{jittered, with_retries, Backoff, Cost};
-use status::{SyncReport, SyncStatus, Transition};
+use preserve::SelfPreservation;
+use report::log_transition;
+use retry::{jittered, Backoff, Cost};
+use status::{SyncReport, SyncStatus};
 use watches::{
     check_map, diff_catalog, diff_checks, join_watch, CheckMap, Endpoint, Watch, WatchResult,
     WatchValue, WATCH_BURST, WATCH_REFILL,
@@ -53,6 +54,9 @@ use watches::{
 
 /// A catalog change that names no service triggers a full resync at most this often.
 pub const UNEXPLAINED_RESYNC_GAP: Duration = Duration::from_secs(5);
+
+/// How long a catalog change with no visible cause waits for the checks watch to explain it.
+const UNEXPLAINED_GRACE: Duration = Duration::from_millis(1500);
 
 /// After a watch reports a change, wait this long for the other one before fetching.
 const COALESCE: Duration = Duration::from_millis(30);
@@ -82,15 +86,23 @@ pub struct SyncSettings {
 #[derive(Debug, Default)]
 struct Pending {
     services: BTreeSet<String>,
-    /// Some diff was found (even one naming no served service).
-    explained: bool,
-    /// The catalog index moved but its content did not.
-    unexplained: bool,
+    /// The catalog index moved from the first to the second index with no change in its content,
+    /// and no check change explains it yet; unexplained for good after the deadline.
+    unexplained: Option<(u64, u64, Instant)>,
+    /// A change nothing explains: resync everything (rate-limited).
+    resync: bool,
     /// A full resync is needed (index went backwards).
     full: bool,
     /// Highest watch index behind these changes.
     index: u64,
     due: Option<Instant>,
+}
+
+/// What woke the sync loop.
+enum Wake {
+    Watch(usize, u64, WatchResult),
+    Full(Instant, FullResult),
+    Timer,
 }
 
 /// Keeps the store in step with Consul. See the module documentation.
@@ -108,9 +120,17 @@ pub struct SyncTask {
     watches: [Watch; 2],
     preserve: SelfPreservation,
     pending: Pending,
+    /// Index of the last checks-watch answer that differed from the one before.
+    last_check_change: u64,
     synced: bool,
     next_full: Instant,
     last_full_start: Option<Instant>,
+    /// The full resync in progress, if any.
+    full: Option<RunningFull>,
+    /// A full resync asked for while one was running, and from when.
+    full_again: Option<Instant>,
+    /// Services a change sync updated while the full resync ran.
+    changed_during_full: BTreeSet<String>,
     full_backoff: Backoff,
     change_backoff: Backoff,
     persist: watch::Sender<Option<Arc<Persisted>>>,
@@ -156,9 +176,13 @@ impl SyncTask {
             checks: CheckMap::new(),
             watches: [watch(Endpoint::Catalog), watch(Endpoint::Checks)],
             pending: Pending::default(),
+            last_check_change: 0,
             synced: false,
             next_full: now,
             last_full_start: None,
+            full: None,
+            full_again: None,
+            changed_during_full: BTreeSet::new(),
             full_backoff: Backoff::new(Duration::from_millis(500), cap),
             change_backoff: Backoff::new(Duration::from_millis(250), cap),
             persist: watch::channel(None).0,
@@ -182,19 +206,23 @@ impl SyncTask {
                 let [catalog, checks] = &mut self.watches;
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    (sent, result) = join_watch(catalog) => Some((0, sent, result)),
-                    (sent, result) = join_watch(checks) => Some((1, sent, result)),
-                    () = tokio::time::sleep_until(wake) => None,
+                    (sent, result) = join_watch(catalog) => Wake::Watch(0, sent, result),
+                    (sent, result) = join_watch(checks) => Wake::Watch(1, sent, result),
+                    (started, result) = join_full(&mut self.full) => Wake::Full(started, result),
+                    () = tokio::time::sleep_until(wake) => Wake::Timer,
                 }
             };
-            if let Some((slot, sent, result)) = event {
-                self.on_watch(slot, sent, result);
-            }
             let now = Instant::now();
             let work = async {
-                if now >= self.next_full {
-                    self.full_sync().await;
-                } else if self.pending.due.is_some_and(|due| now >= due) {
+                match event {
+                    Wake::Watch(slot, sent, result) => self.on_watch(slot, sent, result),
+                    Wake::Full(started, result) => self.on_full(started, result).await,
+                    Wake::Timer => {}
+                }
+                if now >= self.next_full && self.full.is_none() {
+                    self.start_full();
+                }
+                if self.pending.due.is_some_and(|due| now >= due) {
                     self.apply_pending().await;
                 } else if self
                     .preserve
@@ -213,6 +241,9 @@ impl SyncTask {
             if let Some((_, handle)) = watch.in_flight.take() {
                 handle.abort();
             }
+        }
+        if let Some(full) = self.full.take() {
+            full.abort();
         }
         let _ = persister.await;
         debug!("registry sync stopped");
@@ -259,7 +290,11 @@ impl SyncTask {
     }
 
     fn next_wake(&self) -> Instant {
-        let mut wake = self.next_full;
+        let mut wake = if self.full.is_some() {
+            Instant::now() + self.settings.sync_interval
+        } else {
+            self.next_full
+        };
         for watch in &self.watches {
             if watch.in_flight.is_none() && self.synced {
                 wake = wake.min(watch.not_before);
@@ -306,47 +341,81 @@ impl SyncTask {
             );
             self.watches[slot].index = 0;
             self.pending.full = true;
-            self.pending.due.get_or_insert(now);
+            self.pending.due = Some(now);
             return;
         }
         if fetched.index <= self.watches[slot].index {
             return; // the wait ran out, or nothing newer than a full sync already saw
         }
-        self.watches[slot].index = fetched.index;
+        let previous = std::mem::replace(&mut self.watches[slot].index, fetched.index);
         let changed = match fetched.value {
             WatchValue::Catalog(list) => {
                 let changed = diff_catalog(&self.catalog, &list);
-                self.pending.unexplained |= changed.is_empty();
                 self.catalog = list;
+                // The catalog index moved but not its content: an instance without checks came,
+                // went or changed, or (where one index covers every table) a check changed. Only
+                // the checks watch can tell which.
+                if changed.is_empty() && self.last_check_change <= previous {
+                    if self.watches[1].index >= fetched.index {
+                        self.pending.resync = true;
+                    } else {
+                        let deadline = now + UNEXPLAINED_GRACE;
+                        self.pending
+                            .unexplained
+                            .get_or_insert((previous, fetched.index, deadline));
+                    }
+                }
                 changed
             }
             WatchValue::Checks(checks) => {
                 let map = check_map(checks);
                 let (changed, any) = diff_checks(&self.checks, &map, &self.truth);
-                self.pending.explained |= any;
                 self.checks = map;
+                if any {
+                    self.last_check_change = fetched.index;
+                }
+                if let Some((since, until, _)) = self.pending.unexplained {
+                    if self.last_check_change > since {
+                        self.pending.unexplained = None;
+                    } else if fetched.index >= until {
+                        self.pending.unexplained = None;
+                        self.pending.resync = true;
+                    }
+                }
                 changed
             }
         };
-        self.pending.explained |= !changed.is_empty();
         self.pending.services.extend(changed);
         self.pending.index = self.pending.index.max(fetched.index);
-        self.pending.due.get_or_insert(now + COALESCE);
+        self.pending.due = Some(
+            self.pending
+                .due
+                .map_or(now + COALESCE, |due| due.min(now + COALESCE)),
+        );
     }
 
     /// Applies what the watches saw: fetches the changed services, or schedules a full resync.
     async fn apply_pending(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
         let now = Instant::now();
         if pending.full {
-            self.next_full = now;
+            self.request_full(now);
             return;
         }
-        if pending.unexplained && !pending.explained {
+        if let Some((_, _, deadline)) = pending.unexplained {
+            if now >= deadline {
+                pending.resync = true;
+            } else {
+                // Still waiting for the checks watch: keep it pending until the deadline.
+                self.pending.unexplained = pending.unexplained.take();
+                self.pending.due = Some(deadline);
+            }
+        }
+        if pending.resync {
             let earliest = self
                 .last_full_start
                 .map_or(now, |at| at + UNEXPLAINED_RESYNC_GAP);
-            self.next_full = self.next_full.min(earliest.max(now));
+            self.request_full(earliest.max(now));
             debug!("catalog changed without naming a service; full resync scheduled");
         }
         if pending.services.is_empty() {
@@ -355,11 +424,15 @@ impl SyncTask {
         let started = Instant::now();
         let mut cost = Cost::default();
         let names: Vec<String> = pending.services.iter().cloned().collect();
-        match self.fetch_services(names, &mut cost).await {
+        let concurrency = self.settings.max_concurrent_requests;
+        match fetch_services(&self.client, concurrency, names, &mut cost).await {
             Ok(fetched) => {
                 let mut index = self.truth.index.max(pending.index);
                 for (name, answer) in fetched {
                     index = index.max(answer.index);
+                    if self.full.is_some() {
+                        self.changed_during_full.insert(name.clone());
+                    }
                     if answer.value.is_empty() {
                         self.truth.services.remove(&name);
                     } else {
@@ -381,29 +454,40 @@ impl SyncTask {
         }
     }
 
-    /// Fetches the check list, the service list and every service, and publishes the result.
-    async fn full_sync(&mut self) {
-        let started = Instant::now();
-        self.last_full_start = Some(started);
-        let mut cost = Cost::default();
-        let client = self.client.clone();
-        let result = async {
-            let checks = with_retries(|| client.checks(None), &mut cost).await?;
-            let catalog = with_retries(|| client.services(None), &mut cost).await?;
-            catalog.ensure_readable()?;
-            let names = catalog.value.keys().cloned().collect();
-            let services = self.fetch_services(names, &mut cost).await?;
-            Ok((checks, catalog, services))
+    /// Starts a full resync in the background; changes keep being applied meanwhile.
+    fn start_full(&mut self) {
+        let full = RunningFull::start(self.client.clone(), self.settings.max_concurrent_requests);
+        self.last_full_start = Some(full.started);
+        self.changed_during_full.clear();
+        self.full = Some(full);
+    }
+
+    /// Asks for a full resync no sooner than `at` (after the running one, if any).
+    fn request_full(&mut self, at: Instant) {
+        if self.full.is_some() {
+            self.full_again = Some(self.full_again.map_or(at, |again| again.min(at)));
+        } else {
+            self.next_full = self.next_full.min(at);
         }
-        .await;
-        let (checks, catalog, services) = match result {
-            Ok(answers) => answers,
+    }
+
+    /// Takes in a finished full resync: the new truth, the watches' baselines, then publishes.
+    async fn on_full(&mut self, started: Instant, (result, cost): FullResult) {
+        let again = self.full_again.take();
+        let answer = match result {
+            Ok(answer) => answer,
             Err(error) => {
                 self.sync_failed(&error, cost);
-                self.next_full = Instant::now() + self.full_backoff.next();
+                let retry = Instant::now() + self.full_backoff.next();
+                self.next_full = again.map_or(retry, |at| at.min(retry));
                 return;
             }
         };
+        let FullAnswer {
+            checks,
+            catalog,
+            services,
+        } = answer;
         let mut truth = RegistryState {
             index: checks.index.max(catalog.index),
             services: BTreeMap::new(),
@@ -415,19 +499,35 @@ impl SyncTask {
                 truth.services.insert(name, answer.value);
             }
         }
-        let previous = (self.synced && truth.index < self.truth.index).then_some(self.truth.index);
+        let backwards = self.synced && truth.index < self.truth.index;
+        let previous = self.truth.index;
+        if !backwards {
+            // Services a change sync fetched while this ran are at least as new: keep them.
+            for name in std::mem::take(&mut self.changed_during_full) {
+                match self.truth.services.get(&name) {
+                    Some(entries) => truth.services.insert(name, entries.clone()),
+                    None => truth.services.remove(&name),
+                };
+            }
+            truth.index = truth.index.max(self.truth.index);
+        }
         self.note_leader(&catalog);
-        self.watches[0].index = catalog.index;
-        self.watches[1].index = checks.index;
-        self.catalog = catalog.value;
-        self.checks = check_map(checks.value);
+        // A watch that moved past this sync's baseline keeps its own (newer) one.
+        if backwards || self.watches[0].index <= catalog.index {
+            self.watches[0].index = catalog.index;
+            self.catalog = catalog.value;
+        }
+        if backwards || self.watches[1].index <= checks.index {
+            self.watches[1].index = checks.index;
+            self.checks = check_map(checks.value);
+        }
         self.truth = truth;
-        self.pending = Pending::default();
         let first = !self.synced;
         self.synced = true;
         self.full_backoff.reset();
-        self.next_full = Instant::now() + jittered(self.settings.sync_interval);
-        if let Some(previous) = previous {
+        let next = Instant::now() + jittered(self.settings.sync_interval);
+        self.next_full = again.map_or(next, |at| at.min(next));
+        if backwards {
             // A snapshot restore (or a lagging server): follow the registry, and say so.
             let message = format!(
                 "full sync: registry index went backwards from {previous} to {}; following it",
@@ -454,38 +554,6 @@ impl SyncTask {
             );
         }
         self.publish(Some(report)).await;
-    }
-
-    /// `/v1/health/service/<name>` for each name, `--max-concurrent-requests` at a time.
-    async fn fetch_services(
-        &self,
-        names: Vec<String>,
-        cost: &mut Cost,
-    ) -> Result<BTreeMap<String, Fetched<Vec<HealthEntry>>>, ConsulError> {
-        let mut names = names.into_iter();
-        let mut running = JoinSet::new();
-        let mut out = BTreeMap::new();
-        loop {
-            while running.len() < self.settings.max_concurrent_requests {
-                let Some(name) = names.next() else { break };
-                let client = self.client.clone();
-                running.spawn(async move {
-                    let mut cost = Cost::default();
-                    let result = with_retries(|| client.service(&name), &mut cost).await;
-                    (name, result, cost)
-                });
-            }
-            let Some(joined) = running.join_next().await else {
-                break;
-            };
-            let (name, result, spent) = joined.map_err(|e| ConsulError::BadResponse {
-                path: "/v1/health/service".into(),
-                message: format!("fetch task failed: {e}"),
-            })?;
-            cost.add(spent);
-            out.insert(name, result?);
-        }
-        Ok(out)
     }
 
     /// Self-preservation, then build and publish the state if it differs, then persist it.
@@ -553,118 +621,5 @@ impl SyncTask {
             }
         });
         log_transition(self.status.clear("sync"), "");
-    }
-
-    fn log_preservation(&mut self, events: &[Event]) {
-        for event in events {
-            match event {
-                Event::Triggered { departing, served } => {
-                    self.status.update(|view| view.preservation.episodes += 1);
-                    warn!(
-                        departing,
-                        served,
-                        threshold = self.settings.self_preservation_threshold,
-                        window_s = self.settings.self_preservation_window.as_secs_f64(),
-                        "self-preservation: the registry dropped too many instances at once; still serving them until they stay gone for the window"
-                    );
-                }
-                Event::Returned(count) => info!(
-                    count,
-                    "self-preservation: held instances are back in the registry"
-                ),
-                Event::Released(count) => {
-                    warn!(count, "self-preservation: held instances stayed gone for the window; no longer serving them")
-                }
-            }
-        }
-    }
-
-    fn report(
-        &self,
-        kind: &'static str,
-        started: Instant,
-        cost: Cost,
-        services: usize,
-    ) -> SyncReport {
-        let report = SyncReport {
-            kind,
-            at: Some(SystemTime::now()),
-            duration: started.elapsed(),
-            requests: cost.requests,
-            wire_bytes: cost.wire_bytes,
-            json_bytes: cost.json_bytes,
-            services_fetched: services,
-            index: self.truth.index,
-        };
-        debug!(
-            kind,
-            requests = cost.requests,
-            wire_bytes = cost.wire_bytes,
-            json_bytes = cost.json_bytes,
-            services,
-            index = self.truth.index,
-            duration_ms = report.duration.as_millis() as u64,
-            "registry sync done"
-        );
-        self.status.update(|view| {
-            view.totals.requests += cost.requests;
-            view.totals.wire_bytes += cost.wire_bytes;
-            view.totals.json_bytes += cost.json_bytes;
-        });
-        report
-    }
-
-    fn sync_failed(&self, error: &ConsulError, cost: Cost) {
-        self.status.update(|view| {
-            view.totals.failed_syncs += 1;
-            view.totals.requests += cost.requests;
-            view.totals.wire_bytes += cost.wire_bytes;
-            view.totals.json_bytes += cost.json_bytes;
-        });
-        self.report_fault("sync", error);
-    }
-
-    fn count_request(&self, result: &WatchResult) {
-        self.status.update(|view| {
-            view.totals.requests += 1;
-            if let Ok(fetched) = result {
-                view.totals.wire_bytes += fetched.wire_bytes;
-                view.totals.json_bytes += fetched.json_bytes;
-            }
-        });
-    }
-
-    fn report_fault(&self, channel: &'static str, error: &ConsulError) {
-        let message = error.to_string();
-        let transition = self.status.fault(channel, error.kind(), &message);
-        if transition == Transition::Same {
-            debug!(channel, error = %message, "registry request failed");
-        }
-        log_transition(transition, &message);
-    }
-
-    fn report_ok<T>(&self, channel: &'static str, fetched: &Fetched<T>) {
-        self.note_leader(fetched);
-        log_transition(self.status.clear(channel), "");
-    }
-
-    fn note_leader<T>(&self, fetched: &Fetched<T>) {
-        self.status.update(|view| {
-            view.known_leader = Some(fetched.known_leader);
-            view.last_contact_ms = fetched.last_contact_ms;
-        });
-    }
-}
-
-fn log_transition(transition: Transition, message: &str) {
-    match transition {
-        Transition::Same => {}
-        Transition::Faulted(kind) => warn!(
-            state = kind.as_str(),
-            "registry fault: {message}; serving the last good snapshot"
-        ),
-        Transition::Recovered(lasted) => {
-            info!(after_s = lasted.as_secs_f64(), "registry recovered")
-        }
     }
 }

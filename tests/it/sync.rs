@@ -655,3 +655,123 @@ fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
     assert_eventually!(addresses(&server, "web") == web_all());
     assert_eq!(health(&server).0, 200);
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=snapdns test CA",
+        ],
+    ]
+    .concat());
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+}
+
+#[test]
+fn sync_https_with_ca_file_and_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let file = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
+    let (consul, _dir) = standin(
+        &base_registry(),
+        &[
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+            "--client-ca",
+            &file("ca.pem"),
+        ],
+    );
+    let url = format!("https://{}", consul.addr);
+    let tls = [
+        "--ca-file",
+        &file("ca.pem"),
+        "--client-cert",
+        &file("client.pem"),
+        "--client-key",
+        &file("client.key"),
+    ];
+    let server = start_in(Arc::new(tempfile::tempdir().unwrap()), &url, &tls);
+    assert_eventually!(addresses(&server, "web") == web_all(), "{}", server.log());
+    assert_eq!(health(&server).1["source"]["url"], url);
+
+    // Without the client certificate the handshake fails: reported, never a crash.
+    let anonymous = start_in(Arc::new(tempfile::tempdir().unwrap()), &url, &tls[..2]);
+    assert_eventually!(
+        registry_state(&anonymous) == "unreachable",
+        "{}",
+        health(&anonymous).1
+    );
+    assert_eq!(rcode(&anonymous, "web"), ResponseCode::ServFail);
+}

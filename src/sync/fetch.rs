@@ -1,0 +1,115 @@
+//! The requests of a sync: everything at once (a full resync, run as its own task so changes
+//! keep flowing meanwhile), or the few services that changed.
+
+use std::collections::BTreeMap;
+
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use super::retry::{with_retries, Cost};
+use crate::registry::consul::{ConsulClient, ConsulError, Fetched, ServiceList};
+use crate::registry::{HealthCheck, HealthEntry};
+
+/// Every answer of a full resync.
+pub(super) struct FullAnswer {
+    /// `/v1/health/state/any`: the baseline of the checks watch.
+    pub(super) checks: Fetched<Vec<HealthCheck>>,
+    /// `/v1/catalog/services`: the baseline of the catalog watch.
+    pub(super) catalog: Fetched<ServiceList>,
+    /// `/v1/health/service/<name>` for every service in the catalog.
+    pub(super) services: BTreeMap<String, Fetched<Vec<HealthEntry>>>,
+}
+
+/// The outcome of a full resync and what it cost.
+pub(super) type FullResult = (Result<FullAnswer, ConsulError>, Cost);
+
+/// A full resync in progress.
+pub(super) struct RunningFull {
+    pub(super) started: Instant,
+    handle: JoinHandle<FullResult>,
+}
+
+impl RunningFull {
+    /// Starts a full resync with at most `concurrency` requests in flight.
+    pub(super) fn start(client: ConsulClient, concurrency: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            handle: tokio::spawn(fetch_all(client, concurrency)),
+        }
+    }
+
+    /// Stops it (at shutdown).
+    pub(super) fn abort(&self) {
+        self.handle.abort();
+    }
+}
+
+/// Waits for the running full resync, or forever when none runs; takes it when done.
+pub(super) async fn join_full(running: &mut Option<RunningFull>) -> (Instant, FullResult) {
+    let Some(full) = running.as_mut() else {
+        return std::future::pending().await;
+    };
+    let started = full.started;
+    let result = (&mut full.handle).await.unwrap_or_else(|e| {
+        let error = ConsulError::BadResponse {
+            path: "full sync".into(),
+            message: format!("task failed: {e}"),
+        };
+        (Err(error), Cost::default())
+    });
+    *running = None;
+    (started, result)
+}
+
+/// The check list first, then the catalog, then every service: the baselines the watches diff
+/// against are never newer than the service data.
+async fn fetch_all(client: ConsulClient, concurrency: usize) -> FullResult {
+    let mut cost = Cost::default();
+    let result = async {
+        let checks = with_retries(|| client.checks(None), &mut cost).await?;
+        let catalog = with_retries(|| client.services(None), &mut cost).await?;
+        catalog.ensure_readable()?;
+        let names = catalog.value.keys().cloned().collect();
+        let services = fetch_services(&client, concurrency, names, &mut cost).await?;
+        Ok(FullAnswer {
+            checks,
+            catalog,
+            services,
+        })
+    }
+    .await;
+    (result, cost)
+}
+
+/// `/v1/health/service/<name>` for each name, `concurrency` at a time; the first error wins.
+pub(super) async fn fetch_services(
+    client: &ConsulClient,
+    concurrency: usize,
+    names: Vec<String>,
+    cost: &mut Cost,
+) -> Result<BTreeMap<String, Fetched<Vec<HealthEntry>>>, ConsulError> {
+    let mut names = names.into_iter();
+    let mut running = JoinSet::new();
+    let mut out = BTreeMap::new();
+    loop {
+        while running.len() < concurrency.max(1) {
+            let Some(name) = names.next() else { break };
+            let client = client.clone();
+            running.spawn(async move {
+                let mut cost = Cost::default();
+                let result = with_retries(|| client.service(&name), &mut cost).await;
+                (name, result, cost)
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (name, result, spent) = joined.map_err(|e| ConsulError::BadResponse {
+            path: "/v1/health/service".into(),
+            message: format!("fetch task failed: {e}"),
+        })?;
+        cost.add(spent);
+        out.insert(name, result?);
+    }
+    Ok(out)
+}
