@@ -1,9 +1,10 @@
 //! Wiring and lifecycle: builds every part from the [`Config`], starts the tasks and threads,
 //! and stops them in order when the shutdown future resolves.
 //!
-//! Start-up order: persisted snapshot (served at once), static zones, sockets, UDP workers,
-//! TCP server, registry sync, HTTP endpoint. Shutdown: stop accepting, stop syncing, let
-//! in-flight queries finish within the grace period.
+//! Start-up order: registry file or persisted Consul snapshot (served at once), static zones,
+//! the HTTP listener (logged before the DNS sockets), DNS sockets, UDP workers, TCP server,
+//! registry sync, HTTP endpoint. Shutdown: stop accepting, stop syncing (the last state is
+//! persisted), let in-flight queries finish within the grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
