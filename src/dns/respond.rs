@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -216,10 +217,13 @@ impl Responder {
         }
         match zone.lookup(query.key(), query.qtype) {
             Lookup::Answer(prepared) => {
-                reply.prepared(prepared, out);
+                let shift = reply.prepared(prepared, out);
                 if self.policy.shuffle && out.len() <= reply.limit {
                     if let Some(unit) = prepared.shuffle_unit() {
-                        shuffle_records(&mut out[prepared.answer_range()], unit, &mut scratch.rng);
+                        let range = prepared.answer_range();
+                        let start = (range.start as isize + shift) as usize;
+                        let end = (range.end as isize + shift) as usize;
+                        shuffle_records(&mut out[start..end], unit, &mut scratch.rng);
                     }
                 }
                 if out.len() > reply.limit {
@@ -263,17 +267,31 @@ impl Reply<'_> {
         [high, low]
     }
 
-    /// Copies a prepared response and makes it this query's: ID, flags, question as sent.
-    fn prepared(&self, prepared: &Prepared, out: &mut Vec<u8>) {
+    /// Copies a prepared response and makes it this query's: ID, flags, the question as sent.
+    /// Returns how far the sections moved: an alias's question can be shorter than the one
+    /// the response was encoded with, and the pointers listed for relocation move with it.
+    fn prepared(&self, prepared: &Prepared, out: &mut Vec<u8>) -> isize {
         let wire = prepared.wire();
-        out.extend_from_slice(wire);
+        let question_end = prepared.question_end();
+        out.extend_from_slice(&wire[..12]);
+        // The question exactly as sent: case, and (for ANY) type, are the client's.
+        out.extend_from_slice(self.query.question);
+        out.extend_from_slice(&wire[question_end..]);
         out[0..2].copy_from_slice(&self.query.id.to_be_bytes());
         let truncated = wire[2] & FLAG_TC != 0;
         let flags = self.flags(true, truncated, ResponseCode::NoError);
         out[2..4].copy_from_slice(&flags);
-        // Same length as the prepared question: only case and (for ANY) type differ.
-        out[12..12 + self.query.question.len()].copy_from_slice(self.query.question);
+        let shift = (12 + self.query.question.len()) as isize - question_end as isize;
+        if shift != 0 {
+            for &offset in prepared.relocations() {
+                let at = (offset as isize + shift) as usize;
+                let pointer = u16::from_be_bytes([out[at], out[at + 1]]);
+                let target = ((pointer & 0x3FFF) as isize + shift) as u16;
+                out[at..at + 2].copy_from_slice(&(0xC000 | target).to_be_bytes());
+            }
+        }
         self.push_opt(out, 0);
+        shift
     }
 
     /// NXDOMAIN or NODATA: the question and the zone's SOA in the authority section.
@@ -347,8 +365,18 @@ impl Reply<'_> {
             out[4..12].fill(0);
             return;
         };
-        let owner: &Name = &full.queries[0].name().clone();
-        let qtype: RecordType = full.queries[0].query_type();
+        // Rebuild around the client's question (an alias's name, the client's case and type).
+        let Ok(client) = Query::read(&mut BinDecoder::new(self.query.question)) else {
+            out.truncate(12);
+            return;
+        };
+        let owner = client.name().clone();
+        let qtype = client.query_type();
+        let mut full = full;
+        for record in &mut full.answers {
+            record.name = owner.clone();
+        }
+        let owner = &owner;
         let budget = self.limit
             - if self.query.edns.is_some() {
                 OPT_LEN
@@ -383,7 +411,6 @@ impl Reply<'_> {
                 out.extend_from_slice(&bytes);
                 out[0..2].copy_from_slice(&self.query.id.to_be_bytes());
                 out[2..4].copy_from_slice(&self.flags(true, true, ResponseCode::NoError));
-                out[12..12 + self.query.question.len()].copy_from_slice(self.query.question);
             }
             None => {
                 self.header(out, true, ResponseCode::NoError, 0, 0);

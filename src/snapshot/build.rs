@@ -98,9 +98,16 @@ pub(super) fn registry_zone(
         .iter()
         .map(|ip| ip_record(&ns_name, options.node_ttl, *ip))
         .collect();
-    zone.add_answer(&domain, RecordType::NS, vec![ns], ns_glue.clone());
-    for glue in ns_glue {
-        zone.push_record(glue);
+    zone.add_answer(&domain, RecordType::NS, &[ns], &ns_glue);
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        let glue: Vec<Record> = ns_glue
+            .iter()
+            .filter(|r| r.record_type() == rtype)
+            .cloned()
+            .collect();
+        if !glue.is_empty() {
+            zone.add_answer(&ns_name, rtype, &glue, &[]);
+        }
     }
 
     // Group passing instances by (datacenter, service); remember every node, whatever its health.
@@ -191,40 +198,51 @@ impl Context<'_> {
         service: &str,
         instances: &[Served<'_>],
     ) {
-        let all: Vec<&Served<'_>> = instances.iter().collect();
+        // Owners grouped by the instances they serve: the plain and RFC 2782 names, with and
+        // without the datacenter label, and every tag that all instances carry, share one
+        // answer per type.
+        let mut sets: BTreeMap<Vec<usize>, Vec<Name>> = BTreeMap::new();
         let rfc_service = format!("_{service}");
-        let mut owners = self.names(&[service], "service", datacenter);
+        let all: Vec<usize> = (0..instances.len()).collect();
+        let owners = sets.entry(all).or_default();
+        owners.extend(self.names(&[service], "service", datacenter));
         owners.extend(self.names(&[&rfc_service, "_tcp"], "service", datacenter));
-        self.add_instance_set(zone, &owners, &all);
 
         let tags: BTreeSet<String> = instances
             .iter()
             .flat_map(|s| s.entry.service.tags.iter().map(|t| t.to_ascii_lowercase()))
             .collect();
         for tag in &tags {
-            let tagged: Vec<&Served<'_>> = instances
-                .iter()
-                .filter(|s| {
-                    s.entry
+            let tagged: Vec<usize> = (0..instances.len())
+                .filter(|&i| {
+                    instances[i]
+                        .entry
                         .service
                         .tags
                         .iter()
                         .any(|t| t.eq_ignore_ascii_case(tag))
                 })
                 .collect();
-            let mut owners = self.names(&[tag, service], "service", datacenter);
+            let owners = sets.entry(tagged).or_default();
+            owners.extend(self.names(&[tag, service], "service", datacenter));
             if tag != "tcp" && !tag.contains('.') {
                 let rfc_tag = format!("_{tag}");
                 owners.extend(self.names(&[&rfc_service, &rfc_tag], "service", datacenter));
             }
-            self.add_instance_set(zone, &owners, &tagged);
+        }
+        for (members, owners) in sets {
+            let served: Vec<&Served<'_>> = members.iter().map(|&i| &instances[i]).collect();
+            self.add_instance_set(zone, &owners, &served);
         }
     }
 
-    /// A, AAAA and SRV answers for one set of instances at each owner name.
+    /// A, AAAA and SRV answers for one set of instances, shared by all `owners`.
     fn add_instance_set(&self, zone: &mut ZoneBuilder, owners: &[Name], instances: &[&Served<'_>]) {
         let ttl = self.options.service_ttl;
-        for owner in owners {
+        let Some(owner) = owners.iter().max_by_key(|owner| owner.len()) else {
+            return;
+        };
+        {
             for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
                 let mut records: Vec<Record> = Vec::new();
                 let mut first_host: Option<String> = None;
@@ -254,7 +272,7 @@ impl Context<'_> {
                     }
                 }
                 if !records.is_empty() {
-                    zone.add_answer(owner, rtype, records, Vec::new());
+                    zone.add_shared(owners, rtype, &records, &[]);
                 }
             }
 
@@ -315,30 +333,29 @@ impl Context<'_> {
                 ));
             }
             if !srv_records.is_empty() {
-                zone.add_answer(owner, RecordType::SRV, srv_records, additionals);
+                zone.add_shared(owners, RecordType::SRV, &srv_records, &additionals);
             }
         }
     }
 
     fn add_node(&self, zone: &mut ZoneBuilder, datacenter: &str, node: &Node) {
         let ttl = self.options.node_ttl;
-        let labels: Vec<&str> = vec![node.node.as_str()];
-        for owner in self.names(&labels, "node", datacenter) {
-            for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
-                let record = match node_address(node, family) {
-                    Some(Address::Ip(ip)) if family_matches(ip, family) => {
-                        ip_record(&owner, ttl, ip)
+        let owners = self.names(&[node.node.as_str()], "node", datacenter);
+        let Some(owner) = owners.iter().max_by_key(|owner| owner.len()) else {
+            return;
+        };
+        for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
+            let record = match node_address(node, family) {
+                Some(Address::Ip(ip)) if family_matches(ip, family) => ip_record(owner, ttl, ip),
+                Some(Address::Host(host)) => match fqdn(&host) {
+                    Some(target) => {
+                        Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target)))
                     }
-                    Some(Address::Host(host)) => match fqdn(&host) {
-                        Some(target) => {
-                            Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target)))
-                        }
-                        None => continue,
-                    },
-                    _ => continue,
-                };
-                zone.add_answer(&owner, rtype, vec![record], Vec::new());
-            }
+                    None => continue,
+                },
+                _ => continue,
+            };
+            zone.add_shared(&owners, rtype, &[record], &[]);
         }
     }
 
@@ -352,8 +369,8 @@ impl Context<'_> {
             zone.add_answer(
                 owner,
                 rtype,
-                vec![ip_record(owner, self.options.node_ttl, ip)],
-                Vec::new(),
+                &[ip_record(owner, self.options.node_ttl, ip)],
+                &[],
             );
         }
     }

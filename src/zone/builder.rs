@@ -1,29 +1,20 @@
 //! Collects RRsets per owner name and compiles them into a [`Zone`].
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::ProtoError;
 use rustc_hash::FxHashMap;
+use tracing::warn;
 
 use super::{NameAnswers, Prepared, Zone};
 
-/// The records to answer one (name, type) with.
-#[derive(Debug, Default)]
-struct RrsetInput {
-    answers: Vec<Record>,
-    additionals: Vec<Record>,
-}
+/// The prepared answers of one owner name, by record type.
+type TypedAnswers = Vec<(u16, Arc<Prepared>)>;
 
-/// One owner name and what it holds, by record type.
-#[derive(Debug)]
-struct OwnerInput {
-    name: Name,
-    types: BTreeMap<u16, RrsetInput>,
-}
-
-/// Gathers the data of one zone; [`ZoneBuilder::build`] encodes every answer once.
+/// Gathers the data of one zone, encoding each answer as soon as it is added so the records
+/// themselves never pile up; [`ZoneBuilder::build`] indexes the results.
 ///
 /// Names are keyed by their lower-cased wire form, the same key queries are looked up with.
 #[derive(Debug)]
@@ -31,7 +22,8 @@ pub struct ZoneBuilder {
     apex_key: Box<[u8]>,
     soa: Record,
     serial: u32,
-    names: FxHashMap<Box<[u8]>, OwnerInput>,
+    names: FxHashMap<Box<[u8]>, TypedAnswers>,
+    record_count: usize,
 }
 
 impl ZoneBuilder {
@@ -44,48 +36,90 @@ impl ZoneBuilder {
             soa: soa.clone(),
             serial,
             names: FxHashMap::default(),
+            record_count: 0,
         };
-        builder.add_answer(&apex, RecordType::SOA, vec![soa], Vec::new());
+        builder.add_answer(&apex, RecordType::SOA, &[soa], &[]);
         builder
     }
 
-    fn owner(&mut self, owner: &Name) -> &mut OwnerInput {
-        let key = wire_key(owner).unwrap_or_else(|_| Box::new([0]));
-        self.names.entry(key).or_insert_with(|| OwnerInput {
-            name: owner.to_lowercase(),
-            types: BTreeMap::new(),
-        })
-    }
-
     /// Sets the answer for (`owner`, `rtype`): the answer records and the additional records
-    /// that go with them (addresses of SRV targets, for instance). A later call for the same
-    /// pair replaces the earlier one. `owner` must be the apex or below it.
+    /// that go with them (addresses of SRV targets, for instance), encoded now. A later call
+    /// for the same pair replaces the earlier one. `owner` must be the apex or below it.
+    ///
+    /// An answer that cannot be encoded (a name over DNS limits) is left out and logged: one
+    /// odd registration must not take the whole zone down.
     pub fn add_answer(
         &mut self,
         owner: &Name,
         rtype: RecordType,
-        answers: Vec<Record>,
-        additionals: Vec<Record>,
+        answers: &[Record],
+        additionals: &[Record],
     ) {
-        self.owner(owner).types.insert(
-            u16::from(rtype),
-            RrsetInput {
-                answers,
-                additionals,
-            },
-        );
+        let key = match wire_key(owner) {
+            Ok(key) => key,
+            Err(error) => {
+                warn!(%owner, %error, "name left out of the zone");
+                return;
+            }
+        };
+        let prepared = match Prepared::encode(owner, rtype, answers, &[], additionals) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                warn!(%owner, %rtype, %error, "answer left out of the zone");
+                return;
+            }
+        };
+        self.record_count += answers.len() + additionals.len();
+        self.insert(key, rtype, Arc::new(prepared));
     }
 
-    /// Appends one record to the answer for (`owner`, its type), keeping earlier ones.
-    pub fn push_record(&mut self, record: Record) {
-        let rtype = u16::from(record.record_type());
-        let name = record.name.clone();
-        self.owner(&name)
-            .types
-            .entry(rtype)
-            .or_default()
-            .answers
-            .push(record);
+    /// Sets one answer for several owners with the same records (`web.service.consul` and
+    /// `web.service.dc1.consul`, say): encoded once and shared, when the encoding allows it
+    /// (see [`Prepared::encode_shared`]), else once per owner. The answer records must be
+    /// owned by the longest of `owners`.
+    pub fn add_shared(
+        &mut self,
+        owners: &[Name],
+        rtype: RecordType,
+        answers: &[Record],
+        additionals: &[Record],
+    ) {
+        let Some(canonical) = owners.iter().max_by_key(|owner| owner.len()) else {
+            return;
+        };
+        let keys: Option<Vec<Box<[u8]>>> =
+            owners.iter().map(|owner| wire_key(owner).ok()).collect();
+        if let (Some(keys), Some(prepared)) = (
+            keys,
+            Prepared::encode_shared(canonical, rtype, answers, additionals),
+        ) {
+            self.record_count += answers.len() + additionals.len();
+            let prepared = Arc::new(prepared);
+            for key in keys {
+                self.insert(key, rtype, prepared.clone());
+            }
+            return;
+        }
+        for owner in owners {
+            let owned: Vec<Record> = answers
+                .iter()
+                .map(|record| {
+                    let mut record = record.clone();
+                    record.name = owner.clone();
+                    record
+                })
+                .collect();
+            self.add_answer(owner, rtype, &owned, additionals);
+        }
+    }
+
+    fn insert(&mut self, key: Box<[u8]>, rtype: RecordType, prepared: Arc<Prepared>) {
+        let types = self.names.entry(key).or_default();
+        let rtype = u16::from(rtype);
+        match types.iter_mut().find(|(t, _)| *t == rtype) {
+            Some(slot) => slot.1 = prepared,
+            None => types.push((rtype, prepared)),
+        }
     }
 
     /// True when the builder holds data of type `rtype` at `owner`.
@@ -93,36 +127,25 @@ impl ZoneBuilder {
         wire_key(owner)
             .ok()
             .and_then(|key| self.names.get(&key))
-            .is_some_and(|input| input.types.contains_key(&u16::from(rtype)))
+            .is_some_and(|types| types.iter().any(|(t, _)| *t == u16::from(rtype)))
     }
 
-    /// Encodes every answer and indexes them by lower-cased wire name. Every ancestor of a name
-    /// up to the apex becomes an empty non-terminal, so it answers NOERROR rather than NXDOMAIN.
+    /// Indexes the encoded answers. Every ancestor of a name up to the apex becomes an empty
+    /// non-terminal, so it answers NOERROR rather than NXDOMAIN.
     pub fn build(self) -> Result<Zone, ProtoError> {
         let mut names: FxHashMap<Box<[u8]>, NameAnswers> = FxHashMap::default();
         names.reserve(self.names.len() + self.names.len() / 4);
-        let mut record_count = 0;
-        for (key, owner) in &self.names {
-            let mut by_type = Vec::with_capacity(owner.types.len());
-            for (rtype, input) in &owner.types {
-                record_count += input.answers.len() + input.additionals.len();
-                let prepared = Prepared::encode(
-                    &owner.name,
-                    RecordType::from(*rtype),
-                    &input.answers,
-                    &[],
-                    &input.additionals,
-                )?;
-                by_type.push((*rtype, prepared));
-            }
+        let keys: Vec<Box<[u8]>> = self.names.keys().cloned().collect();
+        for (key, mut by_type) in self.names {
+            by_type.sort_by_key(|(rtype, _)| *rtype);
             names.insert(
-                key.clone(),
+                key,
                 NameAnswers {
                     by_type: by_type.into_boxed_slice(),
                 },
             );
         }
-        for key in self.names.keys() {
+        for key in &keys {
             add_empty_ancestors(&mut names, key, &self.apex_key);
         }
         Ok(Zone {
@@ -130,7 +153,7 @@ impl ZoneBuilder {
             names,
             negative_authority: uncompressed(&self.soa)?,
             serial: self.serial,
-            record_count,
+            record_count: self.record_count,
         })
     }
 }

@@ -14,6 +14,8 @@ pub use builder::{wire_key, ZoneBuilder};
 pub(crate) use prepared::{additionals_for, response};
 pub use prepared::{Prepared, MAX_MESSAGE_LEN};
 
+use std::sync::Arc;
+
 use hickory_proto::rr::RecordType;
 use rustc_hash::FxHashMap;
 
@@ -33,7 +35,7 @@ pub struct Zone {
 /// An empty list marks an empty non-terminal (the name exists, with no data).
 #[derive(Debug, Default)]
 pub struct NameAnswers {
-    pub(crate) by_type: Box<[(u16, Prepared)]>,
+    pub(crate) by_type: Box<[(u16, Arc<Prepared>)]>,
 }
 
 /// The outcome of looking a name up in a zone.

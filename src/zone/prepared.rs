@@ -2,9 +2,14 @@
 //!
 //! The bytes are a whole DNS message built by hickory-proto: a header with ID 0, the question
 //! in lower case, and the answer, authority and additional sections with names compressed
-//! against the question. Per query only the ID, a few flag bits and the question's case change,
-//! and the question has the same length as the one encoded here, so every compression pointer
-//! stays valid.
+//! against the question. Per query the ID, a few flag bits and the question change.
+//!
+//! One prepared response can serve several owner names with the same records (an alias such as
+//! `web.service.consul` and `web.service.dc1.consul`): the answers' owners are a pointer to the
+//! question (offset 12) whatever its name, and the other compression pointers point into the
+//! sections after the question, so when a shorter question is written in front of them they
+//! only need to move by the difference in length. [`Prepared::relocations`] lists where those
+//! pointers are; it is empty when the response is not shared.
 
 use hickory_proto::op::{
     Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
@@ -28,6 +33,9 @@ pub struct Prepared {
     uniform_answer_len: u8,
     /// True when the records did not all fit even into a 64 KiB message at build time.
     truncated: bool,
+    /// Offsets of compression pointers that point past the question, to move when the response
+    /// is sent for an alias with a shorter question.
+    relocations: Box<[u16]>,
 }
 
 impl Prepared {
@@ -111,7 +119,46 @@ impl Prepared {
             answer_count: answers.len() as u16,
             uniform_answer_len,
             truncated,
+            relocations: Box::new([]),
         })
+    }
+
+    /// Encodes one response to be shared by several owners with the same records. `owner` must
+    /// be the longest of them (relocation only ever moves pointers backwards), and every answer
+    /// record must be owned by it. Returns `None` when the encoding cannot be shared: a
+    /// compression pointer into the middle of the question (which an alias does not have), or
+    /// answers with names in their data that may point anywhere (CNAME).
+    pub fn encode_shared(
+        owner: &Name,
+        qtype: RecordType,
+        answers: &[Record],
+        additionals: &[Record],
+    ) -> Option<Self> {
+        if answers.iter().any(|r| {
+            !matches!(
+                r.record_type(),
+                RecordType::A | RecordType::AAAA | RecordType::SRV
+            )
+        }) {
+            return None;
+        }
+        let mut prepared = Self::encode(owner, qtype, answers, &[], additionals).ok()?;
+        prepared.relocations = relocations(
+            &prepared.wire,
+            prepared.question_end(),
+            prepared.answers_end as usize,
+        )?;
+        Some(prepared)
+    }
+
+    /// Offset just past the question (header, name, type and class).
+    pub fn question_end(&self) -> usize {
+        self.answers_start as usize
+    }
+
+    /// Offsets of the compression pointers to move for a shorter question (see the module doc).
+    pub fn relocations(&self) -> &[u16] {
+        &self.relocations
     }
 
     /// The encoded message (ID 0, lower-case question, no OPT record).
@@ -181,6 +228,44 @@ fn target_of(record: &Record) -> Option<Name> {
         RData::MX(mx) => Some(mx.exchange.clone()),
         _ => None,
     }
+}
+
+/// Finds the compression pointers in the additional section of a shared response (the answer
+/// records are A/AAAA/SRV: their owners point at offset 12 and their data holds no pointer).
+/// Only owner names of additional records are walked: label by label to the first pointer.
+/// `None` when a pointer lands inside the question other than at its start.
+fn relocations(wire: &[u8], question_end: usize, answers_end: usize) -> Option<Box<[u16]>> {
+    let additionals = u16::from_be_bytes([wire[10], wire[11]]);
+    let mut found = Vec::new();
+    let mut offset = answers_end;
+    for _ in 0..additionals {
+        // Owner name: labels until the root label or a pointer.
+        loop {
+            let byte = *wire.get(offset)?;
+            if byte & 0xC0 == 0xC0 {
+                let target =
+                    usize::from(u16::from_be_bytes([byte, *wire.get(offset + 1)?]) & 0x3FFF);
+                if target >= question_end {
+                    found.push(offset as u16);
+                } else if target != 12 {
+                    return None;
+                }
+                offset += 2;
+                break;
+            }
+            offset += usize::from(byte) + 1;
+            if byte == 0 {
+                break;
+            }
+        }
+        // Type, class, TTL, then RDATA of RDLENGTH bytes.
+        let rdlength = usize::from(u16::from_be_bytes([
+            *wire.get(offset + 8)?,
+            *wire.get(offset + 9)?,
+        ]));
+        offset += 10 + rdlength;
+    }
+    Some(found.into_boxed_slice())
 }
 
 /// Per-record length when all answers are A (16 bytes) or all AAAA (28 bytes) with the owner

@@ -614,3 +614,59 @@ fn config_file_sets_values_and_flags_override_it() {
         9
     );
 }
+
+#[test]
+fn every_alias_of_an_instance_set_gets_the_same_records() {
+    let server = demo();
+    let expected_srv = [
+        "1 1 8080 web-01.node.dc1.consul.",
+        "1 10 9090 0a00010c.addr.dc1.consul.",
+    ];
+    // One answer is shared by these names; shorter questions move its compression pointers.
+    for name in [
+        "web.service.consul.",
+        "web.service.dc1.consul.",
+        "_web._tcp.service.consul.",
+        "_WEB._TCP.service.dc1.consul.",
+        "v1.web.service.consul.",
+        "_web._v1.service.dc1.consul.",
+    ] {
+        for message in [
+            udp(server.addr, name, RecordType::SRV),
+            tcp(server.addr, name, RecordType::SRV),
+        ] {
+            assert_eq!(rdata(&message.answers), expected_srv, "{name}");
+            assert!(
+                message.answers.iter().all(|r| r.name.to_string() == name),
+                "{name}"
+            );
+            assert_eq!(
+                rrs(&message.additionals),
+                [
+                    (
+                        "web-01.node.dc1.consul.".to_string(),
+                        RecordType::A,
+                        "10.0.1.11".to_string()
+                    ),
+                    (
+                        "0a00010c.addr.dc1.consul.".to_string(),
+                        RecordType::A,
+                        "10.0.1.12".to_string()
+                    ),
+                ],
+                "{name}"
+            );
+        }
+        assert_eq!(
+            sorted_rdata(&udp(server.addr, name, RecordType::A).answers),
+            ["10.0.1.11", "10.0.1.12"],
+            "{name}"
+        );
+    }
+    for name in ["web-01.node.consul.", "web-01.node.dc1.consul."] {
+        assert_eq!(
+            rdata(&udp(server.addr, name, RecordType::A).answers),
+            ["10.0.1.11"]
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Memory and build-time footprint of a registry snapshot, for docs/PERFORMANCE.md.
+//!
+//! `cargo bench --bench footprint -- FILE` loads a registry file (default: a generated
+//! 10,000 x 10 registry, see tests/perf/bench.sh), builds the snapshot twice (a start-up and a
+//! rebuild) and prints resident memory after each step, read from /proc/self/statm.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use snapdns::registry::file;
+use snapdns::snapshot::{Snapshot, ZoneOptions};
+
+/// The allocator the binary uses, so the numbers match the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn resident_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / 1_048_576.0
+}
+
+fn main() {
+    // cargo bench passes `--bench`; the first other argument is the file.
+    let path = std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with("--"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/dnsbench/data/consul-registry.json"));
+    let options = ZoneOptions {
+        domain: "consul.".parse().expect("domain"),
+        datacenter: "dc1".into(),
+        service_ttl: 0,
+        node_ttl: 0,
+        negative_ttl: 0,
+        nameserver_addresses: Vec::new(),
+    };
+    let base = resident_mib();
+    let started = Instant::now();
+    let state = match file::load(&path) {
+        Ok(state) => Arc::new(state),
+        Err(error) => {
+            eprintln!("footprint: {error}");
+            return;
+        }
+    };
+    let parsed = resident_mib();
+    eprintln!(
+        "parse   {:>8.1} ms  resident {:>7.1} MiB (+{:.1} for the registry state, {} instances)",
+        started.elapsed().as_secs_f64() * 1e3,
+        parsed,
+        parsed - base,
+        state.instance_count()
+    );
+    for label in ["build", "rebuild"] {
+        let started = Instant::now();
+        let snapshot = Snapshot::build(state.clone(), SystemTime::now(), &options).expect("build");
+        let elapsed = started.elapsed();
+        let resident = resident_mib();
+        eprintln!(
+            "{label:<7} {:>8.1} ms  resident {:>7.1} MiB  names {} records {} ({:.0} B of resident memory per instance)",
+            elapsed.as_secs_f64() * 1e3,
+            resident,
+            snapshot.zone.name_count(),
+            snapshot.zone.record_count(),
+            (resident - base) * 1_048_576.0 / state.instance_count().max(1) as f64,
+        );
+        std::mem::forget(snapshot); // keep it resident, as a server does
+    }
+}
