@@ -1,0 +1,181 @@
+//! Persistence and self-preservation: restarts from disk, damaged state files, an unwritable
+//! state directory, and a mass drop that is held, then let go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use serde_json::{json, Value};
+
+use super::standin::health;
+use super::*;
+use crate::assert_eventually;
+use crate::registry_fixture::entry;
+
+#[test]
+fn sync_restart_with_the_registry_down_serves_from_disk() {
+    let (mut consul, _dir) = standin(&base_registry(), &[]);
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut server = start_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eventually!(health(&server).1["persistence"]["ok"] == true);
+    let index = consul.index();
+    server.kill();
+    consul.stop();
+
+    let server = start_in(dir, &consul.url(), &[]);
+    // The very first answer comes from disk.
+    assert_eq!(addresses(&server, "web"), web_all());
+    let (code, report) = health(&server);
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["snapshot"]["origin"], "disk");
+    assert_eq!(report["snapshot"]["index"].as_u64(), Some(index));
+    assert!(report["persistence"]["loaded_from"].is_string());
+    assert_eventually!(registry_state(&server) == "unreachable");
+    assert_eq!(addresses(&server, "web"), web_all());
+    assert!(server
+        .log()
+        .contains("serving the persisted registry state"));
+}
+
+#[test]
+fn sync_corrupt_or_newer_snapshot_files_fall_back_to_an_older_generation() {
+    let (mut consul, _dir) = standin(&base_registry(), &[]);
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut server = start_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(health(&server).1["persistence"]["generation"] == 1);
+    consul.put_service(
+        "cache",
+        &json!([entry("c1", "10.4.0.1", "cache", "", 6379, &[], "passing")]),
+    );
+    assert_eventually!(health(&server).1["persistence"]["generation"] == 2);
+    server.kill();
+    consul.stop();
+
+    let state = dir.path().join("state");
+    let newest = state.join("state-000000000002.snapdns");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&newest, &bytes).unwrap();
+    std::fs::write(
+        state.join("state-000000000009.snapdns"),
+        "snapdns-state 7 00000000 2\n{}",
+    )
+    .unwrap();
+
+    let mut server = start_in(dir.clone(), &consul.url(), &[]);
+    assert_eq!(
+        addresses(&server, "web"),
+        web_all(),
+        "generation 1 is served"
+    );
+    assert_eq!(
+        rcode(&server, "cache"),
+        ResponseCode::NXDomain,
+        "generation 2 is not"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("state-000000000002.snapdns is corrupt: checksum"),
+        "{log}"
+    );
+    assert!(
+        log.contains("state-000000000009.snapdns has format version 7, newer than 1"),
+        "{log}"
+    );
+    let skipped = health(&server).1["persistence"]["skipped"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(skipped, 2);
+    server.kill();
+
+    // Nothing usable at all: no crash, no snapshot, SERVFAIL and 503 until the registry answers.
+    for generation in 1..=2 {
+        std::fs::write(
+            state.join(format!("state-00000000000{generation}.snapdns")),
+            "garbage",
+        )
+        .unwrap();
+    }
+    let server = start_in(dir, &consul.url(), &[]);
+    assert_eq!(rcode(&server, "web"), ResponseCode::ServFail);
+    assert_eq!(health(&server).0, 503);
+    consul.restart();
+    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eq!(health(&server).0, 200);
+}
+
+#[test]
+fn sync_unwritable_state_dir_is_reported_and_serving_goes_on() {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let state_dir = file.join("state");
+    let server = start(&consul, &["--state-dir", state_dir.to_str().unwrap()]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eventually!(health(&server).1["persistence"]["ok"] == false);
+    consul.set_check("n1", "service:web-8080-n1", "critical");
+    assert_eventually!(!addresses(&server, "web").contains(&"10.1.0.1".into()));
+    consul.set_check("n1", "service:web-8080-n1", "passing");
+    assert_eventually!(addresses(&server, "web") == web_all());
+    std::thread::sleep(Duration::from_millis(1200));
+    let (code, report) = health(&server);
+    assert_eq!(
+        (code, report["status"].as_str()),
+        (200, Some("degraded")),
+        "{report}"
+    );
+    assert!(
+        report["persistence"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot create"),
+        "{report}"
+    );
+    assert_eq!(
+        server.log_count("cannot persist the registry state"),
+        1,
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn sync_self_preservation_holds_a_mass_drop_then_lets_it_go() {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let server = start(&consul, &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+
+    // One of five served instances going away is ordinary: applied at once.
+    consul.delete_service("db");
+    assert_eventually!(rcode(&server, "db") == ResponseCode::NXDomain);
+    assert_eq!(health(&server).1["self_preservation"]["active"], false);
+
+    // Three of four at once looks like a registry fault: they keep being served.
+    let web = base_registry()["web"].as_array().unwrap()[..1].to_vec();
+    consul.put_service("web", &Value::Array(web));
+    assert_eventually!(health(&server).1["self_preservation"]["active"] == true);
+    let report = health(&server).1;
+    assert_eq!(report["self_preservation"]["held_instances"], 3, "{report}");
+    assert_eq!(report["status"], "degraded");
+    assert_eq!(addresses(&server, "web"), web_all());
+    assert!(server
+        .log()
+        .contains("self-preservation: the registry dropped too many instances at once"));
+
+    // They stay gone for the window (3 s): let go.
+    let released = time_until("held instances are released", || {
+        addresses(&server, "web") == ["10.1.0.1"]
+    });
+    assert!(
+        released > Duration::from_secs(1),
+        "released after {released:?}"
+    );
+    assert_eventually!(health(&server).1["self_preservation"]["active"] == false);
+    assert!(server
+        .log()
+        .contains("held instances stayed gone for the window"));
+}

@@ -1,0 +1,167 @@
+//! Registry faults: error statuses, broken answers, a stopped registry, an index going
+//! backwards, a leader loss. The last good snapshot keeps serving through all of them.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::standin::health;
+use super::*;
+use crate::assert_eventually;
+
+/// Injects each fault in turn: DNS keeps answering, health names the fault, it is logged once
+/// (not once per retry), and the sync recovers when the fault is gone.
+fn run_faults(faults: &[(Value, &str)]) {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let server = start(&consul, &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+    for (spec, kind) in faults {
+        let logged_before = server.log_count("registry fault:");
+        let failed_before = health(&server).1["totals"]["failed_syncs"]
+            .as_u64()
+            .unwrap();
+        consul.fault(spec);
+        assert_eventually!(
+            registry_state(&server) == *kind,
+            "fault {spec} never showed as {kind}: {}",
+            health(&server).1
+        );
+        // Several failed syncs later, it is still logged once, and DNS still answers.
+        assert_eventually!(
+            health(&server).1["totals"]["failed_syncs"]
+                .as_u64()
+                .unwrap()
+                >= failed_before + 2,
+            "no retries under {spec}"
+        );
+        assert_eq!(addresses(&server, "web"), web_all(), "under {spec}");
+        let (code, report) = health(&server);
+        assert_eq!(
+            (code, report["status"].as_str()),
+            (200, Some("degraded")),
+            "{report}"
+        );
+        assert_eq!(report["registry"]["last_error"]["kind"], *kind, "{report}");
+        assert_eq!(
+            server.log_count("registry fault:"),
+            logged_before + 1,
+            "under {spec}:\n{}",
+            server.log()
+        );
+        consul.clear_faults();
+        assert_eventually!(
+            registry_state(&server) == "ok",
+            "no recovery from {spec}: {}",
+            health(&server).1
+        );
+    }
+    assert!(server.log_count("registry recovered") >= faults.len());
+}
+
+#[test]
+fn sync_outage_error_statuses_keep_serving() {
+    run_faults(&[
+        (
+            json!({"mode": "status", "status": 500, "body": "No cluster leader"}),
+            "no_leader",
+        ),
+        (
+            json!({"mode": "status", "status": 403, "body": "ACL not found"}),
+            "acl_denied",
+        ),
+        (
+            json!({"mode": "status", "status": 429, "body": "rate limit exceeded, try again later or against a different server"}),
+            "rate_limited",
+        ),
+    ]);
+}
+
+#[test]
+fn sync_outage_broken_answers_keep_serving() {
+    run_faults(&[
+        (json!({"mode": "malformed"}), "bad_response"),
+        (json!({"mode": "truncated"}), "bad_response"),
+        (json!({"mode": "disconnect"}), "bad_response"),
+        (json!({"mode": "hang"}), "timeout"),
+    ]);
+}
+
+#[test]
+fn sync_outage_registry_stopped_and_index_going_backwards() {
+    let (mut consul, _dir) = standin(&base_registry(), &[]);
+    let server = start(&consul, &[]);
+    assert_eventually!(addresses(&server, "web") == web_all());
+
+    consul.stop();
+    assert_eventually!(
+        registry_state(&server) == "unreachable",
+        "{}",
+        health(&server).1
+    );
+    assert_eventually!(
+        health(&server).1["totals"]["failed_syncs"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(server.log_count("registry fault:"), 1, "{}", server.log());
+    consul.restart();
+    assert_eventually!(registry_state(&server) == "ok");
+
+    // A snapshot restore: the index drops. The watches reset, the data is resynced, DNS answers.
+    let before = consul.index();
+    consul.fault(&json!({"mode": "index_backwards", "index": 3}));
+    assert_eventually!(server.log_count("went backwards") >= 1, "{}", server.log());
+    assert_eventually!(
+        health(&server).1["snapshot"]["index"] == 3,
+        "{}",
+        health(&server).1
+    );
+    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(
+        health(&server).1["registry"]["last_error"]["kind"],
+        "index_backwards"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        server.log_count("went backwards"),
+        1,
+        "logged once:\n{}",
+        server.log()
+    );
+    consul.clear_faults();
+    assert_eventually!(health(&server).1["snapshot"]["index"].as_u64().unwrap() >= before);
+}
+
+#[test]
+fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
+    let (consul, _dir) = standin(&base_registry(), &[]);
+    let stale = start(&consul, &[]);
+    let consistent = start(&consul, &["--consistent"]);
+    assert_eventually!(
+        addresses(&stale, "web") == web_all() && addresses(&consistent, "web") == web_all()
+    );
+    consul.fault(&json!({"leaderless": true}));
+    consul.set_check("n1", "service:web-8080-n1", "critical");
+    // Stale reads are answered by any server: changes still arrive.
+    assert_eventually!(!addresses(&stale, "web").contains(&"10.1.0.1".into()));
+    assert_eventually!(health(&stale).1["registry"]["known_leader"] == false);
+    assert_eq!(registry_state(&stale), "ok");
+    assert_eventually!(
+        registry_state(&consistent) == "no_leader",
+        "{}",
+        health(&consistent).1
+    );
+    assert_eq!(
+        addresses(&consistent, "web"),
+        web_all(),
+        "the last good snapshot keeps serving"
+    );
+    let queries: Vec<String> = consul
+        .requests()
+        .iter()
+        .map(|r| r["query"].as_str().unwrap().to_string())
+        .collect();
+    assert!(queries.iter().any(|q| q.contains("consistent")));
+}
