@@ -13,21 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hickory_server::Server;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, RegistrySource};
 use crate::dns::forward::{ForwardConfig, Forwarder};
-use crate::dns::{udp, AnswerPolicy, Forwarding, Responder, TcpHandler};
+use crate::dns::{tcp, udp, AnswerPolicy, Forwarding, Responder, TcpHandler};
 use crate::metrics::Metrics;
 use crate::registry::consul::{ConsulClient, ConsulConfig, ConsulError};
 use crate::snapshot::{SnapshotStore, ZoneOptions};
 use crate::sync::status::{SourceInfo, SyncStatus};
 use crate::sync::{SyncSettings, SyncTask};
 use crate::zone::{wire_key, ZoneSet};
-use crate::{file_source, http, static_zones, sync};
+use crate::{file_source, http, reload, static_zones, sync};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +58,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the server until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    run_with_reloads(config, shutdown, None).await
+}
+
+/// Like [`run`], also applying each configuration that arrives on `reloads` (SIGHUP; see
+/// [`reload`]).
+pub async fn run_with_reloads(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    reloads: Option<tokio::sync::mpsc::Receiver<reload::Request>>,
+) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let store = SnapshotStore::default();
     let zone_options = zone_options(&config);
@@ -144,12 +153,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         stop.clone(),
     )
     .map_err(StartError::Thread)?;
-    let mut server = Server::new(TcpHandler::new(responder, forwarding, metrics.clone()));
+    let token = CancellationToken::new();
+    let tcp_handler = Arc::new(TcpHandler::new(responder, forwarding, metrics.clone()));
+    let mut tcp_servers = tokio::task::JoinSet::new();
     for listener in tcp_listeners {
-        server.register_listener(listener, config.tcp_idle_timeout, 64 * 1024);
+        tcp_servers.spawn(tcp::serve(
+            listener,
+            tcp_handler.clone(),
+            config.tcp_idle_timeout,
+            token.child_token(),
+        ));
     }
 
-    let token = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     match &config.registry {
         RegistrySource::File(_) => {
@@ -168,8 +183,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             store: store.clone(),
             status: status.clone(),
             started: std::time::SystemTime::now(),
+            metrics: metrics.clone(),
         });
         tasks.spawn(http::serve(listener, source, token.child_token()));
+    }
+
+    if let Some(requests) = reloads {
+        let reloader = reload::Reloader::new(config.clone(), static_zones.clone(), metrics.clone());
+        tasks.spawn(reload::watch(requests, reloader, token.child_token()));
     }
 
     shutdown.await;
@@ -177,7 +198,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     token.cancel();
     stop.store(true, Ordering::Relaxed);
     let drain = async {
-        let _ = server.shutdown_gracefully().await;
+        // The TCP listeners close at once; open connections finish the query in progress.
+        while tcp_servers.join_next().await.is_some() {}
         while tasks.join_next().await.is_some() {}
         for worker in workers {
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;

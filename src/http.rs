@@ -1,4 +1,5 @@
-//! The HTTP endpoint: `GET /health`, a JSON report of what is served and how the registry is.
+//! The HTTP endpoint: `GET /health`, a JSON report of what is served and how the registry is,
+//! and `GET /metrics`, the OpenMetrics exposition ([`crate::metrics::export`]).
 //!
 //! HTTP 200 while a snapshot is served (even a stale one: DNS keeps answering), 503 before any
 //! snapshot exists. The handler reads the published snapshot and a copy of the sync status; it
@@ -21,6 +22,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::metrics::export::{Exposition, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use crate::metrics::Metrics;
 use crate::snapshot::SnapshotStore;
 use crate::sync::status::{SourceInfo, StatusView, SyncReport, SyncStatus};
 
@@ -33,6 +36,8 @@ pub struct HealthSource {
     pub status: Arc<SyncStatus>,
     /// When the process started.
     pub started: SystemTime,
+    /// The query-path counters, for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Binds the HTTP listener and logs `listening on http ADDR`.
@@ -83,7 +88,16 @@ fn route(source: &HealthSource, request: &Request<Incoming>) -> Response<Full<By
             text.push('\n');
             respond(status, "application/json", text)
         }
-        (_, "/health") => respond(
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let exposition = Exposition {
+                metrics: source.metrics.clone(),
+                store: source.store.clone(),
+                status: source.status.clone(),
+                started: source.started,
+            };
+            respond(StatusCode::OK, METRICS_CONTENT_TYPE, exposition.render())
+        }
+        (_, "/health" | "/metrics") => respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "use GET\n".into(),
@@ -91,7 +105,7 @@ fn route(source: &HealthSource, request: &Request<Incoming>) -> Response<Full<By
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /health\n".into(),
+            "not found; try /health or /metrics\n".into(),
         ),
     }
 }
@@ -284,6 +298,7 @@ mod tests {
                 None,
             )),
             started: SystemTime::now(),
+            metrics: Arc::default(),
         };
         let (code, body) = health(&source, SystemTime::now());
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);

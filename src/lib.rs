@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod persist;
 pub mod registry;
+pub mod reload;
 pub mod snapshot;
 pub mod static_zones;
 pub mod sync;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use snapdns::config::{Cli, Command, Config, Environment};
+use snapdns::config::{Cli, Command, Config, Environment, ServeArgs};
 
 /// mimalloc: snapshot builds allocate and free many small records; it builds a 100k-instance
 /// snapshot about 30 % faster than the system allocator (docs/PERFORMANCE.md).
@@ -41,7 +41,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(snapdns::app::run(config, shutdown_signal())) {
+    let served = runtime.block_on(async {
+        // Installed before anything listens: SIGHUP's default action would end the process.
+        let shutdown = shutdown_signal();
+        let reloads = reload_requests(args);
+        snapdns::app::run_with_reloads(config, shutdown, reloads).await
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("snapdns: error: {error}");
@@ -71,24 +77,81 @@ fn init_logging(filter: Option<&str>, format: Option<&str>) -> Result<(), String
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Each SIGHUP becomes a reload request: the configuration loaded again from the same flags
+/// and the `--config` file as it is now (validated; the server decides what to apply).
+fn reload_requests(
+    args: Box<ServeArgs>,
+) -> Option<tokio::sync::mpsc::Receiver<snapdns::reload::Request>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; reloads are off");
+                return None;
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        let args = std::sync::Arc::new(args);
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let args = args.clone();
+                let loaded = tokio::task::spawn_blocking(move || {
+                    Config::load(&args, &Environment::from_process())
+                })
+                .await;
+                let Ok(loaded) = loaded else { continue };
+                if sender.send(loaded).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Some(receiver)
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    {
+        let _ = args;
+        None
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call, not when the future
+/// is first polled: a SIGTERM that arrives while the server is still starting is not fatal.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let interrupted = async {
+            match interrupt.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let terminated = async {
+            match terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = interrupted => {}
+            () = terminated => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

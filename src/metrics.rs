@@ -1,9 +1,11 @@
 //! Counters and histograms for `/metrics`, cheap enough for the query path.
 //!
 //! The query path only does relaxed atomic increments on fixed slots (no labels to hash, no
-//! lock); the Prometheus text is produced at scrape time by `crate::http`.
+//! lock); the OpenMetrics text is produced at scrape time by [`export`], served by `crate::http`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod export;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Query types counted separately; everything else is `other`.
@@ -46,6 +48,12 @@ pub struct Metrics {
     pub cache_misses: AtomicU64,
     /// Upstream attempts that failed (timeout, SERVFAIL, REFUSED, bad reply).
     pub upstream_failures: AtomicU64,
+    /// Configuration reloads applied.
+    pub reloads_ok: AtomicU64,
+    /// Configuration reloads rejected.
+    pub reloads_failed: AtomicU64,
+    /// The last reload was rejected.
+    last_reload_failed: AtomicBool,
 }
 
 impl Metrics {
@@ -90,6 +98,21 @@ impl Metrics {
             }
         }
         out
+    }
+
+    /// Counts a configuration reload, applied or rejected.
+    pub fn observe_reload(&self, applied: bool) {
+        if applied {
+            self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_reload_failed.store(!applied, Ordering::Relaxed);
+    }
+
+    /// False when the last reload was rejected.
+    pub fn last_reload_ok(&self) -> bool {
+        !self.last_reload_failed.load(Ordering::Relaxed)
     }
 
     /// Messages that got no answer.

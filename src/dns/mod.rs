@@ -1,13 +1,13 @@
-//! DNS serving: the only module that names hickory-server.
+//! DNS serving: the only module that names hickory-server (its client side, for forwarding).
 //!
-//! UDP is served by our own worker threads from prepared answers ([`udp`]); TCP goes through
-//! hickory-server's `Server` with [`TcpHandler`], which asks the same [`Responder`]. Names
-//! outside the served zones are forwarded ([`forward`]).
+//! UDP is served by our own worker threads from prepared answers ([`udp`]); TCP by our own
+//! accept loop and a task per connection ([`tcp`]) with a [`TcpHandler`], which asks the same
+//! [`Responder`]. Names outside the served zones are forwarded ([`forward`]).
 
 pub mod forward;
 pub mod query;
 pub mod respond;
-mod tcp;
+pub mod tcp;
 pub mod udp;
 
 use std::sync::Arc;

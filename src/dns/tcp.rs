@@ -1,17 +1,21 @@
-//! TCP through hickory-server: its `Server` owns the listeners, framing and idle timeouts;
-//! this handler answers each request with the same [`Responder`] as the UDP path.
+//! DNS over TCP (RFC 7766): our own accept loop and one task per connection, answering each
+//! length-prefixed query with the same [`Responder`] as the UDP path and writing the response
+//! bytes as they are.
 //!
-//! hickory-server sends records, not bytes, so the prepared response is decoded into a
-//! `Message` and handed to its response builder. TCP carries the rare large answers and
-//! truncation retries; the extra decode is not on the UDP fast path.
+//! Queries on one connection are answered in order, one at a time (a pipelining client such as
+//! HAProxy gets its answers in the order it asked). A connection idle for `--tcp-idle-timeout`
+//! is closed. On shutdown the listener is closed at once (new connections are refused), every
+//! connection finishes the query it is answering, forwarded ones included, and is then closed;
+//! [`serve`] returns when the last one has.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, ResponseCode};
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::respond::{Outcome, Responder, Scratch, Transport};
@@ -35,79 +39,116 @@ impl TcpHandler {
             metrics,
         }
     }
+
+    /// Answers one query into `out` (framing not included); false when nothing is to be sent.
+    async fn answer(
+        &self,
+        message: &[u8],
+        client: IpAddr,
+        scratch: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let started = Instant::now();
+        match self
+            .responder
+            .respond(message, client, Transport::Tcp, out, scratch)
+        {
+            Outcome::Reply => {}
+            Outcome::Ignore => {
+                self.metrics.observe_ignored();
+                return false;
+            }
+            Outcome::Forward => match self.forwarding.resolve(message, MAX_MESSAGE_LEN).await {
+                Some(bytes) => *out = bytes,
+                None => return false,
+            },
+        }
+        self.metrics.observe_answer(out, started);
+        true
+    }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for TcpHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let started = Instant::now();
-        let mut bytes = Vec::with_capacity(512);
-        let outcome = {
-            let mut scratch = Scratch::default();
-            self.responder.respond(
-                request.as_slice(),
-                request.src().ip(),
-                Transport::Tcp,
-                &mut bytes,
-                &mut scratch,
-            )
-        };
-        let bytes = match outcome {
-            Outcome::Reply => bytes,
-            Outcome::Ignore => return servfail_info(request),
-            Outcome::Forward => match self
-                .forwarding
-                .resolve(request.as_slice(), MAX_MESSAGE_LEN)
-                .await
-            {
-                Some(bytes) => bytes,
-                None => return servfail_info(request),
+/// Accepts connections on `listener` until `shutdown` is cancelled, then closes it and waits
+/// for every connection to finish the query in progress.
+pub async fn serve(
+    listener: TcpListener,
+    handler: Arc<TcpHandler>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, mostly: wait a little rather than spin.
+                    debug!(%error, "tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
         };
-        self.metrics.observe_answer(&bytes, started);
-        let message = match Message::from_vec(&bytes) {
-            Ok(message) => message,
-            Err(error) => {
-                debug!(%error, "prepared response did not decode");
-                return servfail_info(request);
-            }
-        };
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        let edns: Option<Edns> = message.edns.clone();
-        if let Some(edns) = &edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(
-            message.metadata,
-            message.answers.iter(),
-            message.authorities.iter(),
-            std::iter::empty(),
-            message.additionals.iter(),
-        );
-        match response_handle.send_response(response).await {
-            Ok(info) => info,
-            Err(error) => {
-                debug!(%error, "tcp send failed");
-                servfail_info(request)
-            }
-        }
+        connections.spawn(connection(
+            stream,
+            peer,
+            handler.clone(),
+            idle_timeout,
+            shutdown.clone(),
+        ));
+        while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
-fn servfail_info(request: &Request) -> ResponseInfo {
-    let mut metadata = Metadata::new(
-        request.metadata.id,
-        MessageType::Response,
-        request.metadata.op_code,
-    );
-    metadata.response_code = ResponseCode::ServFail;
-    Header {
-        metadata,
-        counts: HeaderCounts::default(),
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<TcpHandler>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut scratch = Scratch::default();
+    let mut message = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let mut prefix = [0u8; 2];
+        // Between queries, shutdown closes the connection.
+        let read = tokio::select! {
+            () = shutdown.cancelled() => break,
+            read = tokio::time::timeout(idle_timeout, reader.read_exact(&mut prefix)) => read,
+        };
+        if !matches!(read, Ok(Ok(_))) {
+            break; // idle, closed by the client, or reset
+        }
+        message.resize(usize::from(u16::from_be_bytes(prefix)), 0);
+        // A query that has started to arrive is read to its end and answered, shutdown or not.
+        match tokio::time::timeout(idle_timeout, reader.read_exact(&mut message)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+        if !handler
+            .answer(&message, peer.ip(), &mut scratch, &mut out)
+            .await
+        {
+            continue;
+        }
+        let Ok(len) = u16::try_from(out.len()) else {
+            debug!(%peer, len = out.len(), "tcp response too long; dropped");
+            continue;
+        };
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&out);
+        if let Err(error) = writer.write_all(&framed).await {
+            debug!(%error, %peer, "tcp send failed");
+            break;
+        }
     }
-    .into()
+    let _ = writer.shutdown().await;
 }

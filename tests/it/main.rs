@@ -16,3 +16,7 @@ mod haproxy;
 mod glibc;
 
 mod sync;
+
+mod operate;
+
+mod replicas;

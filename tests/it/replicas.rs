@@ -1,0 +1,318 @@
+//! Five replicas (issue #5): five snapdns processes, each on its own loopback address with its
+//! own state directory and nothing shared but the registry they sync from (the Consul
+//! stand-in), and a real resolver (Unbound, with a stub zone listing all five) in front.
+//!
+//! The one test walks through docs/deploy.md's failure cases in order: a registry change
+//! reaches all five (same SOA serial; the time it takes is printed), the registry goes away
+//! and all five keep answering, one replica dies and the resolver still resolves, and the
+//! dead replica, restarted while the registry is still down, answers from its disk.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use serde_json::{json, Value};
+
+use crate::operate::metric;
+use crate::registry_fixture::entry;
+use crate::support::{self, eventually, sorted_rdata, udp, write, Server};
+use crate::sync::standin::Standin;
+
+const REPLICAS: usize = 5;
+
+/// Every replica gets these: a 5 s resync period, 5 s blocking queries, 1 s request timeout.
+const KNOBS: [&str; 6] = [
+    "--sync-interval",
+    "5s",
+    "--blocking-wait",
+    "5s",
+    "--request-timeout",
+    "1s",
+];
+
+/// web: three passing instances (10.1.0.1-3).
+fn registry() -> Value {
+    let web: Vec<Value> = (1..=3)
+        .map(|i| {
+            entry(
+                &format!("n{i}"),
+                &format!("10.1.0.{i}"),
+                "web",
+                "",
+                8080,
+                &[],
+                "passing",
+            )
+        })
+        .collect();
+    json!({ "web": web })
+}
+
+fn api_entries() -> Value {
+    json!([
+        entry("a1", "10.2.0.1", "api", "", 9000, &[], "passing"),
+        entry("a2", "10.2.0.2", "api", "", 9000, &[], "passing"),
+    ])
+}
+
+fn start_replica(dir: Arc<tempfile::TempDir>, url: &str, listen: &str) -> Server {
+    let mut args = vec!["--registry", url, "--listen", listen];
+    args.extend(KNOBS);
+    Server::start_in(dir, &args)
+}
+
+/// Sorted A records of `name` at `addr` (empty unless NOERROR).
+fn a_records(addr: SocketAddr, name: &str) -> Vec<String> {
+    let reply = udp(addr, name, RecordType::A);
+    if reply.metadata.response_code != ResponseCode::NoError {
+        return Vec::new();
+    }
+    sorted_rdata(&reply.answers)
+}
+
+/// Like [`a_records`], but `None` when no answer comes (within 2 s).
+fn try_a_records(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
+    let query = support::query_message(name, RecordType::A, None);
+    let reply = support::udp_raw(addr, &query.to_vec().unwrap())?;
+    let reply = Message::from_vec(&reply).ok()?;
+    (reply.metadata.response_code == ResponseCode::NoError).then(|| sorted_rdata(&reply.answers))
+}
+
+fn serial(addr: SocketAddr) -> Option<u32> {
+    udp(addr, "consul.", RecordType::SOA)
+        .answers
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+}
+
+fn serials(replicas: &[Server]) -> Vec<Option<u32>> {
+    replicas.iter().map(|r| serial(r.addr)).collect()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Polls every replica until `done` holds for it; returns how long the last one took.
+fn until_all(replicas: &[Server], what: &str, mut done: impl FnMut(&Server) -> bool) -> Duration {
+    let started = Instant::now();
+    let mut pending: Vec<usize> = (0..replicas.len()).collect();
+    let mut slowest = Duration::ZERO;
+    let deadline = started + Duration::from_secs(10);
+    while !pending.is_empty() {
+        pending.retain(|&i| {
+            if done(&replicas[i]) {
+                slowest = slowest.max(started.elapsed());
+                false
+            } else {
+                true
+            }
+        });
+        assert!(
+            Instant::now() < deadline,
+            "{what}: replicas {pending:?} not there within 10 s"
+        );
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    slowest
+}
+
+/// Unbound as the resolver clients use, with a stub zone for `consul.` listing every replica.
+struct Unbound {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Unbound {
+    fn start(dir: &Path, replicas: &[SocketAddr]) -> Self {
+        let port = {
+            let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let stubs: String = replicas
+            .iter()
+            .map(|a| format!("    stub-addr: {}@{}\n", a.ip(), a.port()))
+            .collect();
+        let conf = format!(
+            "server:\n\
+             \x20   interface: 127.0.0.1@{port}\n\
+             \x20   port: {port}\n\
+             \x20   do-ip6: no\n\
+             \x20   do-daemonize: no\n\
+             \x20   username: \"\"\n\
+             \x20   chroot: \"\"\n\
+             \x20   directory: \"{dir}\"\n\
+             \x20   pidfile: \"{dir}/unbound.pid\"\n\
+             \x20   use-syslog: no\n\
+             \x20   logfile: \"\"\n\
+             \x20   verbosity: 1\n\
+             \x20   num-threads: 1\n\
+             \x20   access-control: 127.0.0.0/8 allow\n\
+             \x20   do-not-query-localhost: no\n\
+             \x20   module-config: \"iterator\"\n\
+             \x20   qname-minimisation: no\n\
+             \x20   domain-insecure: \"consul.\"\n\
+             stub-zone:\n\
+             \x20   name: \"consul.\"\n\
+             {stubs}",
+            dir = dir.display()
+        );
+        let path = write(dir, "unbound.conf", &conf);
+        let child = Command::new("unbound")
+            .args(["-d", "-c"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("unbound.log")).unwrap())
+            .spawn()
+            .expect("unbound is installed (.ci/run installs it)");
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn five_replicas_converge_outlive_the_registry_and_a_dead_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = write(dir.path(), "registry.json", &registry().to_string());
+    let mut consul = Standin::start(&state, &[]);
+    let url = consul.url();
+    let web = ["10.1.0.1", "10.1.0.2", "10.1.0.3"];
+    let api = ["10.2.0.1", "10.2.0.2"];
+
+    // Five processes, five loopback addresses, five state directories.
+    let dirs: Vec<Arc<tempfile::TempDir>> = (0..REPLICAS)
+        .map(|_| Arc::new(tempfile::tempdir().unwrap()))
+        .collect();
+    let mut replicas: Vec<Server> = (0..REPLICAS)
+        .map(|i| start_replica(dirs[i].clone(), &url, &format!("127.0.0.{}:0", i + 1)))
+        .collect();
+    for (i, replica) in replicas.iter().enumerate() {
+        assert_eq!(replica.addr.ip().to_string(), format!("127.0.0.{}", i + 1));
+        assert_ne!(
+            replica.state_dir(),
+            replicas[(i + 1) % REPLICAS].state_dir()
+        );
+    }
+    until_all(&replicas, "first sync", |r| {
+        a_records(r.addr, "web.service.consul.") == web
+    });
+    let first = serials(&replicas);
+    assert!(
+        first[0].is_some() && first.iter().all(|s| *s == first[0]),
+        "{first:?}"
+    );
+
+    // A registration reaches all five.
+    consul.put_service("api", &api_entries());
+    let registered = until_all(&replicas, "registration", |r| {
+        a_records(r.addr, "api.service.consul.") == api
+    });
+    // A check going critical reaches all five.
+    consul.set_check("n3", "service:web-8080-n3", "critical");
+    let failed = until_all(&replicas, "critical check", |r| {
+        a_records(r.addr, "web.service.consul.") == web[..2]
+    });
+    eprintln!(
+        "five replicas converged: registration in {registered:?}, critical check in {failed:?}"
+    );
+    let second = serials(&replicas);
+    assert!(
+        second[0].is_some() && second[0] != first[0] && second.iter().all(|s| *s == second[0]),
+        "same new SOA serial everywhere: {second:?} (was {first:?})"
+    );
+    let converged_at = unix_now();
+
+    // A real resolver in front of all five.
+    let unbound = Unbound::start(
+        dir.path(),
+        &replicas.iter().map(|r| r.addr).collect::<Vec<_>>(),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            try_a_records(unbound.addr, "api.service.consul.").is_some_and(|a| a == api)
+        }),
+        "unbound resolves through the replicas:\n{}",
+        std::fs::read_to_string(dir.path().join("unbound.log")).unwrap_or_default()
+    );
+
+    // Every replica has the converged state on disk before the registry goes away.
+    until_all(&replicas, "persisted", |r| {
+        metric(r, "snapdns_persist_last_success_seconds").unwrap_or(0.0) >= converged_at
+    });
+
+    // The registry goes away: all five notice, and all five keep answering.
+    consul.stop();
+    until_all(&replicas, "registry down noticed", |r| {
+        metric(r, "snapdns_registry_up") == Some(0.0)
+    });
+    for replica in &replicas {
+        assert_eq!(a_records(replica.addr, "web.service.consul."), web[..2]);
+        assert_eq!(a_records(replica.addr, "api.service.consul."), api);
+        assert_eq!(serial(replica.addr), second[0]);
+    }
+
+    // One replica dies: the resolver configured with all five still resolves, every time.
+    let dead = 2;
+    let dead_addr = replicas[dead].addr;
+    replicas[dead].kill();
+    let started = Instant::now();
+    for i in 0..30 {
+        let name = if i % 2 == 0 {
+            "api.service.consul."
+        } else {
+            "web.service.consul."
+        };
+        let want: &[&str] = if i % 2 == 0 { &api } else { &web[..2] };
+        // Distinct names defeat any cache: `<tag>.api` is not registered, `api` is.
+        assert_eq!(
+            a_records(unbound.addr, name),
+            want,
+            "query {i} through unbound"
+        );
+        let miss = udp(unbound.addr, &format!("t{i}.{name}"), RecordType::A);
+        assert_eq!(
+            miss.metadata.response_code,
+            ResponseCode::NXDomain,
+            "query {i}"
+        );
+    }
+    eprintln!(
+        "60 queries through unbound with one replica down in {:?}",
+        started.elapsed()
+    );
+
+    // Restarted while the registry is still down, on its old address: it answers from disk.
+    let restarted = start_replica(dirs[dead].clone(), &url, &dead_addr.to_string());
+    assert_eq!(restarted.addr, dead_addr);
+    assert_eq!(a_records(restarted.addr, "api.service.consul."), api);
+    assert_eq!(a_records(restarted.addr, "web.service.consul."), web[..2]);
+    assert_eq!(serial(restarted.addr), second[0]);
+    assert_eq!(
+        metric(&restarted, "snapdns_snapshot_origin{origin=\"disk\"}"),
+        Some(1.0)
+    );
+    replicas[dead] = restarted;
+    assert_eq!(a_records(unbound.addr, "api.service.consul."), api);
+}
