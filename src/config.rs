@@ -752,8 +752,12 @@ fn resolv_conf_nameservers(text: &str, listen: &[SocketAddr]) -> Vec<SocketAddr>
         .filter_map(|word| word.parse::<IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, 53))
         .filter(|addr| {
+            // A wildcard listener is surely reached through loopback; whether it is also behind
+            // another address of this host cannot be known from here, so those are kept.
             !listen.iter().any(|own| {
-                own.port() == addr.port() && (own.ip() == addr.ip() || own.ip().is_unspecified())
+                own.port() == addr.port()
+                    && (own.ip() == addr.ip()
+                        || (own.ip().is_unspecified() && addr.ip().is_loopback()))
             })
         })
         .collect()
