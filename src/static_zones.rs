@@ -183,10 +183,10 @@ pub fn load_file(path: &Path) -> Result<Zone, ZoneFileError> {
             if *rtype == RecordType::SOA {
                 answers.truncate(1);
             }
-            builder.add_answer(name, *rtype, answers, additionals);
+            builder.add_answer(name, *rtype, &answers, &additionals);
         }
         if let Some(cname) = types.get(&RecordType::CNAME) {
-            builder.add_answer(name, RecordType::CNAME, cname.clone(), Vec::new());
+            builder.add_answer(name, RecordType::CNAME, cname, &[]);
         }
     }
     builder.build().map_err(|error| ZoneFileError::Encode {
