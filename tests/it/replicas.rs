@@ -1,6 +1,7 @@
 //! Five replicas (issue #5): five snapdns processes, each on its own loopback address with its
 //! own state directory and nothing shared but the registry they sync from (the Consul
-//! stand-in), and a real resolver (Unbound, with a stub zone listing all five) in front.
+//! stand-in), and real resolvers in front: Unbound with a stub zone listing all five, and
+//! dnsmasq with a `server=/consul/...` line for each.
 //!
 //! The one test walks through docs/deploy.md's failure cases in order: a registry change
 //! reaches all five (same SOA serial; the time it takes is printed), the registry goes away
@@ -80,6 +81,31 @@ fn try_a_records(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
     let reply = support::udp_raw(addr, &query.to_vec().unwrap())?;
     let reply = Message::from_vec(&reply).ok()?;
     (reply.metadata.response_code == ResponseCode::NoError).then(|| sorted_rdata(&reply.answers))
+}
+
+/// A query as a stub resolver sends it (glibc with `timeout:1 attempts:3`): the same message
+/// again after each second without an answer. Returns (rcode, sorted A records, tries).
+fn stub_query(addr: SocketAddr, name: &str) -> (ResponseCode, Vec<String>, usize) {
+    let query = support::query_message(name, RecordType::A, None);
+    let bytes = query.to_vec().unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    for tries in 1..=3 {
+        socket.send_to(&bytes, addr).unwrap();
+        while let Ok((len, _)) = socket.recv_from(&mut buf) {
+            let Ok(reply) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            if reply.metadata.id == query.metadata.id {
+                let records = sorted_rdata(&reply.answers);
+                return (reply.metadata.response_code, records, tries);
+            }
+        }
+    }
+    panic!("no answer for {name} from {addr} in three tries");
 }
 
 fn serial(addr: SocketAddr) -> Option<u32> {
@@ -192,6 +218,52 @@ impl Drop for Unbound {
     }
 }
 
+/// dnsmasq with `server=/consul/...` for every replica (docs/deploy.md's alternative).
+struct Dnsmasq {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Dnsmasq {
+    fn start(dir: &Path, replicas: &[SocketAddr]) -> Self {
+        let port = {
+            let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let mut conf = format!(
+            "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
+             user=root\npid-file=\nlog-facility=-\nrebind-domain-ok=/consul/\n"
+        );
+        for replica in replicas {
+            conf.push_str(&format!(
+                "server=/consul/{}#{}\n",
+                replica.ip(),
+                replica.port()
+            ));
+        }
+        let path = write(dir, "dnsmasq.conf", &conf);
+        let child = Command::new("dnsmasq")
+            .arg("--keep-in-foreground")
+            .arg(format!("--conf-file={}", path.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("dnsmasq.log")).unwrap())
+            .spawn()
+            .expect("dnsmasq is installed (.ci/run installs dnsmasq-base)");
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn five_replicas_converge_outlive_the_registry_and_a_dead_peer() {
     let dir = tempfile::tempdir().unwrap();
@@ -257,6 +329,18 @@ fn five_replicas_converge_outlive_the_registry_and_a_dead_peer() {
         std::fs::read_to_string(dir.path().join("unbound.log")).unwrap_or_default()
     );
 
+    let dnsmasq = Dnsmasq::start(
+        dir.path(),
+        &replicas.iter().map(|r| r.addr).collect::<Vec<_>>(),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            try_a_records(dnsmasq.addr, "api.service.consul.").is_some_and(|a| a == api)
+        }),
+        "dnsmasq resolves through the replicas:\n{}",
+        std::fs::read_to_string(dir.path().join("dnsmasq.log")).unwrap_or_default()
+    );
+
     // Every replica has the converged state on disk before the registry goes away.
     until_all(&replicas, "persisted", |r| {
         metric(r, "snapdns_persist_last_success_seconds").unwrap_or(0.0) >= converged_at
@@ -277,31 +361,31 @@ fn five_replicas_converge_outlive_the_registry_and_a_dead_peer() {
     let dead = 2;
     let dead_addr = replicas[dead].addr;
     replicas[dead].kill();
-    let started = Instant::now();
-    for i in 0..30 {
-        let name = if i % 2 == 0 {
-            "api.service.consul."
-        } else {
-            "web.service.consul."
-        };
-        let want: &[&str] = if i % 2 == 0 { &api } else { &web[..2] };
-        // Distinct names defeat any cache: `<tag>.api` is not registered, `api` is.
-        assert_eq!(
-            a_records(unbound.addr, name),
-            want,
-            "query {i} through unbound"
-        );
-        let miss = udp(unbound.addr, &format!("t{i}.{name}"), RecordType::A);
-        assert_eq!(
-            miss.metadata.response_code,
-            ResponseCode::NXDomain,
-            "query {i}"
+    for (resolver, addr) in [("unbound", unbound.addr), ("dnsmasq", dnsmasq.addr)] {
+        let started = Instant::now();
+        let mut retried = 0;
+        for i in 0..30 {
+            let (name, want): (String, &[&str]) = match i % 3 {
+                0 => ("api.service.consul.".into(), &api),
+                1 => ("web.service.consul.".into(), &web[..2]),
+                // Distinct names defeat any cache: tag `t<i>` of api is not registered.
+                _ => (format!("t{i}.api.service.consul."), &[]),
+            };
+            let (rcode, records, tries) = stub_query(addr, &name);
+            let expected = if want.is_empty() {
+                ResponseCode::NXDomain
+            } else {
+                ResponseCode::NoError
+            };
+            assert_eq!(rcode, expected, "{name} through {resolver}");
+            assert_eq!(records, want, "{name} through {resolver}");
+            retried += usize::from(tries > 1);
+        }
+        eprintln!(
+            "30 queries through {resolver} with one replica down in {:?}, {retried} needed a retry",
+            started.elapsed()
         );
     }
-    eprintln!(
-        "60 queries through unbound with one replica down in {:?}",
-        started.elapsed()
-    );
 
     // Restarted while the registry is still down, on its old address: it answers from disk.
     let restarted = start_replica(dirs[dead].clone(), &url, &dead_addr.to_string());
