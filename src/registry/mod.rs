@@ -6,7 +6,9 @@
 pub mod consul;
 pub mod file;
 mod model;
+mod small_map;
 
 pub use model::{
     HealthCheck, HealthEntry, Node, NodeService, RegistryState, ServiceAddress, Weights,
 };
+pub use small_map::SmallMap;

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::small_map::SmallMap;
+
 /// One entry of `GET /v1/health/service/<name>`: an instance, its node and every check on both.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -37,10 +39,10 @@ pub struct Node {
     pub datacenter: String,
     /// `lan`, `lan_ipv4`, `lan_ipv6`, `wan`, ... -> address.
     #[serde(deserialize_with = "null_as_default")]
-    pub tagged_addresses: BTreeMap<String, String>,
+    pub tagged_addresses: SmallMap<String>,
     /// Node metadata.
     #[serde(deserialize_with = "null_as_default")]
-    pub meta: BTreeMap<String, String>,
+    pub meta: SmallMap<String>,
     /// Raft index at creation.
     pub create_index: u64,
     /// Raft index of the last change.
@@ -65,10 +67,10 @@ pub struct NodeService {
     pub address: String,
     /// `lan_ipv4`, `lan_ipv6`, `wan`, ... -> `{Address, Port}`.
     #[serde(deserialize_with = "null_as_default")]
-    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    pub tagged_addresses: SmallMap<ServiceAddress>,
     /// Service metadata; `null` reads as empty.
     #[serde(deserialize_with = "null_as_default")]
-    pub meta: BTreeMap<String, String>,
+    pub meta: SmallMap<String>,
     /// Port the instance listens on.
     pub port: u16,
     /// SRV weights; absent means `{Passing: 1, Warning: 1}` as Consul stores it.
