@@ -92,7 +92,9 @@ pub async fn run_with_reloads(
     let forwarding = Forwarding {
         runtime: tokio::runtime::Handle::current(),
         forwarder,
+        udp_in_flight: Arc::default(),
     };
+    let udp_in_flight = forwarding.udp_in_flight.clone();
     let policy = AnswerPolicy {
         max_udp_size: config.max_udp_size,
         shuffle: config.shuffle,
@@ -203,6 +205,10 @@ pub async fn run_with_reloads(
         while tasks.join_next().await.is_some() {}
         for worker in workers {
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        }
+        // UDP queries handed to the forwarder before the workers stopped get their answer.
+        while udp_in_flight.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {

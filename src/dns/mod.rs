@@ -24,6 +24,8 @@ pub struct Forwarding {
     pub runtime: tokio::runtime::Handle,
     /// The forwarder; `None` when forwarding is off.
     pub forwarder: Option<Arc<Forwarder>>,
+    /// UDP queries being forwarded now, so that shutdown can wait for them.
+    pub udp_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Forwarding {

@@ -6,7 +6,7 @@
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,6 +22,22 @@ use crate::metrics::Metrics;
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Receive buffer: the largest UDP query we accept.
 const RECV_BUF: usize = 4096;
+
+/// Counts one forwarded query from when it is handed to the runtime until its task ends.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Binds `workers` UDP sockets on `addr` with SO_REUSEPORT (the first one picks the port when
 /// `addr` has port 0, the others join it).
@@ -130,7 +146,9 @@ impl Worker {
         let forwarding = self.forwarding.clone();
         let metrics = self.metrics.clone();
         let limit = self.responder.udp_limit_of(&query);
+        let in_flight = InFlight::enter(&self.forwarding.udp_in_flight);
         self.forwarding.runtime.spawn(async move {
+            let _in_flight = in_flight;
             let started = std::time::Instant::now();
             if let Some(response) = forwarding.resolve(&query, limit).await {
                 metrics.observe_answer(&response, started);

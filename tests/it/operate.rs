@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -224,57 +224,86 @@ fn metrics_count_queries_by_type_and_rcode_and_describe_the_snapshot() {
 }
 
 /// A UDP upstream on loopback answering every A question with 192.0.2.1 (TTL 300). With
-/// `hold`, each query is announced on the first channel and answered only when the second
-/// one says so.
+/// `hold`, it answers a name only once [`Upstream::release`] has named it.
 struct Upstream {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    released: Arc<Mutex<Vec<String>>>,
+    hold: bool,
     asked: Arc<AtomicUsize>,
+    names: Arc<Mutex<Vec<String>>>,
 }
 
 impl Upstream {
-    fn start(hold: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>) -> Self {
+    fn start(hold: bool) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
+            .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let addr = socket.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
+        let released: Arc<Mutex<Vec<String>>> = Arc::default();
         let asked = Arc::new(AtomicUsize::new(0));
-        let (flag, count) = (stop.clone(), asked.clone());
+        let names: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (flag, go, count, seen) =
+            (stop.clone(), released.clone(), asked.clone(), names.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            let mut pending: Vec<(Message, SocketAddr)> = Vec::new();
             while !flag.load(Ordering::Relaxed) {
-                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(query) = Message::from_vec(&buf[..len]) else {
-                    continue;
-                };
-                count.fetch_add(1, Ordering::Relaxed);
-                if let Some((announce, release)) = &hold {
-                    let _ = announce.send(());
-                    if release.recv_timeout(Duration::from_secs(20)).is_err() {
-                        continue;
+                if let Ok((len, peer)) = socket.recv_from(&mut buf) {
+                    if let Ok(query) = Message::from_vec(&buf[..len]) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        seen.lock()
+                            .unwrap()
+                            .push(query.queries[0].name().to_string());
+                        pending.push((query, peer));
                     }
                 }
-                let mut reply = Message::new(
-                    query.metadata.id,
-                    MessageType::Response,
-                    query.metadata.op_code,
-                );
-                reply.metadata.recursion_desired = true;
-                reply.metadata.recursion_available = true;
-                reply.add_query(query.queries[0].clone());
-                reply.add_answer(Record::from_rdata(
-                    query.queries[0].name().clone(),
-                    300,
-                    RData::A(A::new(192, 0, 2, 1)),
-                ));
-                let _ = socket.send_to(&reply.to_vec().unwrap(), peer);
+                let go = go.lock().unwrap().clone();
+                let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut pending)
+                    .into_iter()
+                    .partition(|(query, _)| {
+                        !hold || go.contains(&query.queries[0].name().to_string())
+                    });
+                pending = held;
+                for (query, peer) in ready {
+                    let mut reply = Message::new(
+                        query.metadata.id,
+                        MessageType::Response,
+                        query.metadata.op_code,
+                    );
+                    reply.metadata.recursion_desired = true;
+                    reply.metadata.recursion_available = true;
+                    reply.add_query(query.queries[0].clone());
+                    reply.add_answer(Record::from_rdata(
+                        query.queries[0].name().clone(),
+                        300,
+                        RData::A(A::new(192, 0, 2, 1)),
+                    ));
+                    let _ = socket.send_to(&reply.to_vec().unwrap(), peer);
+                }
             }
         });
-        Self { addr, stop, asked }
+        Self {
+            addr,
+            stop,
+            released,
+            hold,
+            asked,
+            names,
+        }
+    }
+
+    /// Answers `name` from now on, held queries for it included.
+    fn release(&self, name: &str) {
+        assert!(self.hold);
+        self.released.lock().unwrap().push(name.to_string());
+    }
+
+    /// Whether `name` was asked.
+    fn was_asked(&self, name: &str) -> bool {
+        self.names.lock().unwrap().iter().any(|n| n == name)
     }
 }
 
@@ -286,7 +315,7 @@ impl Drop for Upstream {
 
 #[test]
 fn metrics_count_forwarded_queries_cache_hits_and_misses() {
-    let upstream = Upstream::start(None);
+    let upstream = Upstream::start(false);
     let server = Server::start(&["--upstream", &upstream.addr.to_string()]);
     for _ in 0..3 {
         let reply = udp(server.addr, "www.example.test.", RecordType::A);
@@ -624,9 +653,7 @@ fn sighup_under_load_drops_no_query() {
 
 #[test]
 fn sigterm_finishes_an_in_flight_query_and_exits_0() {
-    let (announce, announced) = mpsc::channel();
-    let (release, released) = mpsc::channel();
-    let upstream = Upstream::start(Some((announce, released)));
+    let upstream = Upstream::start(true);
     let mut server = Server::start(&[
         "--upstream",
         &upstream.addr.to_string(),
@@ -634,21 +661,49 @@ fn sigterm_finishes_an_in_flight_query_and_exits_0() {
         "10s",
     ]);
     let addr = server.addr;
-    // A TCP query for a forwarded name: in flight until the upstream is released.
-    let client = std::thread::spawn(move || tcp(addr, "slow.example.test.", RecordType::A));
-    announced
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the query reached the upstream");
+    // A TCP and a UDP query for forwarded names: in flight until the upstream answers.
+    let tcp_client = std::thread::spawn(move || tcp(addr, "slow-tcp.example.test.", RecordType::A));
+    let udp_client = std::thread::spawn(move || {
+        let query = support::query_message("slow-udp.example.test.", RecordType::A, None);
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        socket.send_to(&query.to_vec().unwrap(), addr).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (len, _) = socket.recv_from(&mut buf).expect("an answer over UDP");
+        Message::from_vec(&buf[..len]).unwrap()
+    });
+    assert_eventually!(
+        upstream.was_asked("slow-tcp.example.test.")
+            && upstream.was_asked("slow-udp.example.test.")
+    );
 
     server.signal("TERM");
     assert_eventually!(server.log_count("shutting down") == 1);
     // Stopped accepting: a new TCP connection is refused while the old query is pending.
     assert_eventually!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
-    assert!(server.exited().is_none(), "still finishing the query");
-    release.send(()).unwrap();
-    let reply = client.join().expect("the in-flight query got its answer");
-    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(rdata(&reply.answers), ["192.0.2.1"]);
+    assert!(server.exited().is_none(), "still finishing the queries");
+    // The TCP query first: the UDP one alone keeps the process from exiting.
+    upstream.release("slow-tcp.example.test.");
+    let tcp_reply = tcp_client.join().expect("the TCP query got its answer");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.exited().is_none(), "still finishing the UDP query");
+    upstream.release("slow-udp.example.test.");
+    for (transport, reply) in [
+        ("tcp", tcp_reply),
+        (
+            "udp",
+            udp_client.join().expect("the UDP query got its answer"),
+        ),
+    ] {
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NoError,
+            "{transport}"
+        );
+        assert_eq!(rdata(&reply.answers), ["192.0.2.1"], "{transport}");
+    }
 
     let status = server.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", server.log());
