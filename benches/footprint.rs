@@ -1,8 +1,9 @@
 //! Memory and build-time footprint of a registry snapshot, for docs/PERFORMANCE.md.
 //!
-//! `cargo bench --bench footprint -- FILE` loads a registry file (default: a generated
-//! 10,000 x 10 registry, see tests/perf/bench.sh), builds the snapshot twice (a start-up and a
-//! rebuild) and prints resident memory after each step, read from /proc/self/statm.
+//! `cargo bench --bench footprint -- FILE` loads a registry file (default: the one the load
+//! benchmark generates, see tests/perf/bench.sh), builds the snapshot (a start-up), then
+//! rebuilds it after one service changed, printing time and resident memory (from
+//! /proc/self/statm) after each step.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,9 +58,22 @@ fn main() {
         parsed - base,
         state.instance_count()
     );
+    let mut previous: Option<Snapshot> = None;
+    // The next state: one service changed (one instance moved to another port).
+    let mut next = (*state).clone();
+    if let Some(entries) = next.services.values_mut().next() {
+        entries[0].service.port = entries[0].service.port.wrapping_add(1);
+    }
+    let next = Arc::new(next);
     for label in ["build", "rebuild"] {
         let started = Instant::now();
-        let snapshot = Snapshot::build(state.clone(), SystemTime::now(), &options).expect("build");
+        let snapshot = match &previous {
+            Some(before) => {
+                Snapshot::rebuild(Some(before), next.clone(), SystemTime::now(), &options)
+                    .expect("rebuild")
+            }
+            None => Snapshot::build(state.clone(), SystemTime::now(), &options).expect("build"),
+        };
         let elapsed = started.elapsed();
         let resident = resident_mib();
         eprintln!(
@@ -70,6 +84,9 @@ fn main() {
             snapshot.zone.record_count(),
             (resident - base) * 1_048_576.0 / state.instance_count().max(1) as f64,
         );
-        std::mem::forget(snapshot); // keep it resident, as a server does
+        if let Some(before) = previous.replace(snapshot) {
+            std::mem::forget(before); // keep it resident, as a server does while it swaps
+        }
     }
+    std::mem::forget(previous);
 }

@@ -44,7 +44,13 @@ impl FileSource {
         match file::load(&self.path) {
             Ok(state) => {
                 let state = Arc::new(state);
-                match Snapshot::build(state, SystemTime::now(), &self.options) {
+                let previous = self.store.current();
+                match Snapshot::rebuild(
+                    previous.as_deref(),
+                    state,
+                    SystemTime::now(),
+                    &self.options,
+                ) {
                     Ok(snapshot) => {
                         info!(
                             path = %self.path.display(),

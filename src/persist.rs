@@ -19,6 +19,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::registry::RegistryState;
@@ -42,8 +44,8 @@ pub struct Persisted {
     pub fetched_at_ms: u64,
     /// When the file was written, in ms since the Unix epoch.
     pub saved_at_ms: u64,
-    /// The registry state, index included.
-    pub state: RegistryState,
+    /// The registry state, index included (shared with the published snapshot, not copied).
+    pub state: Arc<RegistryState>,
 }
 
 impl Persisted {
@@ -322,7 +324,7 @@ mod tests {
             datacenter: "dc1".into(),
             fetched_at_ms: 1_700_000_000_000,
             saved_at_ms: 1_700_000_000_500,
-            state,
+            state: Arc::new(state),
         }
     }
 

@@ -567,8 +567,11 @@ impl SyncTask {
             let fetched_at = SystemTime::now();
             let options = self.settings.zone.clone();
             let input = state.clone();
-            match tokio::task::spawn_blocking(move || Snapshot::build(input, fetched_at, &options))
-                .await
+            let previous = self.store.current();
+            match tokio::task::spawn_blocking(move || {
+                Snapshot::rebuild(previous.as_deref(), input, fetched_at, &options)
+            })
+            .await
             {
                 Ok(Ok(snapshot)) => {
                     debug!(
@@ -584,7 +587,7 @@ impl SyncTask {
                         datacenter: self.settings.datacenter.clone(),
                         fetched_at_ms: persist::unix_ms(fetched_at),
                         saved_at_ms: 0,
-                        state: (*state).clone(),
+                        state: state.clone(),
                     })));
                 }
                 Ok(Err(error)) => {

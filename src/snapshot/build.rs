@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -13,10 +14,10 @@ use hickory_proto::ProtoError;
 
 use super::SnapshotStats;
 use crate::registry::{HealthEntry, Node, RegistryState};
-use crate::zone::{Zone, ZoneBuilder};
+use crate::zone::{Fragment, FragmentBuilder, Zone, ZoneBuilder};
 
 /// How the registry zone is shaped: domain, local datacenter, TTLs, name servers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneOptions {
     /// The registry domain, e.g. `consul.`.
     pub domain: Name,
@@ -66,10 +67,27 @@ enum Family {
     Any,
 }
 
+/// The fragments a registry zone was assembled from, kept with the snapshot so the next build
+/// re-encodes only what changed: one per registry service (its names and its nodes' names),
+/// in the state's service order.
+#[derive(Debug, Default)]
+pub(super) struct Fragments {
+    options: Option<ZoneOptions>,
+    pub(super) services: Vec<(String, Arc<Fragment>)>,
+}
+
+/// Services whose fragments are built on several threads when there are at least this many.
+const PARALLEL_THRESHOLD: usize = 512;
+
+/// Builds the registry zone of `state`. With `previous` (the state and fragments of the
+/// snapshot being replaced, built with the same options), services whose entries are
+/// unchanged and nodes that are unchanged reuse their encoded answers.
 pub(super) fn registry_zone(
     state: &RegistryState,
     options: &ZoneOptions,
-) -> Result<(Zone, SnapshotStats), BuildError> {
+    previous: Option<(&RegistryState, &Fragments)>,
+) -> Result<(Zone, SnapshotStats, Fragments), BuildError> {
+    let previous = previous.filter(|(_, fragments)| fragments.options.as_ref() == Some(options));
     let domain = options.domain.to_lowercase();
     let local_dc = options.datacenter.to_ascii_lowercase();
     let serial = serial_of(state);
@@ -110,24 +128,107 @@ pub(super) fn registry_zone(
         }
     }
 
-    // Group passing instances by (datacenter, service); remember every node, whatever its health.
-    let mut groups: BTreeMap<(String, String), Vec<Served<'_>>> = BTreeMap::new();
-    let mut nodes: BTreeMap<(String, String), &Node> = BTreeMap::new();
     let mut stats = SnapshotStats {
         services: state.services.len(),
         ..SnapshotStats::default()
     };
-    for (key, entries) in &state.services {
-        for entry in entries {
-            stats.instances += 1;
-            let datacenter = datacenter_of(&entry.node, &local_dc);
-            nodes
-                .entry((datacenter.clone(), entry.node.node.to_ascii_lowercase()))
-                .or_insert(&entry.node);
-            if !entry.is_passing() {
-                continue;
-            }
+    for entry in state.services.values().flatten() {
+        stats.instances += 1;
+        if entry.is_passing() {
             stats.passing_instances += 1;
+        }
+    }
+
+    let ctx = Context {
+        domain: &domain,
+        local_dc: &local_dc,
+        options,
+    };
+    let apex_key = zone.apex_key().to_vec();
+    let mut fragments = Fragments {
+        options: Some(options.clone()),
+        services: Vec::with_capacity(state.services.len()),
+    };
+    // Both states are sorted by service name: walk them side by side, reusing the fragment of
+    // every service whose entries did not change.
+    let mut old = previous.map(|(old_state, old)| {
+        old_state
+            .services
+            .iter()
+            .zip(old.services.iter())
+            .peekable()
+    });
+    let mut to_build: Vec<(usize, &String, &Vec<HealthEntry>)> = Vec::new();
+    for (key, entries) in &state.services {
+        let mut reused = None;
+        if let Some(old) = old.as_mut() {
+            while old.peek().is_some_and(|((old_key, _), _)| *old_key < key) {
+                old.next();
+            }
+            if let Some(((old_key, old_entries), (_, fragment))) = old.peek() {
+                if *old_key == key && *old_entries == entries {
+                    reused = Some(fragment.clone());
+                }
+            }
+        }
+        match reused {
+            Some(fragment) => fragments.services.push((key.clone(), fragment)),
+            None => {
+                to_build.push((fragments.services.len(), key, entries));
+                fragments.services.push((key.clone(), Arc::default()));
+            }
+        }
+    }
+    let built = in_parallel(&to_build, |(_, key, entries)| {
+        Arc::new(ctx.service_fragment(key, entries, &apex_key))
+    });
+    for ((slot, _, _), fragment) in to_build.iter().zip(built) {
+        fragments.services[*slot].1 = fragment;
+    }
+
+    let parts: Vec<&Fragment> = fragments
+        .services
+        .iter()
+        .map(|(_, fragment)| fragment.as_ref())
+        .collect();
+    let zone = zone.build_with(&parts)?;
+    Ok((zone, stats, fragments))
+}
+
+/// Runs `job` over `items`, on several threads when there are many.
+fn in_parallel<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if items.len() < PARALLEL_THRESHOLD || threads < 2 {
+        return items.iter().map(&job).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&job).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+struct Context<'a> {
+    domain: &'a Name,
+    local_dc: &'a str,
+    options: &'a ZoneOptions,
+}
+
+impl Context<'_> {
+    /// The answers of one registry service: its passing instances grouped by datacenter, in
+    /// one stable order on every replica (node, instance ID, port).
+    fn service_fragment(&self, key: &str, entries: &[HealthEntry], apex_key: &[u8]) -> Fragment {
+        let mut groups: BTreeMap<(String, String), Vec<Served<'_>>> = BTreeMap::new();
+        for entry in entries.iter().filter(|entry| entry.is_passing()) {
+            let datacenter = datacenter_of(&entry.node, self.local_dc);
             let service = if entry.service.service.is_empty() {
                 key
             } else {
@@ -138,40 +239,33 @@ pub(super) fn registry_zone(
                 .or_default()
                 .push(Served { entry, datacenter });
         }
+        let mut builder = FragmentBuilder::new();
+        for ((datacenter, service), mut instances) in groups {
+            instances.sort_by(|a, b| {
+                let key = |s: &Served<'_>| {
+                    (
+                        s.entry.node.node.to_ascii_lowercase(),
+                        s.entry.service.id.clone(),
+                        s.entry.service.port,
+                    )
+                };
+                key(a).cmp(&key(b))
+            });
+            self.add_service(&mut builder, &datacenter, &service, &instances);
+        }
+        // The nodes of every instance, whatever its health (Consul does not filter nodes).
+        // A node shared with other services is encoded in each of their fragments; the zone
+        // keeps the first (services in name order), so answers do not depend on build order.
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        for entry in entries {
+            let datacenter = datacenter_of(&entry.node, self.local_dc);
+            if seen.insert((datacenter.clone(), entry.node.node.to_ascii_lowercase())) {
+                self.add_node(&mut builder, &datacenter, &entry.node);
+            }
+        }
+        builder.finish(apex_key)
     }
 
-    let ctx = Context {
-        domain: &domain,
-        local_dc: &local_dc,
-        options,
-    };
-    for ((datacenter, service), mut instances) in groups {
-        // One stable order on every replica: node, instance ID, port.
-        instances.sort_by(|a, b| {
-            let key = |s: &Served<'_>| {
-                (
-                    s.entry.node.node.to_ascii_lowercase(),
-                    s.entry.service.id.clone(),
-                    s.entry.service.port,
-                )
-            };
-            key(a).cmp(&key(b))
-        });
-        ctx.add_service(&mut zone, &datacenter, &service, &instances);
-    }
-    for ((datacenter, _), node) in nodes {
-        ctx.add_node(&mut zone, &datacenter, node);
-    }
-    Ok((zone.build()?, stats))
-}
-
-struct Context<'a> {
-    domain: &'a Name,
-    local_dc: &'a str,
-    options: &'a ZoneOptions,
-}
-
-impl Context<'_> {
     /// Names under `<kind>.<dc>.<domain>`, plus `<kind>.<domain>` for the local datacenter.
     fn names(&self, labels: &[&str], kind: &str, datacenter: &str) -> Vec<Name> {
         let mut suffixes = vec![format!("{kind}.{datacenter}")];
@@ -193,7 +287,7 @@ impl Context<'_> {
 
     fn add_service(
         &self,
-        zone: &mut ZoneBuilder,
+        zone: &mut FragmentBuilder,
         datacenter: &str,
         service: &str,
         instances: &[Served<'_>],
@@ -237,7 +331,12 @@ impl Context<'_> {
     }
 
     /// A, AAAA and SRV answers for one set of instances, shared by all `owners`.
-    fn add_instance_set(&self, zone: &mut ZoneBuilder, owners: &[Name], instances: &[&Served<'_>]) {
+    fn add_instance_set(
+        &self,
+        zone: &mut FragmentBuilder,
+        owners: &[Name],
+        instances: &[&Served<'_>],
+    ) {
         let ttl = self.options.service_ttl;
         let Some(owner) = owners.iter().max_by_key(|owner| owner.len()) else {
             return;
@@ -338,7 +437,7 @@ impl Context<'_> {
         }
     }
 
-    fn add_node(&self, zone: &mut ZoneBuilder, datacenter: &str, node: &Node) {
+    fn add_node(&self, zone: &mut FragmentBuilder, datacenter: &str, node: &Node) {
         let ttl = self.options.node_ttl;
         let owners = self.names(&[node.node.as_str()], "node", datacenter);
         let Some(owner) = owners.iter().max_by_key(|owner| owner.len()) else {
@@ -360,7 +459,7 @@ impl Context<'_> {
     }
 
     /// `<hex>.addr.<dc>.<domain>` answers with the address it encodes.
-    fn add_addr_name(&self, zone: &mut ZoneBuilder, owner: &Name, ip: IpAddr) {
+    fn add_addr_name(&self, zone: &mut FragmentBuilder, owner: &Name, ip: IpAddr) {
         let rtype = match ip {
             IpAddr::V4(_) => RecordType::A,
             IpAddr::V6(_) => RecordType::AAAA,

@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub fetched_at: SystemTime,
     /// Counts for health and metrics.
     pub stats: SnapshotStats,
+    /// The encoded parts the zone was assembled from, reused by the next build.
+    fragments: build::Fragments,
 }
 
 /// What a snapshot holds, for health and metrics.
@@ -49,12 +51,26 @@ impl Snapshot {
         fetched_at: SystemTime,
         options: &ZoneOptions,
     ) -> Result<Self, BuildError> {
-        let (zone, stats) = build::registry_zone(&state, options)?;
+        Self::rebuild(None, state, fetched_at, options)
+    }
+
+    /// Builds the snapshot of `state`, re-encoding only the services and nodes that differ
+    /// from `previous` (when it was built with the same options): after one change in a large
+    /// registry this costs the change plus one pass over the index, not a full build.
+    pub fn rebuild(
+        previous: Option<&Self>,
+        state: Arc<RegistryState>,
+        fetched_at: SystemTime,
+        options: &ZoneOptions,
+    ) -> Result<Self, BuildError> {
+        let previous = previous.map(|snapshot| (snapshot.state.as_ref(), &snapshot.fragments));
+        let (zone, stats, fragments) = build::registry_zone(&state, options, previous)?;
         Ok(Self {
             zone,
             state,
             fetched_at,
             stats,
+            fragments,
         })
     }
 
@@ -94,5 +110,133 @@ impl std::fmt::Debug for SnapshotStore {
         f.debug_struct("SnapshotStore")
             .field("index", &current.map(|s| s.index()))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::registry::{HealthCheck, HealthEntry, Node, NodeService};
+
+    fn entry(node: &str, address: &str, service: &str, port: u16, status: &str) -> HealthEntry {
+        HealthEntry {
+            node: Node {
+                node: node.into(),
+                address: address.into(),
+                datacenter: "dc1".into(),
+                ..Node::default()
+            },
+            service: NodeService {
+                id: format!("{service}-{port}"),
+                service: service.into(),
+                tags: vec!["v1".into()],
+                port,
+                ..NodeService::default()
+            },
+            checks: vec![HealthCheck {
+                status: status.into(),
+                ..HealthCheck::default()
+            }],
+        }
+    }
+
+    fn options() -> ZoneOptions {
+        ZoneOptions {
+            domain: "consul.".parse().unwrap(),
+            datacenter: "dc1".into(),
+            service_ttl: 0,
+            node_ttl: 0,
+            negative_ttl: 0,
+            nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        }
+    }
+
+    fn state(services: &[(&str, Vec<HealthEntry>)], index: u64) -> Arc<RegistryState> {
+        Arc::new(RegistryState {
+            index,
+            services: services
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// Every name and answer of two zones, as bytes, for comparison.
+    fn contents(zone: &Zone) -> std::collections::BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
+        zone.names
+            .iter()
+            .map(|(key, answers)| {
+                let types = answers
+                    .by_type
+                    .iter()
+                    .map(|(t, p)| (*t, p.wire().to_vec()))
+                    .collect();
+                (key.to_vec(), types)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_incremental_rebuild_equals_a_full_build() {
+        let before = state(
+            &[
+                (
+                    "api",
+                    vec![entry("shared", "10.0.0.1", "api", 80, "passing")],
+                ),
+                ("db", vec![entry("db1", "10.0.0.2", "db", 5432, "passing")]),
+                ("gone", vec![entry("g1", "10.0.0.3", "gone", 1, "passing")]),
+                (
+                    "web",
+                    vec![
+                        entry("shared", "10.0.0.1", "web", 8080, "passing"),
+                        entry("w2", "10.0.0.4", "web", 8080, "passing"),
+                    ],
+                ),
+            ],
+            10,
+        );
+        // db unchanged; gone removed; web loses w2 to a critical check; a new service on a new node.
+        let after = state(
+            &[
+                (
+                    "api",
+                    vec![entry("shared", "10.0.0.1", "api", 80, "passing")],
+                ),
+                (
+                    "cache",
+                    vec![entry("c1", "10.0.0.5", "cache", 6379, "passing")],
+                ),
+                ("db", vec![entry("db1", "10.0.0.2", "db", 5432, "passing")]),
+                (
+                    "web",
+                    vec![
+                        entry("shared", "10.0.0.1", "web", 8080, "passing"),
+                        entry("w2", "10.0.0.4", "web", 8080, "critical"),
+                    ],
+                ),
+            ],
+            11,
+        );
+        let now = SystemTime::now();
+        let first = Snapshot::build(before, now, &options()).unwrap();
+        let rebuilt = Snapshot::rebuild(Some(&first), after.clone(), now, &options()).unwrap();
+        let fresh = Snapshot::build(after, now, &options()).unwrap();
+        assert_eq!(contents(&rebuilt.zone), contents(&fresh.zone));
+        assert_eq!(rebuilt.zone.serial(), 11);
+        assert_eq!(rebuilt.stats, fresh.stats);
+        // The unchanged service's answers were reused, not re-encoded.
+        let reused = |s: &Snapshot| {
+            s.fragments
+                .services
+                .iter()
+                .find(|(k, _)| k == "db")
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert!(Arc::ptr_eq(&reused(&first), &reused(&rebuilt)));
     }
 }

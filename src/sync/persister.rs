@@ -35,7 +35,7 @@ pub fn restore(settings: &SyncSettings, store: &SnapshotStore, status: &SyncStat
         return;
     };
     let fetched_at = persisted.fetched_at();
-    match Snapshot::build(Arc::new(persisted.state), fetched_at, &settings.zone) {
+    match Snapshot::build(persisted.state.clone(), fetched_at, &settings.zone) {
         Ok(snapshot) => {
             info!(
                 path = %path.display(),

@@ -13,38 +13,39 @@ use super::{NameAnswers, Prepared, Zone};
 /// The prepared answers of one owner name, by record type.
 type TypedAnswers = Vec<(u16, Arc<Prepared>)>;
 
-/// Gathers the data of one zone, encoding each answer as soon as it is added so the records
-/// themselves never pile up; [`ZoneBuilder::build`] indexes the results.
-///
-/// Names are keyed by their lower-cased wire form, the same key queries are looked up with.
-#[derive(Debug)]
-pub struct ZoneBuilder {
-    apex_key: Box<[u8]>,
-    soa: Record,
-    serial: u32,
+/// The answers of a group of names built together (one service, one node), kept by the
+/// snapshot so a rebuild reuses them when their input did not change. Holds the empty
+/// non-terminals above its names too.
+#[derive(Debug, Default)]
+pub struct Fragment {
+    names: Vec<(Arc<[u8]>, Arc<NameAnswers>)>,
+    record_count: usize,
+}
+
+impl Fragment {
+    /// Number of names, empty non-terminals included.
+    pub fn name_count(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// Encodes answers as they are added, so the records themselves never pile up; names are
+/// keyed by their lower-cased wire form, the same key queries are looked up with.
+#[derive(Debug, Default)]
+pub struct FragmentBuilder {
     names: FxHashMap<Box<[u8]>, TypedAnswers>,
     record_count: usize,
 }
 
-impl ZoneBuilder {
-    /// Starts a zone at `apex` whose negative answers carry `soa` (its TTL is the negative TTL).
-    pub fn new(apex: &Name, soa: Record, serial: u32) -> Self {
-        let apex = apex.to_lowercase();
-        let apex_key = wire_key(&apex).unwrap_or_else(|_| Box::new([0]));
-        let mut builder = Self {
-            apex_key,
-            soa: soa.clone(),
-            serial,
-            names: FxHashMap::default(),
-            record_count: 0,
-        };
-        builder.add_answer(&apex, RecordType::SOA, &[soa], &[]);
-        builder
+impl FragmentBuilder {
+    /// An empty fragment.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Sets the answer for (`owner`, `rtype`): the answer records and the additional records
     /// that go with them (addresses of SRV targets, for instance), encoded now. A later call
-    /// for the same pair replaces the earlier one. `owner` must be the apex or below it.
+    /// for the same pair replaces the earlier one.
     ///
     /// An answer that cannot be encoded (a name over DNS limits) is left out and logged: one
     /// odd registration must not take the whole zone down.
@@ -130,50 +131,143 @@ impl ZoneBuilder {
             .is_some_and(|types| types.iter().any(|(t, _)| *t == u16::from(rtype)))
     }
 
-    /// Indexes the encoded answers. Every ancestor of a name up to the apex becomes an empty
-    /// non-terminal, so it answers NOERROR rather than NXDOMAIN.
-    pub fn build(self) -> Result<Zone, ProtoError> {
-        let mut names: FxHashMap<Box<[u8]>, NameAnswers> = FxHashMap::default();
-        names.reserve(self.names.len() + self.names.len() / 4);
-        let keys: Vec<Box<[u8]>> = self.names.keys().cloned().collect();
+    /// The finished fragment: its names, then every ancestor below the apex (`apex_key`) that
+    /// it does not hold itself, as an empty non-terminal.
+    pub fn finish(self, apex_key: &[u8]) -> Fragment {
+        let mut names: Vec<(Arc<[u8]>, Arc<NameAnswers>)> =
+            Vec::with_capacity(self.names.len() + 4);
+        let mut ancestors: FxHashMap<&[u8], ()> = FxHashMap::default();
+        for key in self.names.keys() {
+            let mut offset = 0;
+            while key[offset] != 0 {
+                offset += usize::from(key[offset]) + 1;
+                let suffix = &key[offset..];
+                if suffix.len() <= apex_key.len() || self.names.contains_key(suffix) {
+                    break;
+                }
+                if ancestors.insert(suffix, ()).is_some() {
+                    break;
+                }
+            }
+        }
+        for suffix in ancestors.keys() {
+            names.push((Arc::from(*suffix), Arc::new(NameAnswers::default())));
+        }
         for (key, mut by_type) in self.names {
             by_type.sort_by_key(|(rtype, _)| *rtype);
-            names.insert(
-                key,
-                NameAnswers {
+            names.push((
+                Arc::from(key),
+                Arc::new(NameAnswers {
                     by_type: by_type.into_boxed_slice(),
-                },
-            );
+                }),
+            ));
         }
-        for key in &keys {
-            add_empty_ancestors(&mut names, key, &self.apex_key);
+        Fragment {
+            names,
+            record_count: self.record_count,
+        }
+    }
+}
+
+/// Gathers a whole zone in one fragment (static zones): the apex SOA first, then
+/// [`FragmentBuilder`]'s methods, then [`ZoneBuilder::build`].
+#[derive(Debug)]
+pub struct ZoneBuilder {
+    apex_key: Box<[u8]>,
+    soa: Record,
+    serial: u32,
+    fragment: FragmentBuilder,
+}
+
+impl ZoneBuilder {
+    /// Starts a zone at `apex` whose negative answers carry `soa` (its TTL is the negative TTL).
+    pub fn new(apex: &Name, soa: Record, serial: u32) -> Self {
+        let apex = apex.to_lowercase();
+        let apex_key = wire_key(&apex).unwrap_or_else(|_| Box::new([0]));
+        let mut fragment = FragmentBuilder::new();
+        fragment.add_answer(&apex, RecordType::SOA, std::slice::from_ref(&soa), &[]);
+        Self {
+            apex_key,
+            soa,
+            serial,
+            fragment,
+        }
+    }
+
+    /// The zone's apex in lower-cased wire format.
+    pub fn apex_key(&self) -> &[u8] {
+        &self.apex_key
+    }
+
+    /// Indexes the encoded answers of this builder and of `fragments` into a zone.
+    pub fn build_with(self, fragments: &[&Fragment]) -> Result<Zone, ProtoError> {
+        let own = self.fragment.finish(&self.apex_key);
+        let all = std::iter::once(&own).chain(fragments.iter().copied());
+        let capacity: usize = all.clone().map(Fragment::name_count).sum();
+        let mut names: FxHashMap<Arc<[u8]>, Arc<NameAnswers>> = FxHashMap::default();
+        names.reserve(capacity);
+        let mut record_count = 0;
+        for fragment in all {
+            record_count += fragment.record_count;
+            for (key, answers) in &fragment.names {
+                match names.entry(key.clone()) {
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(answers.clone());
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut slot) => {
+                        if let Some(merged) = merge(slot.get(), answers) {
+                            slot.insert(merged);
+                        }
+                    }
+                }
+            }
         }
         Ok(Zone {
             apex_key: self.apex_key,
             names,
             negative_authority: uncompressed(&self.soa)?,
             serial: self.serial,
-            record_count: self.record_count,
+            record_count,
         })
+    }
+
+    /// Indexes the encoded answers into a zone.
+    pub fn build(self) -> Result<Zone, ProtoError> {
+        self.build_with(&[])
     }
 }
 
-/// Inserts every ancestor of `key` below or at the apex that is not a name yet, as an empty
-/// non-terminal. Ancestors are the suffixes of the wire name at label boundaries.
-fn add_empty_ancestors(names: &mut FxHashMap<Box<[u8]>, NameAnswers>, key: &[u8], apex: &[u8]) {
-    let mut offset = 0;
-    loop {
-        let label_len = usize::from(key[offset]);
-        if label_len == 0 {
-            return;
-        }
-        offset += label_len + 1;
-        let suffix = &key[offset..];
-        if suffix.len() <= apex.len() || names.contains_key(suffix) {
-            return;
-        }
-        names.insert(suffix.into(), NameAnswers::default());
+impl std::ops::Deref for ZoneBuilder {
+    type Target = FragmentBuilder;
+    fn deref(&self) -> &FragmentBuilder {
+        &self.fragment
     }
+}
+
+impl std::ops::DerefMut for ZoneBuilder {
+    fn deref_mut(&mut self) -> &mut FragmentBuilder {
+        &mut self.fragment
+    }
+}
+
+/// Two fragments hold the same name (an empty non-terminal above both, or one address used
+/// by two services): the union of their types, the first one's answer where both have one.
+/// `None` when the first already holds everything.
+fn merge(first: &Arc<NameAnswers>, second: &Arc<NameAnswers>) -> Option<Arc<NameAnswers>> {
+    let extra: Vec<&(u16, Arc<Prepared>)> = second
+        .by_type
+        .iter()
+        .filter(|(rtype, _)| !first.by_type.iter().any(|(t, _)| t == rtype))
+        .collect();
+    if extra.is_empty() {
+        return None;
+    }
+    let mut by_type: Vec<(u16, Arc<Prepared>)> = first.by_type.to_vec();
+    by_type.extend(extra.into_iter().cloned());
+    by_type.sort_by_key(|(rtype, _)| *rtype);
+    Some(Arc::new(NameAnswers {
+        by_type: by_type.into_boxed_slice(),
+    }))
 }
 
 /// Lower-cased, uncompressed wire format of a name: the lookup key of every zone.

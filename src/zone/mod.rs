@@ -10,7 +10,7 @@
 mod builder;
 mod prepared;
 
-pub use builder::{wire_key, ZoneBuilder};
+pub use builder::{wire_key, Fragment, FragmentBuilder, ZoneBuilder};
 pub(crate) use prepared::{additionals_for, response};
 pub use prepared::{Prepared, MAX_MESSAGE_LEN};
 
@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 #[derive(Debug)]
 pub struct Zone {
     pub(crate) apex_key: Box<[u8]>,
-    pub(crate) names: FxHashMap<Box<[u8]>, NameAnswers>,
+    pub(crate) names: FxHashMap<Arc<[u8]>, Arc<NameAnswers>>,
     /// The zone's SOA record in uncompressed wire format, placed in the authority section of
     /// NXDOMAIN and NODATA answers. Uncompressed so it can follow any question.
     pub(crate) negative_authority: Box<[u8]>,
