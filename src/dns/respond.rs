@@ -217,6 +217,14 @@ impl Responder {
         }
         match zone.lookup(query.key(), query.qtype) {
             Lookup::Answer(prepared) => {
+                let budget = reply.limit - if query.edns.is_some() { OPT_LEN } else { 0 };
+                if prepared.wire().len() > budget {
+                    if let Some(variant) = prepared.variant(budget) {
+                        // Cut when the zone was built: copy it like any prepared answer.
+                        reply.prepared(variant, out);
+                        return Outcome::Reply;
+                    }
+                }
                 let shift = reply.prepared(prepared, out);
                 if self.policy.shuffle && out.len() <= reply.limit {
                     if let Some(unit) = prepared.shuffle_unit() {

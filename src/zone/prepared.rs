@@ -21,6 +21,11 @@ use hickory_proto::ProtoError;
 /// The largest DNS message: the TCP length prefix is 16 bits.
 pub const MAX_MESSAGE_LEN: usize = 65_535;
 
+/// Size budgets for which a truncated encoding is prepared alongside the full one: UDP without
+/// EDNS (512), EDNS clients advertising 512 (HAProxy's default; 512 minus our 11-byte OPT
+/// record) and the default `--max-udp-size` 1232 (minus OPT). Other budgets are cut per query.
+pub const PREPARED_BUDGETS: [usize; 3] = [512, 501, 1221];
+
 /// A response for one (name, type), encoded when the zone was built.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -36,6 +41,9 @@ pub struct Prepared {
     /// Offsets of compression pointers that point past the question, to move when the response
     /// is sent for an alias with a shorter question.
     relocations: Box<[u16]>,
+    /// Truncated encodings (TC set, longest prefix of the answers that fits) for the
+    /// [`PREPARED_BUDGETS`] this response exceeds.
+    variants: Box<[(u16, Prepared)]>,
 }
 
 impl Prepared {
@@ -64,7 +72,19 @@ impl Prepared {
                 additionals
             };
             match Self::emit(&owner, qtype, kept, authorities, extra, cut) {
-                Ok(prepared) => return Ok(prepared),
+                Ok(mut prepared) => {
+                    let variants: Vec<(u16, Self)> = PREPARED_BUDGETS
+                        .iter()
+                        .filter(|budget| prepared.wire.len() > **budget)
+                        .filter_map(|budget| {
+                            let variant =
+                                Self::longest_prefix(&owner, qtype, kept, extra, *budget)?;
+                            Some((*budget as u16, variant))
+                        })
+                        .collect();
+                    prepared.variants = variants.into_boxed_slice();
+                    return Ok(prepared);
+                }
                 // Over 64 KiB: keep fewer answers.
                 Err(_) if keep > 1 => keep = keep * 3 / 4,
                 Err(error) => return Err(error),
@@ -120,7 +140,43 @@ impl Prepared {
             uniform_answer_len,
             truncated,
             relocations: Box::new([]),
+            variants: Box::new([]),
         })
+    }
+
+    /// The response cut to `budget` bytes: the longest prefix of `answers` that fits with the
+    /// additional records that belong to it, TC set. The same rule as the per-query cut.
+    fn longest_prefix(
+        owner: &Name,
+        qtype: RecordType,
+        answers: &[Record],
+        additionals: &[Record],
+        budget: usize,
+    ) -> Option<Self> {
+        let (mut low, mut high) = (0usize, answers.len());
+        let mut best = None;
+        while low <= high {
+            let keep = (low + high) / 2;
+            let kept = &answers[..keep];
+            let extra = additionals_for(kept, additionals);
+            match Self::emit(owner, qtype, kept, &[], &extra, true) {
+                Ok(prepared) if prepared.wire.len() <= budget => {
+                    best = Some(prepared);
+                    low = keep + 1;
+                }
+                _ if keep == 0 => break,
+                _ => high = keep - 1,
+            }
+        }
+        best
+    }
+
+    /// The prepared truncated encoding for exactly this budget, if there is one.
+    pub fn variant(&self, budget: usize) -> Option<&Self> {
+        self.variants
+            .iter()
+            .find(|(b, _)| usize::from(*b) == budget)
+            .map(|(_, variant)| variant)
     }
 
     /// Encodes one response to be shared by several owners with the same records. `owner` must
@@ -148,6 +204,13 @@ impl Prepared {
             prepared.question_end(),
             prepared.answers_end as usize,
         )?;
+        for (_, variant) in prepared.variants.iter_mut() {
+            variant.relocations = relocations(
+                &variant.wire,
+                variant.question_end(),
+                variant.answers_end as usize,
+            )?;
+        }
         Some(prepared)
     }
 
