@@ -43,7 +43,7 @@ pub struct Prepared {
     relocations: Box<[u16]>,
     /// Truncated encodings (TC set, longest prefix of the answers that fits) for the
     /// [`PREPARED_BUDGETS`] this response exceeds.
-    variants: Box<[(u16, Prepared)]>,
+    variants: Box<[(u16, Self)]>,
 }
 
 impl Prepared {
