@@ -13,6 +13,7 @@ mod cache;
 mod reply;
 mod upstream;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -123,6 +124,36 @@ impl Forwarder {
     /// The cached answer for `key`, or one fetched upstream and cached. Concurrent callers
     /// with the same key wait for one fetch (moka coalesces the init futures); failures are
     /// shared with those waiters but never cached.
+    /// The answer from the cache, when it is there and moka hands it over without waiting
+    /// (its `get` only waits on rare internal maintenance). Polled once with a no-op waker
+    /// from the UDP worker, so a hit needs no task and no other thread. `None`: go async.
+    pub fn resolve_cached(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
+        let parsed = ParsedQuery::parse(query).ok()?;
+        if matches!(
+            RecordType::from(parsed.qtype),
+            RecordType::ANY | RecordType::AXFR | RecordType::IXFR
+        ) {
+            return None;
+        }
+        let client = Client::new(&parsed, query, self.max_udp_size)?;
+        let key = CacheKey {
+            name: parsed.key().into(),
+            qtype: parsed.qtype,
+            qclass: parsed.qclass,
+            dnssec_ok: client.dnssec_ok(),
+            checking_disabled: client.checking_disabled(),
+        };
+        let get = std::pin::pin!(self.cache.get(&key));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(Some(cached)) = get.poll(&mut context) else {
+            return None;
+        };
+        self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        let sections = cached.sections_at(Instant::now());
+        Some(client.answer(cached.rcode, cached.authentic_data, sections, limit))
+    }
+
     async fn lookup(
         &self,
         key: &CacheKey,

@@ -29,6 +29,12 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
+    /// The response from the cache when the answer is cached and can be had without waiting;
+    /// `None` sends the query down the asynchronous path.
+    pub fn resolve_cached(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
+        self.forwarder.as_ref()?.resolve_cached(query, limit)
+    }
+
     /// Forwards a query and returns the response for the client, or `None` to stay silent.
     pub async fn resolve(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
         let forwarder = self.forwarder.as_ref()?;

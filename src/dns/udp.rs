@@ -141,11 +141,20 @@ impl Worker {
 
     /// Forwarding awaits upstreams: do it on the runtime, answer through a socket clone.
     fn forward(&self, message: &[u8], peer: SocketAddr) {
+        let limit = self.responder.udp_limit_of(message);
+        // A cache hit is answered right here: no task, no hand-off to another thread.
+        let started = std::time::Instant::now();
+        if let Some(response) = self.forwarding.resolve_cached(message, limit) {
+            self.metrics.observe_answer(&response, started);
+            if let Err(error) = self.socket.send_to(&response, peer) {
+                debug!(%error, %peer, "udp send failed");
+            }
+            return;
+        }
         let socket = self.socket.clone();
         let query = message.to_vec();
         let forwarding = self.forwarding.clone();
         let metrics = self.metrics.clone();
-        let limit = self.responder.udp_limit_of(&query);
         let in_flight = InFlight::enter(&self.forwarding.udp_in_flight);
         self.forwarding.runtime.spawn(async move {
             let _in_flight = in_flight;
