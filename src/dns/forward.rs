@@ -104,13 +104,7 @@ impl Forwarder {
             RecordType::AXFR | RecordType::IXFR => return Some(client.error(ResponseCode::NotImp)),
             _ => {}
         }
-        let key = CacheKey {
-            name: parsed.key().into(),
-            qtype: parsed.qtype,
-            qclass: parsed.qclass,
-            dnssec_ok: client.dnssec_ok(),
-            checking_disabled: client.checking_disabled(),
-        };
+        let key = cache_key(&parsed, &client);
         let response = match self.lookup(&key, &client).await {
             Ok(cached) => {
                 let sections = cached.sections_at(Instant::now());
@@ -136,13 +130,7 @@ impl Forwarder {
             return None;
         }
         let client = Client::new(&parsed, query, self.max_udp_size)?;
-        let key = CacheKey {
-            name: parsed.key().into(),
-            qtype: parsed.qtype,
-            qclass: parsed.qclass,
-            dnssec_ok: client.dnssec_ok(),
-            checking_disabled: client.checking_disabled(),
-        };
+        let key = cache_key(&parsed, &client);
         let get = std::pin::pin!(self.cache.get(&key));
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         let std::task::Poll::Ready(Some(cached)) = get.poll(&mut context) else {
@@ -179,5 +167,17 @@ impl Forwarder {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
         }
         Ok(entry.into_value())
+    }
+}
+
+/// What a forwarded answer is cached under: the name, type and class asked, and the DO and CD
+/// bits, which change what an upstream answers.
+fn cache_key(parsed: &ParsedQuery<'_>, client: &Client<'_>) -> CacheKey {
+    CacheKey {
+        name: parsed.key().into(),
+        qtype: parsed.qtype,
+        qclass: parsed.qclass,
+        dnssec_ok: client.dnssec_ok(),
+        checking_disabled: client.checking_disabled(),
     }
 }

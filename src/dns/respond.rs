@@ -384,39 +384,18 @@ impl Reply<'_> {
         for record in &mut full.answers {
             record.name = owner.clone();
         }
-        let owner = &owner;
         let budget = self.limit
             - if self.query.edns.is_some() {
                 OPT_LEN
             } else {
                 0
             };
-        // Largest prefix that fits: binary search over the number of answers.
-        let (mut low, mut high) = (0usize, full.answers.len());
-        let mut best: Option<Vec<u8>> = None;
-        while low <= high {
-            let keep = (low + high) / 2;
-            let kept = &full.answers[..keep];
-            let additionals = crate::zone::additionals_for(kept, &full.additionals);
-            let encoded =
-                crate::zone::response(owner, qtype, kept, &[], &additionals, true).to_vec();
-            match encoded {
-                Ok(bytes) if bytes.len() <= budget => {
-                    best = Some(bytes);
-                    low = keep + 1;
-                }
-                _ => {
-                    if keep == 0 {
-                        break;
-                    }
-                    high = keep - 1;
-                }
-            }
-        }
+        // The same rule as the truncations prepared at build time: the longest prefix that fits.
+        let cut = Prepared::longest_prefix(&owner, qtype, &full.answers, &full.additionals, budget);
         out.clear();
-        match best {
-            Some(bytes) => {
-                out.extend_from_slice(&bytes);
+        match cut {
+            Some(cut) => {
+                out.extend_from_slice(cut.wire());
                 out[0..2].copy_from_slice(&self.query.id.to_be_bytes());
                 out[2..4].copy_from_slice(&self.flags(true, true, ResponseCode::NoError));
             }

@@ -11,7 +11,6 @@ mod builder;
 mod prepared;
 
 pub use builder::{wire_key, Fragment, FragmentBuilder, ZoneBuilder};
-pub(crate) use prepared::{additionals_for, response};
 pub use prepared::{Prepared, MAX_MESSAGE_LEN, PREPARED_BUDGETS};
 
 use std::sync::Arc;

@@ -11,9 +11,7 @@
 //! only need to move by the difference in length. [`Prepared::relocations`] lists where those
 //! pointers are; it is empty when the response is not shared.
 
-use hickory_proto::op::{
-    Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
-};
+use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::ProtoError;
@@ -146,7 +144,7 @@ impl Prepared {
 
     /// The response cut to `budget` bytes: the longest prefix of `answers` that fits with the
     /// additional records that belong to it, TC set. The same rule as the per-query cut.
-    fn longest_prefix(
+    pub(crate) fn longest_prefix(
         owner: &Name,
         qtype: RecordType,
         answers: &[Record],
@@ -251,29 +249,9 @@ impl Prepared {
     }
 }
 
-/// Builds the response message for a query; the ID and per-query flags are patched later.
-pub(crate) fn response(
-    owner: &Name,
-    qtype: RecordType,
-    answers: &[Record],
-    authorities: &[Record],
-    additionals: &[Record],
-    truncated: bool,
-) -> Message {
-    let mut message = Message::new(0, MessageType::Response, OpCode::Query);
-    message.metadata.authoritative = true;
-    message.metadata.truncation = truncated;
-    message.metadata.response_code = ResponseCode::NoError;
-    message.add_query(Query::query(owner.clone(), qtype));
-    message.add_answers(answers.iter().cloned());
-    message.add_authorities(authorities.iter().cloned());
-    message.add_additionals(additionals.iter().cloned());
-    message
-}
-
 /// The additional records that belong to the given answers: those whose owner is a name the
 /// answers point at (SRV targets, CNAME targets, NS and MX hosts).
-pub(crate) fn additionals_for(answers: &[Record], additionals: &[Record]) -> Vec<Record> {
+fn additionals_for(answers: &[Record], additionals: &[Record]) -> Vec<Record> {
     let targets: Vec<Name> = answers.iter().filter_map(target_of).collect();
     additionals
         .iter()
