@@ -62,7 +62,7 @@ fn init_logging(filter: Option<&str>, format: Option<&str>) -> Result<(), String
         .map(str::to_string)
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| "info".to_string());
-    let directives = format!("{base},hickory_server=warn,hickory_proto=warn,hickory_net=warn");
+    let directives = format!("{base},hickory_server=warn,hickory_proto=warn,hickory_net=error");
     let filter = EnvFilter::try_new(&directives).map_err(|e| format!("log: {e}"))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
