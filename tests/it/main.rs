@@ -16,6 +16,7 @@ mod haproxy;
 mod glibc;
 
 mod sync;
+mod tidy;
 
 mod operate;
 
