@@ -70,12 +70,23 @@ pub struct AnswerPolicy {
 #[derive(Debug)]
 pub struct Scratch {
     rng: SmallRng,
+    /// The size limit of the last query answered with [`Outcome::Forward`], so the caller
+    /// does not read the query again to find it.
+    forward_limit: usize,
+}
+
+impl Scratch {
+    /// The response size limit of the query last handed back as [`Outcome::Forward`].
+    pub fn forward_limit(&self) -> usize {
+        self.forward_limit
+    }
 }
 
 impl Default for Scratch {
     fn default() -> Self {
         Self {
             rng: SmallRng::from_os_rng(),
+            forward_limit: PLAIN_UDP_LIMIT,
         }
     }
 }
@@ -176,18 +187,10 @@ impl Responder {
             return self.answer_from(zone, &reply, out, scratch);
         }
         if recursion_available {
+            scratch.forward_limit = reply.limit;
             Outcome::Forward
         } else {
             reply.rcode_only(out, ResponseCode::Refused, false)
-        }
-    }
-
-    /// The UDP size limit for a query's response (512 without EDNS, else the advertised size
-    /// capped at `max_udp_size`).
-    pub fn udp_limit_of(&self, message: &[u8]) -> usize {
-        match ParsedQuery::parse(message) {
-            Ok(query) => self.limit(&query, Transport::Udp),
-            Err(_) => PLAIN_UDP_LIMIT,
         }
     }
 

@@ -134,14 +134,13 @@ impl Worker {
                     }
                 }
                 Outcome::Ignore => self.metrics.observe_ignored(),
-                Outcome::Forward => self.forward(message, peer),
+                Outcome::Forward => self.forward(message, peer, scratch.forward_limit()),
             }
         }
     }
 
     /// Forwarding awaits upstreams: do it on the runtime, answer through a socket clone.
-    fn forward(&self, message: &[u8], peer: SocketAddr) {
-        let limit = self.responder.udp_limit_of(message);
+    fn forward(&self, message: &[u8], peer: SocketAddr, limit: usize) {
         // A cache hit is answered right here: no task, no hand-off to another thread.
         let started = std::time::Instant::now();
         if let Some(response) = self.forwarding.resolve_cached(message, limit) {
