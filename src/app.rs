@@ -156,7 +156,11 @@ pub async fn run_with_reloads(
     )
     .map_err(StartError::Thread)?;
     let token = CancellationToken::new();
-    let tcp_handler = Arc::new(TcpHandler::new(responder, forwarding, metrics.clone()));
+    let tcp_handler = Arc::new(TcpHandler::new(
+        responder.clone(),
+        forwarding,
+        metrics.clone(),
+    ));
     let mut tcp_servers = tokio::task::JoinSet::new();
     for listener in tcp_listeners {
         tcp_servers.spawn(tcp::serve(
@@ -191,7 +195,12 @@ pub async fn run_with_reloads(
     }
 
     if let Some(requests) = reloads {
-        let reloader = reload::Reloader::new(config.clone(), static_zones.clone(), metrics.clone());
+        let reloader = reload::Reloader::new(
+            config.clone(),
+            static_zones.clone(),
+            responder.clone(),
+            metrics.clone(),
+        );
         tasks.spawn(reload::watch(requests, reloader, token.child_token()));
     }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::dns::{AnswerPolicy, Responder};
 use crate::metrics::Metrics;
 use crate::static_zones;
 use crate::zone::ZoneSet;
@@ -36,6 +37,7 @@ pub struct Reloader {
     /// The settings in force (the zones directory follows reloads; nothing else changes).
     current: Config,
     static_zones: Arc<ArcSwap<ZoneSet>>,
+    responder: Responder,
     metrics: Arc<Metrics>,
 }
 
@@ -44,11 +46,13 @@ impl Reloader {
     pub fn new(
         current: Config,
         static_zones: Arc<ArcSwap<ZoneSet>>,
+        responder: Responder,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             current,
             static_zones,
+            responder,
             metrics,
         }
     }
@@ -102,6 +106,18 @@ impl Reloader {
         let count = zones.len();
         self.static_zones.store(Arc::new(ZoneSet::new(zones)));
         self.current.zones_dir = new.zones_dir;
+        // The answering policy: who may recurse, the UDP size cap, shuffling. Whether there is
+        // a forwarder at all follows the upstreams, which need a restart.
+        let forwarding = self.responder.policy().forwarding;
+        self.responder.set_policy(AnswerPolicy {
+            max_udp_size: new.max_udp_size,
+            shuffle: new.shuffle,
+            forwarding,
+            allow_recursion: new.allow_recursion.clone(),
+        });
+        self.current.max_udp_size = new.max_udp_size;
+        self.current.shuffle = new.shuffle;
+        self.current.allow_recursion = new.allow_recursion;
         info!(
             static_zones = count,
             zones_dir = %self.current.zones_dir.display(),
@@ -148,8 +164,6 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         service_ttl => "service-ttl",
         node_ttl => "node-ttl",
         negative_ttl => "negative-ttl",
-        max_udp_size => "max-udp-size",
-        shuffle => "no-shuffle",
         udp_workers => "udp-workers",
         tcp_idle_timeout => "tcp-idle-timeout",
         http => "http",
@@ -165,7 +179,6 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         self_preservation_window => "self-preservation-window",
         upstreams => "upstream",
         upstream_timeout => "upstream-timeout",
-        allow_recursion => "allow-recursion",
         cache_size => "cache-size",
         cache_min_ttl => "cache-min-ttl",
         cache_max_ttl => "cache-max-ttl",
@@ -192,7 +205,7 @@ mod tests {
             no_shuffle: true,
             ..ServeArgs::default()
         });
-        assert_eq!(restart_only_changes(&old, &new), ["listen", "no-shuffle"]);
+        assert_eq!(restart_only_changes(&old, &new), ["listen"]);
         assert!(restart_only_changes(&old, &old.clone()).is_empty());
     }
 }

@@ -53,7 +53,7 @@ pub enum Outcome {
     Forward,
 }
 
-/// Answering policy fixed at start-up (reloadable parts live behind their own handles).
+/// Answering policy: set at start-up and replaced whole by a SIGHUP reload.
 #[derive(Clone, Debug)]
 pub struct AnswerPolicy {
     /// Largest UDP response, whatever the client advertises.
@@ -97,7 +97,15 @@ pub struct Responder {
     registry: SnapshotStore,
     registry_apex: Arc<[u8]>,
     static_zones: Arc<ArcSwap<ZoneSet>>,
-    policy: Arc<AnswerPolicy>,
+    policy: Arc<ArcSwap<AnswerPolicy>>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("policy", &self.policy.load())
+            .finish()
+    }
 }
 
 impl Responder {
@@ -113,21 +121,24 @@ impl Responder {
             registry,
             registry_apex: registry_apex.into(),
             static_zones,
-            policy: Arc::new(policy),
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
         }
+    }
+
+    /// Replaces the answering policy (SIGHUP); queries already being answered finish with
+    /// the old one.
+    pub fn set_policy(&self, policy: AnswerPolicy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    /// The answering policy in force.
+    pub fn policy(&self) -> Arc<AnswerPolicy> {
+        self.policy.load_full()
     }
 
     /// True when `client` may recurse through this server.
     pub fn may_recurse(&self, client: IpAddr) -> bool {
-        self.policy.forwarding && self.allowed(client)
-    }
-
-    fn allowed(&self, client: IpAddr) -> bool {
-        let client = canonical(client);
-        self.policy
-            .allow_recursion
-            .iter()
-            .any(|net| net.contains(&client))
+        may_recurse(&self.policy.load(), client)
     }
 
     /// Answers `message` into `out` (cleared first) when the name is served locally.
@@ -160,12 +171,14 @@ impl Responder {
                 return Outcome::Reply;
             }
         };
-        let recursion_available = self.may_recurse(client);
+        let policy = self.policy.load();
+        let recursion_available = may_recurse(&policy, client);
         let reply = Reply {
             query: &query,
             recursion_available,
-            limit: self.limit(&query, transport),
-            max_udp_size: self.policy.max_udp_size,
+            limit: limit(&policy, &query, transport),
+            max_udp_size: policy.max_udp_size,
+            shuffle: policy.shuffle,
         };
         if let Some(edns) = query.edns {
             if edns.version != 0 {
@@ -194,16 +207,6 @@ impl Responder {
         }
     }
 
-    fn limit(&self, query: &ParsedQuery<'_>, transport: Transport) -> usize {
-        match (transport, query.edns) {
-            (Transport::Tcp, _) => MAX_MESSAGE_LEN,
-            (Transport::Udp, None) => PLAIN_UDP_LIMIT,
-            (Transport::Udp, Some(edns)) => usize::from(edns.payload)
-                .min(usize::from(self.policy.max_udp_size))
-                .max(PLAIN_UDP_LIMIT),
-        }
-    }
-
     fn answer_from(
         &self,
         zone: &Zone,
@@ -229,7 +232,7 @@ impl Responder {
                     }
                 }
                 let shift = reply.prepared(prepared, out);
-                if self.policy.shuffle && out.len() <= reply.limit {
+                if reply.shuffle && out.len() <= reply.limit {
                     if let Some(unit) = prepared.shuffle_unit() {
                         let range = prepared.answer_range();
                         let start = (range.start as isize + shift) as usize;
@@ -254,6 +257,7 @@ struct Reply<'q> {
     recursion_available: bool,
     limit: usize,
     max_udp_size: u16,
+    shuffle: bool,
 }
 
 impl Reply<'_> {
@@ -442,6 +446,28 @@ fn shuffle_records(section: &mut [u8], unit: usize, rng: &mut SmallRng) {
             let (head, tail) = section.split_at_mut(i * unit);
             head[j * unit..(j + 1) * unit].swap_with_slice(&mut tail[..unit]);
         }
+    }
+}
+
+/// True when forwarding is configured and `client` is in `--allow-recursion`.
+fn may_recurse(policy: &AnswerPolicy, client: IpAddr) -> bool {
+    let client = canonical(client);
+    policy.forwarding
+        && policy
+            .allow_recursion
+            .iter()
+            .any(|net| net.contains(&client))
+}
+
+/// The response size limit: 64 KiB over TCP; over UDP 512 bytes without EDNS, else the
+/// advertised size capped at `max_udp_size` (never below 512).
+fn limit(policy: &AnswerPolicy, query: &ParsedQuery<'_>, transport: Transport) -> usize {
+    match (transport, query.edns) {
+        (Transport::Tcp, _) => MAX_MESSAGE_LEN,
+        (Transport::Udp, None) => PLAIN_UDP_LIMIT,
+        (Transport::Udp, Some(edns)) => usize::from(edns.payload)
+            .min(usize::from(policy.max_udp_size))
+            .max(PLAIN_UDP_LIMIT),
     }
 }
 

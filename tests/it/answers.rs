@@ -670,3 +670,51 @@ fn every_alias_of_an_instance_set_gets_the_same_records() {
         );
     }
 }
+
+#[test]
+fn sighup_applies_a_new_udp_size_cap_from_the_config_file() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let registry = support::write(
+        dir.path(),
+        "registry.json",
+        &serde_json::to_string(&many("big", 60)).unwrap(),
+    );
+    let config = support::write(dir.path(), "snapdns.toml", "max-udp-size = 1232\n");
+    let source = format!("file:{}", registry.display());
+    let server = Server::start_in(
+        dir.clone(),
+        &["--config", config.to_str().unwrap(), "--registry", &source],
+    );
+    let before = udp_edns(
+        server.addr,
+        "big.service.consul.",
+        RecordType::SRV,
+        Some(8192),
+    );
+    assert!(
+        before.metadata.truncation,
+        "60 SRV records and addresses do not fit in 1232 bytes"
+    );
+    assert_eq!(before.edns.as_ref().map(|e| e.max_payload()), Some(1232));
+
+    std::fs::write(&config, "max-udp-size = 8192\n").unwrap();
+    server.signal("HUP");
+    assert_eventually!(
+        server.log_count("configuration reloaded") == 1,
+        "{}",
+        server.log()
+    );
+    let after = udp_edns(
+        server.addr,
+        "big.service.consul.",
+        RecordType::SRV,
+        Some(8192),
+    );
+    assert!(!after.metadata.truncation);
+    assert_eq!(after.answers.len(), 60);
+    assert_eq!(after.edns.as_ref().map(|e| e.max_payload()), Some(8192));
+    assert!(
+        !server.log().contains("max-udp-size"),
+        "applied, not reported as needing a restart"
+    );
+}
