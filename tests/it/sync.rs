@@ -311,12 +311,13 @@ fn sync_acl_token_is_sent_and_never_logged() {
 
 #[test]
 fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
-    // A port with nothing on it yet; the stand-in starts there later.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port with nothing listening on it yet; the stand-in starts there later. The socket is
+    // bound but not listening, so connections are refused and no other test can take the port.
+    let reserved =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    reserved.bind(&any.into()).unwrap();
+    let port = reserved.local_addr().unwrap().as_socket().unwrap().port();
     let url = format!("http://127.0.0.1:{port}");
     let server = start_in(Arc::new(tempfile::tempdir().unwrap()), &url, &[]);
     assert_eq!(rcode(&server, "web"), ResponseCode::ServFail);
@@ -327,6 +328,7 @@ fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = write_registry(dir.path(), &base_registry());
+    drop(reserved);
     let _consul = Standin::start_on(port, &path, &[]);
     assert_eventually!(addresses(&server, "web") == web_all());
     assert_eq!(health(&server).0, 200);
