@@ -14,7 +14,7 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use serde_json::{json, Value};
 
 use crate::assert_eventually;
-use crate::registry_fixture::entry;
+use crate::registry_fixture::{db_entry, entry, web_entries};
 use crate::support::{self, eventually, rdata, sorted_rdata, tcp, udp, write, Server};
 use crate::sync::standin::Standin;
 
@@ -341,20 +341,7 @@ fn metrics_count_forwarded_queries_cache_hits_and_misses() {
 
 /// web: four passing instances (10.1.0.1-4); db: one (10.2.0.1).
 fn consul_registry() -> Value {
-    let web: Vec<Value> = (1..=4)
-        .map(|i| {
-            entry(
-                &format!("n{i}"),
-                &format!("10.1.0.{i}"),
-                "web",
-                "",
-                8080,
-                &[],
-                "passing",
-            )
-        })
-        .collect();
-    json!({"web": web, "db": [entry("d1", "10.2.0.1", "db", "", 5432, &[], "passing")]})
+    json!({ "web": web_entries(4, &[]), "db": [db_entry()] })
 }
 
 const FAST_SYNC: [&str; 8] = [

@@ -56,3 +56,26 @@ pub fn many(service: &str, count: usize) -> Value {
         .collect();
     json!({ service: entries })
 }
+
+/// `count` passing `web` instances on nodes `n1`, `n2`, ... at 10.1.0.1, 10.1.0.2, ...,
+/// port 8080, each with `tags`.
+pub fn web_entries(count: usize, tags: &[&str]) -> Vec<Value> {
+    (1..=count)
+        .map(|i| {
+            entry(
+                &format!("n{i}"),
+                &format!("10.1.0.{i}"),
+                "web",
+                "",
+                8080,
+                tags,
+                "passing",
+            )
+        })
+        .collect()
+}
+
+/// A passing `db` instance on node `d1` at 10.2.0.1:5432.
+pub fn db_entry() -> Value {
+    entry("d1", "10.2.0.1", "db", "", 5432, &[], "passing")
+}

@@ -19,7 +19,7 @@ use hickory_proto::rr::{RData, RecordType};
 use serde_json::{json, Value};
 
 use crate::operate::metric;
-use crate::registry_fixture::entry;
+use crate::registry_fixture::{entry, web_entries};
 use crate::support::{self, eventually, sorted_rdata, udp, write, Server};
 use crate::sync::standin::Standin;
 
@@ -37,20 +37,7 @@ const KNOBS: [&str; 6] = [
 
 /// web: three passing instances (10.1.0.1-3).
 fn registry() -> Value {
-    let web: Vec<Value> = (1..=3)
-        .map(|i| {
-            entry(
-                &format!("n{i}"),
-                &format!("10.1.0.{i}"),
-                "web",
-                "",
-                8080,
-                &[],
-                "passing",
-            )
-        })
-        .collect();
-    json!({ "web": web })
+    json!({ "web": web_entries(3, &[]) })
 }
 
 fn api_entries() -> Value {

@@ -15,7 +15,7 @@ use hickory_proto::rr::{RData, RecordType};
 use serde_json::{json, Value};
 
 use crate::assert_eventually;
-use crate::registry_fixture::entry;
+use crate::registry_fixture::{db_entry, entry, web_entries};
 use crate::support::{eventually, sorted_rdata, udp, Server};
 use standin::{health, Standin};
 
@@ -33,23 +33,7 @@ const FAST: [&str; 8] = [
 
 /// web: four passing instances on n1..n4 (10.1.0.1-4); db: one on d1 (10.2.0.1).
 fn base_registry() -> Value {
-    let web: Vec<Value> = (1..=4)
-        .map(|i| {
-            entry(
-                &format!("n{i}"),
-                &format!("10.1.0.{i}"),
-                "web",
-                "",
-                8080,
-                &["v1"],
-                "passing",
-            )
-        })
-        .collect();
-    json!({
-        "web": web,
-        "db": [entry("d1", "10.2.0.1", "db", "", 5432, &[], "passing")],
-    })
+    json!({ "web": web_entries(4, &["v1"]), "db": [db_entry()] })
 }
 
 fn write_registry(dir: &Path, registry: &Value) -> PathBuf {
