@@ -24,8 +24,8 @@ measure() {  # measure NAME PORT -> waits for an answer, prints RSS and time to 
     done
     local ms=$(( ($(date +%s%N) - start) / 1000000 ))
     local rss; rss=$(awk '/VmRSS/{print $2}' /proc/"$PID"/status)
-    printf '| %s | %d x %d | %.1f MiB | %.0f B | %d ms |\n' "$name" "$N" "$K" "$(echo "$rss / 1024" | bc -l)" \
-        "$(echo "$rss * 1024 / ($N * $K)" | bc -l)" "$ms"
+    awk -v n="$name" -v N="$N" -v K="$K" -v rss="$rss" -v ms="$ms" \
+        'BEGIN { printf "| %s | %d x %d | %.1f MiB | %.0f B | %d ms |\n", n, N, K, rss / 1024, rss * 1024 / (N * K), ms }'
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 }
 echo "| server | data | resident | per instance | start to first answer |"
