@@ -4,6 +4,7 @@
 //! accept loop and a task per connection ([`tcp`]) with a [`TcpHandler`], which asks the same
 //! [`Responder`]. Names outside the served zones are forwarded ([`forward`]).
 
+mod flags;
 pub mod forward;
 pub mod query;
 pub mod respond;

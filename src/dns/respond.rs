@@ -16,16 +16,11 @@ use ipnet::IpNet;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::flags;
 use super::query::{ParsedQuery, Rejection};
 use crate::snapshot::SnapshotStore;
 use crate::zone::{Lookup, Prepared, Zone, ZoneSet, MAX_MESSAGE_LEN};
 
-const FLAG_QR: u8 = 0x80;
-const FLAG_AA: u8 = 0x04;
-const FLAG_TC: u8 = 0x02;
-const FLAG_RD: u8 = 0x01;
-const FLAG_RA: u8 = 0x80;
-const FLAG_CD: u8 = 0x10;
 const CLASS_IN: u16 = 1;
 const CLASS_ANY: u16 = 255;
 /// Classic DNS limit for UDP without EDNS (RFC 1035 §4.2.1).
@@ -262,22 +257,22 @@ struct Reply<'q> {
 
 impl Reply<'_> {
     fn flags(&self, authoritative: bool, truncated: bool, rcode: ResponseCode) -> [u8; 2] {
-        let mut high = FLAG_QR;
+        let mut high = flags::QR;
         if authoritative {
-            high |= FLAG_AA;
+            high |= flags::AA;
         }
         if truncated {
-            high |= FLAG_TC;
+            high |= flags::TC;
         }
         if self.query.recursion_desired {
-            high |= FLAG_RD;
+            high |= flags::RD;
         }
         let mut low = rcode.low();
         if self.recursion_available {
-            low |= FLAG_RA;
+            low |= flags::RA;
         }
         if self.query.checking_disabled {
-            low |= FLAG_CD;
+            low |= flags::CD;
         }
         [high, low]
     }
@@ -293,7 +288,7 @@ impl Reply<'_> {
         out.extend_from_slice(self.query.question);
         out.extend_from_slice(&wire[question_end..]);
         out[0..2].copy_from_slice(&self.query.id.to_be_bytes());
-        let truncated = wire[2] & FLAG_TC != 0;
+        let truncated = wire[2] & flags::TC != 0;
         let flags = self.flags(true, truncated, ResponseCode::NoError);
         out[2..4].copy_from_slice(&flags);
         let shift = (12 + self.query.question.len()) as isize - question_end as isize;
@@ -376,7 +371,7 @@ impl Reply<'_> {
     fn truncated(&self, prepared: &Prepared, out: &mut Vec<u8>) {
         let Ok(full) = Message::from_vec(prepared.wire()) else {
             out.truncate(12);
-            out[2] |= FLAG_TC;
+            out[2] |= flags::TC;
             out[4..12].fill(0);
             return;
         };
@@ -408,7 +403,7 @@ impl Reply<'_> {
             }
             None => {
                 self.header(out, true, ResponseCode::NoError, 0, 0);
-                out[2] |= FLAG_TC;
+                out[2] |= flags::TC;
             }
         }
         self.push_opt(out, 0);
@@ -424,9 +419,9 @@ fn write_error(
     rcode: ResponseCode,
 ) {
     out.extend_from_slice(&id.to_be_bytes());
-    let mut high = FLAG_QR | ((op_code & 0x0f) << 3);
+    let mut high = flags::QR | ((op_code & 0x0f) << 3);
     if recursion_desired {
-        high |= FLAG_RD;
+        high |= flags::RD;
     }
     out.push(high);
     out.push(rcode.low());

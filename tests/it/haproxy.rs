@@ -8,7 +8,7 @@
 //! so HAProxy's health checks pass and its servers are UP.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -138,20 +138,7 @@ impl Haproxy {
             .stderr(Stdio::piped())
             .spawn()
             .expect("haproxy is installed (apt-get install haproxy; .ci/run does)");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("SNAPDNS_TEST_LOG").is_some() {
-                    eprintln!("[haproxy] {line}");
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let log = support::capture_stderr(&mut child, "haproxy");
         let mut haproxy = Self {
             child: Some(child),
             socket,

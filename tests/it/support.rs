@@ -106,20 +106,7 @@ impl Server {
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
         let mut child = command.spawn().expect("spawn snapdns");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("SNAPDNS_TEST_LOG").is_some() {
-                    eprintln!("[snapdns] {line}");
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let log = capture_stderr(&mut child, "snapdns");
         let mut server = Self {
             child: Some(child),
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -205,6 +192,26 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Collects a child's stderr (spawned with `Stdio::piped()`) line by line into a shared
+/// string, echoed with a `[label]` prefix when `SNAPDNS_TEST_LOG` is set.
+pub fn capture_stderr(child: &mut Child, label: &'static str) -> Arc<Mutex<String>> {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if std::env::var_os("SNAPDNS_TEST_LOG").is_some() {
+                eprintln!("[{label}] {line}");
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
 }
 
 /// Runs snapdns with `args` to completion (for flag and config errors); returns (code, stderr).

@@ -8,15 +8,11 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tracing::debug;
 
 use super::cache::Sections;
+use crate::dns::flags;
 use crate::dns::query::{EdnsInfo, ParsedQuery};
 
 /// TTL of the synthesized RFC 8482 answer to ANY: an hour, so stubs do not come back soon.
 const ANY_TTL: u32 = 3600;
-const FLAG_QR: u8 = 0x80;
-const FLAG_RD: u8 = 0x01;
-const FLAG_RA: u8 = 0x80;
-const FLAG_AD: u8 = 0x20;
-const FLAG_CD: u8 = 0x10;
 
 /// What a client asked and how it wants the answer framed.
 #[derive(Debug)]
@@ -38,7 +34,7 @@ impl<'q> Client<'q> {
     /// The client of a parsed query; `None` if the question does not decode again.
     pub(super) fn new(parsed: &ParsedQuery<'q>, message: &[u8], max_udp_size: u16) -> Option<Self> {
         let query = Query::read(&mut BinDecoder::new(parsed.question)).ok()?;
-        let authentic_data = message.get(3).is_some_and(|flags| flags & FLAG_AD != 0);
+        let authentic_data = message.get(3).is_some_and(|flags| flags & flags::AD != 0);
         let dnssec_ok = parsed.edns.is_some_and(|edns| edns.dnssec_ok);
         Some(Self {
             id: parsed.id,
@@ -141,13 +137,13 @@ impl<'q> Client<'q> {
     fn error_by_hand(&self, rcode: ResponseCode) -> Vec<u8> {
         let mut out = Vec::with_capacity(12 + self.question.len());
         out.extend_from_slice(&self.id.to_be_bytes());
-        let mut high = FLAG_QR;
+        let mut high = flags::QR;
         if self.recursion_desired {
-            high |= FLAG_RD;
+            high |= flags::RD;
         }
-        let mut low = FLAG_RA | rcode.low();
+        let mut low = flags::RA | rcode.low();
         if self.checking_disabled {
-            low |= FLAG_CD;
+            low |= flags::CD;
         }
         out.extend_from_slice(&[high, low, 0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(self.question);
