@@ -8,23 +8,21 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, RegistrySource};
-use crate::dns::forward::{ForwardConfig, Forwarder};
-use crate::dns::{tcp, udp, AnswerPolicy, Forwarding, Responder, TcpHandler};
+use crate::dns::forward::Forwarder;
+use crate::dns::{tcp, udp, Forwarding, Responder, TcpHandler};
+use crate::drain::Drain;
 use crate::metrics::Metrics;
-use crate::registry::consul::{ConsulClient, ConsulConfig, ConsulError};
-use crate::snapshot::{SnapshotStore, ZoneOptions};
+use crate::registry::consul::{ConsulClient, ConsulError};
+use crate::snapshot::SnapshotStore;
 use crate::sync::status::{SourceInfo, SyncStatus};
-use crate::sync::{SyncSettings, SyncTask};
+use crate::sync::SyncTask;
 use crate::zone::{wire_key, ZoneSet};
 use crate::{file_source, http, reload, static_zones, sync};
 
@@ -53,9 +51,6 @@ pub enum StartError {
     Domain(#[source] hickory_proto::ProtoError),
 }
 
-/// How long in-flight work may take to finish after shutdown is requested.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// Runs the server until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     run_with_reloads(config, shutdown, None).await
@@ -70,39 +65,24 @@ pub async fn run_with_reloads(
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let store = SnapshotStore::default();
-    let zone_options = zone_options(&config);
+    let zone_options = config.zone.clone();
 
     let static_zones = Arc::new(ArcSwap::from_pointee(ZoneSet::default()));
-    static_zones.store(Arc::new(static_zones::load_dir(&config.zones_dir)));
+    static_zones.store(Arc::new(static_zones::load_dir(&config.server.zones_dir)));
 
-    let forwarder = (!config.upstreams.is_empty()).then(|| {
-        Arc::new(Forwarder::new(
-            ForwardConfig {
-                upstreams: config.upstreams.clone(),
-                timeout: config.upstream_timeout,
-                cache_size: config.cache_size,
-                cache_min_ttl: config.cache_min_ttl,
-                cache_max_ttl: config.cache_max_ttl,
-                cache_max_negative_ttl: config.cache_max_negative_ttl,
-                max_udp_size: config.max_udp_size,
-            },
-            metrics.clone(),
-        ))
-    });
+    let forwarder = (!config.forward.upstreams.is_empty())
+        .then(|| Arc::new(Forwarder::new(config.forward.clone(), metrics.clone())));
     let forwarding = Forwarding {
         runtime: tokio::runtime::Handle::current(),
         forwarder,
-        udp_in_flight: Arc::default(),
     };
-    let udp_in_flight = forwarding.udp_in_flight.clone();
-    let policy = AnswerPolicy {
-        max_udp_size: config.max_udp_size,
-        shuffle: config.shuffle,
-        forwarding: forwarding.forwarder.is_some(),
-        allow_recursion: config.allow_recursion.clone(),
-    };
-    let apex = wire_key(&config.domain).map_err(StartError::Domain)?;
-    let responder = Responder::new(store.clone(), &apex, static_zones.clone(), policy);
+    let apex = wire_key(&config.zone.domain).map_err(StartError::Domain)?;
+    let responder = Responder::new(
+        store.clone(),
+        &apex,
+        static_zones.clone(),
+        config.answer.clone(),
+    );
 
     // The registry file is read before the sockets open, so the first query sees its data.
     let mut file_source = match &config.registry {
@@ -117,11 +97,10 @@ pub async fn run_with_reloads(
 
     // Consul: serve the persisted state before the first sync. Health is bound before DNS.
     let status = Arc::new(sync_status(&config));
-    let sync_settings = sync_settings(&config, zone_options.clone());
     if let RegistrySource::Consul(_) = &config.registry {
-        sync::restore(&sync_settings, &store, &status);
+        sync::restore(&config.sync, &store, &status);
     }
-    let http_listener = match config.http {
+    let http_listener = match config.server.http {
         Some(addr) => Some(http::bind(addr).await.map_err(|source| StartError::Bind {
             proto: "http",
             addr,
@@ -133,8 +112,8 @@ pub async fn run_with_reloads(
     // Bind every socket before serving anything, so a bad address fails start-up cleanly.
     let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
-    for addr in &config.listen {
-        let (udp, tcp) = bind_pair(*addr, config.udp_workers).await?;
+    for addr in &config.server.listen {
+        let (udp, tcp) = bind_pair(*addr, config.server.udp_workers).await?;
         let bound = udp[0].local_addr().map_err(|source| StartError::Bind {
             proto: "udp",
             addr: *addr,
@@ -146,16 +125,15 @@ pub async fn run_with_reloads(
         tcp_listeners.push(tcp);
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let drain = Drain::default();
     let workers = udp::spawn_workers(
         udp_sockets,
         responder.clone(),
         forwarding.clone(),
         metrics.clone(),
-        stop.clone(),
+        drain.clone(),
     )
     .map_err(StartError::Thread)?;
-    let token = CancellationToken::new();
     let tcp_handler = Arc::new(TcpHandler::new(
         responder.clone(),
         forwarding,
@@ -166,8 +144,8 @@ pub async fn run_with_reloads(
         tcp_servers.spawn(tcp::serve(
             listener,
             tcp_handler.clone(),
-            config.tcp_idle_timeout,
-            token.child_token(),
+            config.server.tcp_idle_timeout,
+            drain.token(),
         ));
     }
 
@@ -175,13 +153,13 @@ pub async fn run_with_reloads(
     match &config.registry {
         RegistrySource::File(_) => {
             if let Some(source) = file_source.take() {
-                tasks.spawn(source.watch(token.child_token()));
+                tasks.spawn(source.watch(drain.token()));
             }
         }
         RegistrySource::Consul(_) => {
-            let client = ConsulClient::new(consul_config(&config)).map_err(StartError::Registry)?;
-            let task = SyncTask::new(client, sync_settings, store.clone(), status.clone());
-            tasks.spawn(task.run(token.child_token()));
+            let client = ConsulClient::new(config.consul.clone()).map_err(StartError::Registry)?;
+            let task = SyncTask::new(client, config.sync.clone(), store.clone(), status.clone());
+            tasks.spawn(task.run(drain.token()));
         }
     }
     if let Some(listener) = http_listener {
@@ -191,7 +169,7 @@ pub async fn run_with_reloads(
             started: std::time::SystemTime::now(),
             metrics: metrics.clone(),
         });
-        tasks.spawn(http::serve(listener, source, token.child_token()));
+        tasks.spawn(http::serve(listener, source, drain.token()));
     }
 
     if let Some(requests) = reloads {
@@ -201,14 +179,13 @@ pub async fn run_with_reloads(
             responder.clone(),
             metrics.clone(),
         );
-        tasks.spawn(reload::watch(requests, reloader, token.child_token()));
+        tasks.spawn(reload::watch(requests, reloader, drain.token()));
     }
 
     shutdown.await;
     info!("shutting down");
-    token.cancel();
-    stop.store(true, Ordering::Relaxed);
-    let drain = async {
+    drain.start();
+    let drained = async {
         // The TCP listeners close at once; open connections finish the query in progress.
         while tcp_servers.join_next().await.is_some() {}
         while tasks.join_next().await.is_some() {}
@@ -216,11 +193,9 @@ pub async fn run_with_reloads(
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
         }
         // UDP queries handed to the forwarder before the workers stopped get their answer.
-        while udp_in_flight.load(Ordering::Relaxed) > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        drain.in_flight_finished().await;
     };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+    if tokio::time::timeout(Drain::GRACE, drained).await.is_err() {
         warn!("shutdown grace period elapsed");
     }
     Ok(())
@@ -235,58 +210,10 @@ fn sync_status(config: &Config) -> SyncStatus {
         RegistrySource::Consul(url) => SyncStatus::new(
             SourceInfo::Consul {
                 url: url.clone(),
-                datacenter: config.datacenter.clone(),
+                datacenter: config.zone.datacenter.clone(),
             },
-            Some(config.state_dir.clone()),
+            Some(config.sync.state_dir.clone()),
         ),
-    }
-}
-
-/// How the sync engine reaches Consul.
-fn consul_config(config: &Config) -> ConsulConfig {
-    let url = match &config.registry {
-        RegistrySource::Consul(url) => url.clone(),
-        RegistrySource::File(_) => String::new(),
-    };
-    ConsulConfig {
-        url,
-        token: config.token.clone(),
-        ca_file: config.ca_file.clone(),
-        client_identity: config.client_identity.clone(),
-        datacenter: config.datacenter.clone(),
-        consistent: config.consistent,
-        request_timeout: config.request_timeout,
-    }
-}
-
-/// The sync engine's settings.
-fn sync_settings(config: &Config, zone: ZoneOptions) -> SyncSettings {
-    SyncSettings {
-        sync_interval: config.sync_interval,
-        blocking_wait: config.blocking_wait,
-        max_concurrent_requests: config.max_concurrent_requests,
-        self_preservation_threshold: config.self_preservation_threshold,
-        self_preservation_window: config.self_preservation_window,
-        state_dir: config.state_dir.clone(),
-        datacenter: config.datacenter.clone(),
-        zone,
-    }
-}
-
-/// The zone shape from the configuration.
-pub fn zone_options(config: &Config) -> ZoneOptions {
-    ZoneOptions {
-        domain: config.domain.clone(),
-        datacenter: config.datacenter.clone(),
-        service_ttl: config.service_ttl,
-        node_ttl: config.node_ttl,
-        negative_ttl: config.negative_ttl,
-        nameserver_addresses: config
-            .listen
-            .iter()
-            .map(SocketAddr::ip)
-            .filter(|ip| !ip.is_unspecified())
-            .collect(),
     }
 }
 

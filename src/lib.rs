@@ -12,6 +12,7 @@
 pub mod app;
 pub mod config;
 pub mod dns;
+pub mod drain;
 pub mod file_source;
 pub mod http;
 pub mod metrics;

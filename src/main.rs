@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;
-    if let Err(message) = init_logging(args.log.as_deref(), args.log_format.as_deref()) {
+    if let Err(message) = init_logging(args.log.log.as_deref(), args.log.log_format.as_deref()) {
         eprintln!("snapdns: error: {message}");
         return ExitCode::from(2);
     }

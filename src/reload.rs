@@ -11,9 +11,10 @@
 //! * otherwise the new static zones replace the old ones in one atomic swap. Queries keep
 //!   being answered throughout: each sees either the old zone set or the new one.
 //!
-//! Only the zones directory (and the zone files in it) take effect at run time. Every other
-//! setting is fixed when the server starts; a reload that changes one applies the rest and
-//! logs a warning naming each such key (see docs/deploy.md, "Reloading").
+//! The zones directory (and the zone files in it) and the answering policy (`max-udp-size`,
+//! `no-shuffle`, `allow-recursion`) take effect at run time. Every other setting is fixed when
+//! the server starts ([`Config::restart_only_changes`]); a reload that changes one applies the
+//! rest and logs a warning naming each such key (see docs/deploy.md, "Reloading").
 
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ pub type Request = Result<Config, ConfigError>;
 /// What applies reloads to the running server.
 #[derive(Debug)]
 pub struct Reloader {
-    /// The settings in force (the zones directory follows reloads; nothing else changes).
+    /// The settings in force (the zones directory and the answering policy follow reloads).
     current: Config,
     static_zones: Arc<ArcSwap<ZoneSet>>,
     responder: Responder,
@@ -75,7 +76,7 @@ impl Reloader {
                 return false;
             }
         };
-        let dir = new.zones_dir.clone();
+        let dir = new.server.zones_dir.clone();
         let loaded =
             tokio::task::spawn_blocking(move || static_zones::load_dir_reporting(&dir)).await;
         let (zones, errors) = match loaded {
@@ -96,7 +97,7 @@ impl Reloader {
             );
             return false;
         }
-        let restart = restart_only_changes(&self.current, &new);
+        let restart = self.current.restart_only_changes(&new);
         if !restart.is_empty() {
             warn!(
                 keys = %restart.join(", "),
@@ -105,22 +106,19 @@ impl Reloader {
         }
         let count = zones.len();
         self.static_zones.store(Arc::new(ZoneSet::new(zones)));
-        self.current.zones_dir = new.zones_dir;
-        // The answering policy: who may recurse, the UDP size cap, shuffling. Whether there is
-        // a forwarder at all follows the upstreams, which need a restart.
-        let forwarding = self.responder.policy().forwarding;
-        self.responder.set_policy(AnswerPolicy {
-            max_udp_size: new.max_udp_size,
-            shuffle: new.shuffle,
-            forwarding,
-            allow_recursion: new.allow_recursion.clone(),
-        });
-        self.current.max_udp_size = new.max_udp_size;
-        self.current.shuffle = new.shuffle;
-        self.current.allow_recursion = new.allow_recursion;
+        self.current.server.zones_dir = new.server.zones_dir;
+        // The answering policy: who may recurse, the UDP size cap (local and forwarded answers
+        // alike), shuffling. Whether there is a forwarder at all follows the upstreams, which
+        // need a restart.
+        let policy = AnswerPolicy {
+            forwarding: self.current.answer.forwarding,
+            ..new.answer
+        };
+        self.responder.set_policy(policy.clone());
+        self.current.answer = policy;
         info!(
             static_zones = count,
-            zones_dir = %self.current.zones_dir.display(),
+            zones_dir = %self.current.server.zones_dir.display(),
             "configuration reloaded"
         );
         true
@@ -142,70 +140,5 @@ pub async fn watch(
             },
         };
         reloader.apply(request).await;
-    }
-}
-
-/// The keys (as in the config file) of settings that differ and need a restart.
-pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    macro_rules! compare {
-        ($($field:ident => $key:literal),* $(,)?) => {
-            $(if old.$field != new.$field {
-                keys.push($key);
-            })*
-        };
-    }
-    compare!(
-        listen => "listen",
-        registry => "registry",
-        domain => "domain",
-        datacenter => "datacenter",
-        state_dir => "state-dir",
-        service_ttl => "service-ttl",
-        node_ttl => "node-ttl",
-        negative_ttl => "negative-ttl",
-        udp_workers => "udp-workers",
-        tcp_idle_timeout => "tcp-idle-timeout",
-        http => "http",
-        token => "token-file",
-        ca_file => "ca-file",
-        client_identity => "client-cert",
-        consistent => "consistent",
-        sync_interval => "sync-interval",
-        request_timeout => "request-timeout",
-        blocking_wait => "blocking-wait",
-        max_concurrent_requests => "max-concurrent-requests",
-        self_preservation_threshold => "self-preservation-threshold",
-        self_preservation_window => "self-preservation-window",
-        upstreams => "upstream",
-        upstream_timeout => "upstream-timeout",
-        cache_size => "cache-size",
-        cache_min_ttl => "cache-min-ttl",
-        cache_max_ttl => "cache-max-ttl",
-        cache_max_negative_ttl => "cache-max-negative-ttl",
-    );
-    keys
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Environment, ServeArgs};
-
-    fn config(args: ServeArgs) -> Config {
-        Config::from_args(&args, &Environment::default()).expect("valid")
-    }
-
-    #[test]
-    fn names_the_settings_that_need_a_restart() {
-        let old = config(ServeArgs::default());
-        let new = config(ServeArgs {
-            zones_dir: Some("elsewhere".into()),
-            listen: vec!["127.0.0.2:8600".into()],
-            no_shuffle: true,
-            ..ServeArgs::default()
-        });
-        assert_eq!(restart_only_changes(&old, &new), ["listen"]);
-        assert!(restart_only_changes(&old, &old.clone()).is_empty());
     }
 }

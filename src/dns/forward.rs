@@ -27,10 +27,11 @@ use self::cache::{ByLifetime, CacheKey, Cached, TtlPolicy};
 use self::reply::Client;
 use self::upstream::{AllFailed, Upstreams};
 use super::query::ParsedQuery;
+use super::respond::ForwardLimits;
 use crate::metrics::Metrics;
 
 /// Settings of the forwarder.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardConfig {
     /// Upstreams, tried in order.
     pub upstreams: Vec<SocketAddr>,
@@ -45,8 +46,6 @@ pub struct ForwardConfig {
     pub cache_max_ttl: Duration,
     /// Negative answers are kept at most this long.
     pub cache_max_negative_ttl: Duration,
-    /// The UDP payload size we advertise to EDNS clients.
-    pub max_udp_size: u16,
 }
 
 /// Relays queries to upstream resolvers and caches their answers.
@@ -54,7 +53,6 @@ pub struct Forwarder {
     upstreams: Upstreams,
     cache: Cache<CacheKey, Arc<Cached>>,
     policy: TtlPolicy,
-    max_udp_size: u16,
     metrics: Arc<Metrics>,
 }
 
@@ -84,17 +82,17 @@ impl Forwarder {
                 max: seconds(config.cache_max_ttl),
                 max_negative: seconds(config.cache_max_negative_ttl),
             },
-            max_udp_size: config.max_udp_size,
             metrics,
         }
     }
 
     /// The response to a forwarded query, ready to send: the client's ID and question, RA=1,
-    /// TTLs counted down when cached, at most `limit` bytes (TC=1 beyond). SERVFAIL when every
+    /// TTLs counted down when cached, within `limits` (TC=1 beyond). SERVFAIL when every
     /// upstream failed; `None` only for a message that is not a query.
-    pub async fn resolve(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
+    pub async fn resolve(&self, query: &[u8], limits: ForwardLimits) -> Option<Vec<u8>> {
         let parsed = ParsedQuery::parse(query).ok()?;
-        let client = Client::new(&parsed, query, self.max_udp_size)?;
+        let client = Client::new(&parsed, query, limits.advertised)?;
+        let limit = limits.limit;
         self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
         let qtype = RecordType::from(parsed.qtype);
         match qtype {
@@ -121,7 +119,7 @@ impl Forwarder {
     /// The answer from the cache, when it is there and moka hands it over without waiting
     /// (its `get` only waits on rare internal maintenance). Polled once with a no-op waker
     /// from the UDP worker, so a hit needs no task and no other thread. `None`: go async.
-    pub fn resolve_cached(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
+    pub fn resolve_cached(&self, query: &[u8], limits: ForwardLimits) -> Option<Vec<u8>> {
         let parsed = ParsedQuery::parse(query).ok()?;
         if matches!(
             RecordType::from(parsed.qtype),
@@ -129,7 +127,7 @@ impl Forwarder {
         ) {
             return None;
         }
-        let client = Client::new(&parsed, query, self.max_udp_size)?;
+        let client = Client::new(&parsed, query, limits.advertised)?;
         let key = cache_key(&parsed, &client);
         let get = std::pin::pin!(self.cache.get(&key));
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
@@ -139,7 +137,7 @@ impl Forwarder {
         self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
         self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
         let sections = cached.sections_at(Instant::now());
-        Some(client.answer(cached.rcode, cached.authentic_data, sections, limit))
+        Some(client.answer(cached.rcode, cached.authentic_data, sections, limits.limit))
     }
 
     async fn lookup(

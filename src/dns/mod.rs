@@ -13,7 +13,7 @@ pub mod udp;
 
 use std::sync::Arc;
 
-pub use respond::{AnswerPolicy, Outcome, Responder, Scratch, Transport};
+pub use respond::{AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, Transport};
 pub use tcp::TcpHandler;
 
 use forward::Forwarder;
@@ -25,20 +25,18 @@ pub struct Forwarding {
     pub runtime: tokio::runtime::Handle,
     /// The forwarder; `None` when forwarding is off.
     pub forwarder: Option<Arc<Forwarder>>,
-    /// UDP queries being forwarded now, so that shutdown can wait for them.
-    pub udp_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Forwarding {
     /// The response from the cache when the answer is cached and can be had without waiting;
     /// `None` sends the query down the asynchronous path.
-    pub fn resolve_cached(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
-        self.forwarder.as_ref()?.resolve_cached(query, limit)
+    pub fn resolve_cached(&self, query: &[u8], limits: ForwardLimits) -> Option<Vec<u8>> {
+        self.forwarder.as_ref()?.resolve_cached(query, limits)
     }
 
     /// Forwards a query and returns the response for the client, or `None` to stay silent.
-    pub async fn resolve(&self, query: &[u8], limit: usize) -> Option<Vec<u8>> {
+    pub async fn resolve(&self, query: &[u8], limits: ForwardLimits) -> Option<Vec<u8>> {
         let forwarder = self.forwarder.as_ref()?;
-        forwarder.resolve(query, limit).await
+        forwarder.resolve(query, limits).await
     }
 }

@@ -49,7 +49,7 @@ pub enum Outcome {
 }
 
 /// Answering policy: set at start-up and replaced whole by a SIGHUP reload.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnswerPolicy {
     /// Largest UDP response, whatever the client advertises.
     pub max_udp_size: u16,
@@ -61,19 +61,29 @@ pub struct AnswerPolicy {
     pub allow_recursion: Vec<IpNet>,
 }
 
+/// The sizes a forwarded reply keeps to, fixed by the answering policy in force when the
+/// query arrived, so that local and forwarded answers follow the same `max-udp-size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardLimits {
+    /// The reply is at most this long (TC=1 beyond).
+    pub limit: usize,
+    /// The UDP payload size advertised in the reply's OPT record.
+    pub advertised: u16,
+}
+
 /// Per-worker state: the random source for shuffling. Not shared, so no lock.
 #[derive(Debug)]
 pub struct Scratch {
     rng: SmallRng,
-    /// The size limit of the last query answered with [`Outcome::Forward`], so the caller
-    /// does not read the query again to find it.
-    forward_limit: usize,
+    /// The limits of the last query answered with [`Outcome::Forward`], so the caller does
+    /// not read the query or the policy again to find them.
+    forward: ForwardLimits,
 }
 
 impl Scratch {
-    /// The response size limit of the query last handed back as [`Outcome::Forward`].
-    pub fn forward_limit(&self) -> usize {
-        self.forward_limit
+    /// The limits of the query last handed back as [`Outcome::Forward`].
+    pub fn forward_limits(&self) -> ForwardLimits {
+        self.forward
     }
 }
 
@@ -81,7 +91,10 @@ impl Default for Scratch {
     fn default() -> Self {
         Self {
             rng: SmallRng::from_os_rng(),
-            forward_limit: PLAIN_UDP_LIMIT,
+            forward: ForwardLimits {
+                limit: PLAIN_UDP_LIMIT,
+                advertised: PLAIN_UDP_LIMIT as u16,
+            },
         }
     }
 }
@@ -195,7 +208,10 @@ impl Responder {
             return self.answer_from(zone, &reply, out, scratch);
         }
         if recursion_available {
-            scratch.forward_limit = reply.limit;
+            scratch.forward = ForwardLimits {
+                limit: reply.limit,
+                advertised: reply.max_udp_size,
+            };
             Outcome::Forward
         } else {
             reply.rcode_only(out, ResponseCode::Refused, false)

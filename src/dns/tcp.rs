@@ -21,7 +21,6 @@ use tracing::debug;
 use super::respond::{Outcome, Responder, Scratch, Transport};
 use super::Forwarding;
 use crate::metrics::Metrics;
-use crate::zone::MAX_MESSAGE_LEN;
 
 /// Answers DNS over TCP.
 pub struct TcpHandler {
@@ -58,7 +57,11 @@ impl TcpHandler {
                 self.metrics.observe_ignored();
                 return false;
             }
-            Outcome::Forward => match self.forwarding.resolve(message, MAX_MESSAGE_LEN).await {
+            Outcome::Forward => match self
+                .forwarding
+                .resolve(message, scratch.forward_limits())
+                .await
+            {
                 Some(bytes) => *out = bytes,
                 None => return false,
             },

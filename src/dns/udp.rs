@@ -6,7 +6,6 @@
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -14,30 +13,15 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::debug;
 
-use super::respond::{Outcome, Responder, Scratch, Transport};
+use super::respond::{ForwardLimits, Outcome, Responder, Scratch, Transport};
 use super::Forwarding;
+use crate::drain::Drain;
 use crate::metrics::Metrics;
 
 /// How often a blocked receive wakes up to check for shutdown.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Receive buffer: the largest UDP query we accept.
 const RECV_BUF: usize = 4096;
-
-/// Counts one forwarded query from when it is handed to the runtime until its task ends.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn enter(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// Binds `workers` UDP sockets on `addr` with SO_REUSEPORT (the first one picks the port when
 /// `addr` has port 0, the others join it).
@@ -62,13 +46,13 @@ pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>>
     Ok(sockets)
 }
 
-/// Runs one worker thread per socket until `stop` is set.
+/// Runs one worker thread per socket until the drain starts.
 pub fn spawn_workers(
     sockets: Vec<UdpSocket>,
     responder: Responder,
     forwarding: Forwarding,
     metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
+    drain: Drain,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     sockets
         .into_iter()
@@ -79,7 +63,7 @@ pub fn spawn_workers(
                 responder: responder.clone(),
                 forwarding: forwarding.clone(),
                 metrics: metrics.clone(),
-                stop: stop.clone(),
+                drain: drain.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("udp-{index}"))
@@ -93,7 +77,7 @@ struct Worker {
     responder: Responder,
     forwarding: Forwarding,
     metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
+    drain: Drain,
 }
 
 impl Worker {
@@ -101,7 +85,7 @@ impl Worker {
         let mut request = vec![0u8; RECV_BUF];
         let mut response = Vec::with_capacity(4096);
         let mut scratch = Scratch::default();
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.drain.started() {
             let (len, peer) = match self.socket.recv_from(&mut request) {
                 Ok(received) => received,
                 Err(error)
@@ -134,16 +118,16 @@ impl Worker {
                     }
                 }
                 Outcome::Ignore => self.metrics.observe_ignored(),
-                Outcome::Forward => self.forward(message, peer, scratch.forward_limit()),
+                Outcome::Forward => self.forward(message, peer, scratch.forward_limits()),
             }
         }
     }
 
     /// Forwarding awaits upstreams: do it on the runtime, answer through a socket clone.
-    fn forward(&self, message: &[u8], peer: SocketAddr, limit: usize) {
+    fn forward(&self, message: &[u8], peer: SocketAddr, limits: ForwardLimits) {
         // A cache hit is answered right here: no task, no hand-off to another thread.
         let started = std::time::Instant::now();
-        if let Some(response) = self.forwarding.resolve_cached(message, limit) {
+        if let Some(response) = self.forwarding.resolve_cached(message, limits) {
             self.metrics.observe_answer(&response, started);
             if let Err(error) = self.socket.send_to(&response, peer) {
                 debug!(%error, %peer, "udp send failed");
@@ -154,11 +138,11 @@ impl Worker {
         let query = message.to_vec();
         let forwarding = self.forwarding.clone();
         let metrics = self.metrics.clone();
-        let in_flight = InFlight::enter(&self.forwarding.udp_in_flight);
+        let in_flight = self.drain.track();
         self.forwarding.runtime.spawn(async move {
             let _in_flight = in_flight;
             let started = std::time::Instant::now();
-            if let Some(response) = forwarding.resolve(&query, limit).await {
+            if let Some(response) = forwarding.resolve(&query, limits).await {
                 metrics.observe_answer(&response, started);
                 if let Err(error) = socket.send_to(&response, peer) {
                     debug!(%error, %peer, "udp send failed");

@@ -1,0 +1,93 @@
+//! The zone section: the registry domain, the local datacenter and the TTLs of registry
+//! answers, validated into the snapshot builder's [`ZoneOptions`].
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use hickory_proto::rr::Name;
+use serde::{Deserialize, Serialize};
+
+use super::values::ttl;
+use super::ConfigError;
+use crate::snapshot::ZoneOptions;
+
+/// Flags (and file keys) of the zone section.
+#[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ZoneArgs {
+    /// The registry domain. [default: consul.]
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+
+    /// The local datacenter: names without a datacenter label mean this one, and the one
+    /// Consul is asked about. [default: dc1]
+    #[arg(long, value_name = "DC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+
+    /// TTL of service answers (A, AAAA, CNAME, SRV and their additional records), e.g. `0s`,
+    /// `10s`. [default: 0s, as Consul]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_ttl: Option<String>,
+
+    /// TTL of node and addr answers and of NS records. [default: 0s, as Consul]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_ttl: Option<String>,
+
+    /// SOA minimum and TTL, i.e. how long resolvers cache NXDOMAIN/NODATA from the registry
+    /// zone (RFC 2308). [default: 0s, as Consul's soa.min_ttl]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_ttl: Option<String>,
+}
+
+impl ZoneArgs {
+    /// Validates the zone section; `listen` gives the addresses published for `ns.<domain>`.
+    pub fn validate(&self, listen: &[SocketAddr]) -> Result<ZoneOptions, ConfigError> {
+        let domain_text = self.domain.as_deref().unwrap_or("consul.");
+        let mut domain = Name::from_ascii(domain_text)
+            .map_err(|e| {
+                ConfigError::new(
+                    "domain",
+                    format!("{domain_text:?} is not a domain name: {e}"),
+                )
+            })?
+            .to_lowercase();
+        domain.set_fqdn(true);
+        if domain.is_root() {
+            return Err(ConfigError::new(
+                "domain",
+                "the registry domain cannot be the root",
+            ));
+        }
+        let datacenter = self
+            .datacenter
+            .as_deref()
+            .unwrap_or("dc1")
+            .to_ascii_lowercase();
+        if datacenter.is_empty()
+            || datacenter.contains('.')
+            || Name::from_ascii(&datacenter).is_err()
+        {
+            return Err(ConfigError::new(
+                "datacenter",
+                format!("{datacenter:?} is not a single DNS label"),
+            ));
+        }
+        Ok(ZoneOptions {
+            domain,
+            datacenter,
+            service_ttl: ttl("service-ttl", self.service_ttl.as_deref())?,
+            node_ttl: ttl("node-ttl", self.node_ttl.as_deref())?,
+            negative_ttl: ttl("negative-ttl", self.negative_ttl.as_deref())?,
+            nameserver_addresses: listen
+                .iter()
+                .map(SocketAddr::ip)
+                .filter(|ip| !ip.is_unspecified())
+                .collect(),
+        })
+    }
+}
