@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, RegistrySource};
 use crate::dns::forward::Forwarder;
-use crate::dns::{tcp, udp, Forwarding, Responder, TcpHandler};
+use crate::dns::{tcp, udp, Forwarding, Responder, TcpClients, TcpHandler};
 use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::registry::consul::{ConsulClient, ConsulError};
@@ -134,10 +134,15 @@ pub async fn run_with_reloads(
         drain.clone(),
     )
     .map_err(StartError::Thread)?;
+    let tcp_clients = TcpClients::new(
+        tcp_client_budget(&config),
+        config.server.max_tcp_clients_per_address,
+    );
     let tcp_handler = Arc::new(TcpHandler::new(
         responder.clone(),
         forwarding,
         metrics.clone(),
+        tcp_clients,
     ));
     let mut tcp_servers = tokio::task::JoinSet::new();
     for listener in tcp_listeners {
@@ -214,6 +219,41 @@ fn sync_status(config: &Config) -> SyncStatus {
             },
             Some(config.sync.state_dir.clone()),
         ),
+    }
+}
+
+/// Descriptors kept out of the TCP clients' reach: listening and UDP sockets, state and zone
+/// files, the HTTP endpoint and the registry connections.
+const DESCRIPTOR_RESERVE: usize = 256;
+
+/// How many TCP clients may be open at once: `--max-tcp-clients`, lowered if the descriptor
+/// limit (its soft value raised to the hard one first) cannot also hold the reserve and one
+/// descriptor per upstream exchange in flight.
+fn tcp_client_budget(config: &Config) -> usize {
+    let wanted = config.server.max_tcp_clients;
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
+        Err(error) => {
+            warn!(%error, "cannot read or raise the open-file limit; keeping max-tcp-clients");
+            return wanted;
+        }
+    };
+    let forwards = if config.forward.upstreams.is_empty() {
+        0
+    } else {
+        config.forward.max_forwards
+    };
+    let room = limit.saturating_sub(DESCRIPTOR_RESERVE + forwards).max(1);
+    if wanted > room {
+        warn!(
+            limit,
+            max_tcp_clients = wanted,
+            lowered_to = room,
+            "the open-file limit cannot hold max-tcp-clients plus the upstream queries and a reserve; lowered"
+        );
+        room
+    } else {
+        wanted
     }
 }
 

@@ -56,13 +56,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Plain or JSON-lines logs on stderr; hickory-server's per-request lines stay at warn.
+/// Plain or JSON-lines logs on stderr. hickory's crates log per packet (a malformed EDNS option,
+/// a forged upstream reply), which any client could turn into a flood: they are kept at error.
 fn init_logging(filter: Option<&str>, format: Option<&str>) -> Result<(), String> {
     let base = filter
         .map(str::to_string)
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| "info".to_string());
-    let directives = format!("{base},hickory_server=warn,hickory_proto=warn,hickory_net=error");
+    let directives = format!("{base},hickory_server=error,hickory_proto=error,hickory_net=error");
     let filter = EnvFilter::try_new(&directives).map_err(|e| format!("log: {e}"))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub cache_misses: AtomicU64,
     /// Upstream attempts that failed (timeout, SERVFAIL, REFUSED, bad reply).
     pub upstream_failures: AtomicU64,
+    /// Forwarded queries answered SERVFAIL at once because `--max-forwards` were in flight.
+    pub forwards_over_limit: AtomicU64,
+    /// TCP connections closed at once: `--max-tcp-clients` or the address's share was taken.
+    pub tcp_clients_refused: AtomicU64,
     /// Configuration reloads applied.
     pub reloads_ok: AtomicU64,
     /// Configuration reloads rejected.

@@ -50,6 +50,12 @@ pub struct ForwardArgs {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_max_negative_ttl: Option<String>,
+
+    /// Upstream queries in flight at once (as dnsmasq's dns-forward-max); uncached names
+    /// beyond get SERVFAIL at once. [default: 512]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_forwards: Option<usize>,
 }
 
 impl ForwardArgs {
@@ -89,6 +95,13 @@ impl ForwardArgs {
         if cache_min_ttl > cache_max_ttl {
             return Err(ConfigError::new("cache-min-ttl", "is above cache-max-ttl"));
         }
+        let max_forwards = self.max_forwards.unwrap_or(512);
+        if max_forwards == 0 {
+            return Err(ConfigError::new(
+                "max-forwards",
+                "must be at least 1 (use --no-forward to turn forwarding off)",
+            ));
+        }
         Ok(ForwardConfig {
             upstreams,
             timeout: nonzero_duration(
@@ -104,6 +117,7 @@ impl ForwardArgs {
                 self.cache_max_negative_ttl.as_deref(),
                 Duration::from_secs(300),
             )?,
+            max_forwards,
         })
     }
 }

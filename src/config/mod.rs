@@ -251,7 +251,9 @@ impl Config {
         } = self;
         compare!(ServerSettings, *server, new.server;
             restart: listen => "listen", udp_workers => "udp-workers",
-                tcp_idle_timeout => "tcp-idle-timeout", http => "http";
+                tcp_idle_timeout => "tcp-idle-timeout", http => "http",
+                max_tcp_clients => "max-tcp-clients",
+                max_tcp_clients_per_address => "max-tcp-clients-per-address";
             reload: zones_dir;
             copies:);
         compare!(ZoneOptions, *zone, new.zone;
@@ -290,7 +292,8 @@ impl Config {
             restart: upstreams => "upstream", timeout => "upstream-timeout",
                 cache_size => "cache-size", cache_min_ttl => "cache-min-ttl",
                 cache_max_ttl => "cache-max-ttl",
-                cache_max_negative_ttl => "cache-max-negative-ttl";
+                cache_max_negative_ttl => "cache-max-negative-ttl",
+                max_forwards => "max-forwards";
             reload:;
             copies:);
         keys.sort_unstable();

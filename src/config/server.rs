@@ -30,6 +30,18 @@ pub struct ServerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_idle_timeout: Option<String>,
 
+    /// TCP connections open at once, from all clients; more are closed at once. Lowered at
+    /// start-up if the descriptor limit cannot hold them plus a reserve. [default: 1024]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tcp_clients: Option<usize>,
+
+    /// TCP connections open at once from one client address. [default: a quarter of
+    /// --max-tcp-clients]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tcp_clients_per_address: Option<usize>,
+
     /// Address for the HTTP health and metrics endpoint (`/health`, `/metrics`); `off`
     /// disables it. [default: 127.0.0.1:8601]
     #[arg(long, value_name = "ADDR:PORT")]
@@ -50,8 +62,12 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     /// UDP sockets/threads per listen address.
     pub udp_workers: usize,
-    /// TCP idle timeout.
+    /// TCP idle timeout (also the deadline for reading a query and writing an answer).
     pub tcp_idle_timeout: Duration,
+    /// TCP connections open at once.
+    pub max_tcp_clients: usize,
+    /// TCP connections open at once from one address.
+    pub max_tcp_clients_per_address: usize,
     /// Health/metrics listener; `None` when off.
     pub http: Option<SocketAddr>,
     /// Static zones directory (reloadable).
@@ -80,9 +96,24 @@ impl ServerArgs {
             Some("off") => None,
             Some(text) => Some(socket_addr("http", text, None)?),
         };
+        let max_tcp_clients = self.max_tcp_clients.unwrap_or(1024);
+        if max_tcp_clients == 0 {
+            return Err(ConfigError::new("max-tcp-clients", "must be at least 1"));
+        }
+        let max_tcp_clients_per_address = self
+            .max_tcp_clients_per_address
+            .unwrap_or((max_tcp_clients / 4).max(1));
+        if max_tcp_clients_per_address == 0 || max_tcp_clients_per_address > max_tcp_clients {
+            return Err(ConfigError::new(
+                "max-tcp-clients-per-address",
+                "must be between 1 and max-tcp-clients",
+            ));
+        }
         Ok(ServerSettings {
             listen,
             udp_workers,
+            max_tcp_clients,
+            max_tcp_clients_per_address,
             tcp_idle_timeout: duration(
                 "tcp-idle-timeout",
                 self.tcp_idle_timeout.as_deref(),

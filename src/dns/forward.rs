@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use moka::future::Cache;
+use tokio::sync::Semaphore;
 
 use self::cache::{ByLifetime, CacheKey, Cached, TtlPolicy};
 use self::reply::Client;
@@ -46,6 +47,8 @@ pub struct ForwardConfig {
     pub cache_max_ttl: Duration,
     /// Negative answers are kept at most this long.
     pub cache_max_negative_ttl: Duration,
+    /// Upstream exchanges in flight at once; cache misses beyond get SERVFAIL at once.
+    pub max_forwards: usize,
 }
 
 /// Relays queries to upstream resolvers and caches their answers.
@@ -53,6 +56,8 @@ pub struct Forwarder {
     upstreams: Upstreams,
     cache: Cache<CacheKey, Arc<Cached>>,
     policy: TtlPolicy,
+    /// One permit per upstream exchange in flight (`max_forwards`).
+    in_flight: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -82,6 +87,7 @@ impl Forwarder {
                 max: seconds(config.cache_max_ttl),
                 max_negative: seconds(config.cache_max_negative_ttl),
             },
+            in_flight: Arc::new(Semaphore::new(config.max_forwards)),
             metrics,
         }
     }
@@ -147,6 +153,14 @@ impl Forwarder {
     ) -> Result<Arc<Cached>, Arc<AllFailed>> {
         let fetch = async {
             self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+            // Each exchange holds a socket until its answer or timeout: bounded, so a flood of
+            // uncached names against a silent upstream cannot exhaust descriptors or memory.
+            let Ok(_permit) = self.in_flight.try_acquire() else {
+                self.metrics
+                    .forwards_over_limit
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(AllFailed);
+            };
             // Ask in lower case: the cached answer serves every spelling of the name.
             let mut question = client.query.clone();
             question.set_name(question.name().to_lowercase());

@@ -9,12 +9,14 @@ pub mod forward;
 pub mod query;
 pub mod respond;
 pub mod tcp;
+pub mod tcp_clients;
 pub mod udp;
 
 use std::sync::Arc;
 
 pub use respond::{AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, Transport};
 pub use tcp::TcpHandler;
+pub use tcp_clients::TcpClients;
 
 use forward::Forwarder;
 

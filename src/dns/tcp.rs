@@ -3,8 +3,12 @@
 //! bytes as they are.
 //!
 //! Queries on one connection are answered in order, one at a time (a pipelining client such as
-//! HAProxy gets its answers in the order it asked). A connection idle for `--tcp-idle-timeout`
-//! is closed. On shutdown the listener is closed at once (new connections are refused), every
+//! HAProxy gets its answers in the order it asked), so at most one query per connection is in
+//! our hands; the rest wait in the kernel's buffers. A connection idle for `--tcp-idle-timeout`
+//! is closed, and so is one whose query or answer does not move within that time (a client
+//! that never reads). Connections beyond `--max-tcp-clients` (or an address's share) are
+//! closed at once ([`TcpClients`]). A query's buffer grows as its bytes arrive: a length
+//! prefix alone allocates nothing. On shutdown the listener is closed at once (new connections are refused), every
 //! connection finishes the query it is answering, forwarded ones included, and is then closed;
 //! [`serve`] returns when the last one has.
 
@@ -19,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::respond::{Outcome, Responder, Scratch, Transport};
+use super::tcp_clients::{Admitted, TcpClients};
 use super::Forwarding;
 use crate::metrics::Metrics;
 
@@ -27,15 +32,22 @@ pub struct TcpHandler {
     responder: Responder,
     forwarding: Forwarding,
     metrics: Arc<Metrics>,
+    clients: Arc<TcpClients>,
 }
 
 impl TcpHandler {
-    /// A handler over the shared responder and forwarder.
-    pub fn new(responder: Responder, forwarding: Forwarding, metrics: Arc<Metrics>) -> Self {
+    /// A handler over the shared responder and forwarder, admitting `clients`.
+    pub fn new(
+        responder: Responder,
+        forwarding: Forwarding,
+        metrics: Arc<Metrics>,
+        clients: Arc<TcpClients>,
+    ) -> Self {
         Self {
             responder,
             forwarding,
             metrics,
+            clients,
         }
     }
 
@@ -93,7 +105,16 @@ pub async fn serve(
                 }
             },
         };
+        let Some(admitted) = handler.clients.admit(peer.ip()) else {
+            handler
+                .metrics
+                .tcp_clients_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream); // closed at once: the client sees EOF and may retry later
+            continue;
+        };
         connections.spawn(connection(
+            admitted,
             stream,
             peer,
             handler.clone(),
@@ -107,6 +128,7 @@ pub async fn serve(
 }
 
 async fn connection(
+    _admitted: Admitted,
     stream: TcpStream,
     peer: SocketAddr,
     handler: Arc<TcpHandler>,
@@ -129,10 +151,13 @@ async fn connection(
         if !matches!(read, Ok(Ok(_))) {
             break; // idle, closed by the client, or reset
         }
-        message.resize(usize::from(u16::from_be_bytes(prefix)), 0);
-        // A query that has started to arrive is read to its end and answered, shutdown or not.
-        match tokio::time::timeout(idle_timeout, reader.read_exact(&mut message)).await {
-            Ok(Ok(_)) => {}
+        let len = usize::from(u16::from_be_bytes(prefix));
+        message.clear();
+        // A query that has started to arrive is read to its end and answered, shutdown or not,
+        // within one deadline for the whole of it; the buffer grows only as bytes arrive.
+        let mut body = (&mut reader).take(len as u64);
+        match tokio::time::timeout(idle_timeout, body.read_to_end(&mut message)).await {
+            Ok(Ok(read)) if read == len => {}
             _ => break,
         }
         if !handler
@@ -148,9 +173,17 @@ async fn connection(
         let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&out);
-        if let Err(error) = writer.write_all(&framed).await {
-            debug!(%error, %peer, "tcp send failed");
-            break;
+        // A client that does not read its answers is closed after the idle timeout too.
+        match tokio::time::timeout(idle_timeout, writer.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                debug!(%error, %peer, "tcp send failed");
+                break;
+            }
+            Err(_) => {
+                debug!(%peer, "tcp client does not read its answers; closing");
+                break;
+            }
         }
     }
     let _ = writer.shutdown().await;
