@@ -13,9 +13,15 @@
 //! a torn one. The newest [`KEEP_GENERATIONS`] files are kept; loading takes the newest one that
 //! is intact, of a known format and for our datacenter, and reports every file it skipped.
 //! Everything here is blocking file I/O: call it from `spawn_blocking`.
+//!
+//! The directory is created 0700 and every file 0600, whatever the umask: the state is the
+//! registry's content. A state file that is not a regular file (a symbolic link, say) is skipped,
+//! never followed, and a damaged file is described by a short, escaped excerpt at most, so
+//! nothing of another file's content reaches the log or `/health`.
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -129,7 +135,7 @@ pub fn save(dir: &Path, persisted: &Persisted) -> Result<Saved, PersistError> {
         let path = path.to_path_buf();
         move |source| PersistError::Io { op, path, source }
     };
-    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    create_private_dir(dir).map_err(io("create", dir))?;
     let generation = generations(dir)
         .map_err(io("list", dir))?
         .first()
@@ -146,7 +152,16 @@ pub fn save(dir: &Path, persisted: &Persisted) -> Result<Saved, PersistError> {
     let path = dir.join(file_name(generation));
     let temp = dir.join(format!(".{}.tmp", file_name(generation)));
     let write = || -> Result<(), PersistError> {
-        let mut file = fs::File::create(&temp).map_err(io("create", &temp))?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(O_NOFOLLOW)
+            .open(&temp)
+            .map_err(io("create", &temp))?;
+        // The umask may have taken bits from the mode; the state is for our user alone.
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io("chmod", &temp))?;
         file.write_all(header.as_bytes())
             .map_err(io("write", &temp))?;
         file.write_all(&payload).map_err(io("write", &temp))?;
@@ -196,42 +211,59 @@ pub fn load(dir: &Path, datacenter: &str) -> Loaded {
     loaded
 }
 
-/// Reads and checks one state file.
+/// Reads and checks one state file; a symbolic link or any other non-regular file is not
+/// followed.
 pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistError> {
-    let bytes = fs::read(path).map_err(|source| PersistError::Io {
-        op: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
     let corrupt = |reason: String| PersistError::Corrupt {
         path: path.to_path_buf(),
         reason,
     };
+    let io = |source| PersistError::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    };
+    let kind = fs::symlink_metadata(path).map_err(io)?.file_type();
+    if !kind.is_file() {
+        return Err(corrupt("not a regular file (not followed)".into()));
+    }
+    // O_NOFOLLOW too: the file may have been swapped for a link since it was looked at.
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
+        .map_err(io)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
     let newline = bytes
         .iter()
         .take(128)
         .position(|b| *b == b'\n')
         .ok_or_else(|| corrupt("no header line".into()))?;
-    let header =
-        std::str::from_utf8(&bytes[..newline]).map_err(|_| corrupt("header is not text".into()))?;
+    let header = std::str::from_utf8(&bytes[..newline])
+        .map_err(|_| corrupt(format!("unknown header {}", excerpt(&bytes))))?;
     let fields: Vec<&str> = header.split(' ').collect();
     if fields.len() != 4 || fields[0] != MAGIC {
-        return Err(corrupt(format!("unknown header {header:?}")));
+        return Err(corrupt(format!("unknown header {}", excerpt(&bytes))));
     }
     let version: u32 = fields[1]
         .parse()
-        .map_err(|_| corrupt(format!("bad version {:?}", fields[1])))?;
+        .map_err(|_| corrupt(format!("bad version {}", excerpt(fields[1].as_bytes()))))?;
     if version > FORMAT_VERSION {
         return Err(PersistError::NewerFormat {
             path: path.to_path_buf(),
             version,
         });
     }
-    let checksum = u32::from_str_radix(fields[2], 16)
-        .map_err(|_| corrupt(format!("bad checksum field {:?}", fields[2])))?;
+    let checksum = u32::from_str_radix(fields[2], 16).map_err(|_| {
+        corrupt(format!(
+            "bad checksum field {}",
+            excerpt(fields[2].as_bytes())
+        ))
+    })?;
     let length: usize = fields[3]
         .parse()
-        .map_err(|_| corrupt(format!("bad length {:?}", fields[3])))?;
+        .map_err(|_| corrupt(format!("bad length {}", excerpt(fields[3].as_bytes()))))?;
     let payload = &bytes[newline + 1..];
     if payload.len() != length {
         return Err(corrupt(format!(
@@ -245,6 +277,7 @@ pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistErro
             "checksum {actual:08x} does not match {checksum:08x}"
         )));
     }
+    // serde_json's message names a position and what it expected, never the content.
     let persisted: Persisted =
         serde_json::from_slice(payload).map_err(|e| corrupt(format!("invalid payload: {e}")))?;
     if !persisted.datacenter.eq_ignore_ascii_case(datacenter) {
@@ -255,6 +288,29 @@ pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistErro
         });
     }
     Ok(persisted)
+}
+
+/// `open(2)`'s O_NOFOLLOW on Linux (std does not name it, and no C bindings are needed for one
+/// constant).
+const O_NOFOLLOW: i32 = 0o400_000;
+
+/// At most the first 16 bytes, escaped (`\xNN` for anything not printable ASCII) and quoted.
+fn excerpt(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(16)];
+    let more = if bytes.len() > shown.len() { "..." } else { "" };
+    format!("\"{}\"{more}", shown.escape_ascii())
+}
+
+/// Creates `dir` (and its parents) if missing; the directory itself is made 0700.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.is_dir() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 fn file_name(generation: u64) -> String {
@@ -385,6 +441,39 @@ mod tests {
             other.skipped[1],
             PersistError::OtherDatacenter { .. }
         ));
+    }
+
+    #[test]
+    fn files_are_private_links_are_not_followed_and_garbage_is_not_echoed() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        let saved = save(&dir, &persisted(1)).unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&saved.path), 0o600);
+
+        // A newer "generation" that is a link to another file: skipped, its content unread.
+        let secret = root.path().join("secret");
+        fs::write(&secret, "snapdns-state 1 TOP-SECRET-CONTENT\n").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join(file_name(5))).unwrap();
+        let loaded = load(&dir, "dc1");
+        assert_eq!(loaded.found.unwrap().1, 1);
+        let message = loaded.skipped[0].to_string();
+        assert!(message.contains("not a regular file"), "{message}");
+        assert!(!message.contains("SECRET"), "{message}");
+
+        // Garbage: at most a short, escaped excerpt.
+        let mut garbage = b"\x1b[31mBINARY".to_vec();
+        garbage.extend(std::iter::repeat_n(b'A', 100));
+        garbage.push(b'\n');
+        fs::write(dir.join(file_name(6)), &garbage).unwrap();
+        let message = load(&dir, "dc1").skipped[0].to_string();
+        assert!(message.contains(r#""\x1b[31mBINARYAAAAA"..."#), "{message}");
+        assert!(
+            !message.contains('\x1b') && !message.contains("AAAAAAAAAA"),
+            "{message}"
+        );
     }
 
     #[test]
