@@ -5,8 +5,6 @@
 
 mod support;
 
-mod registry_fixture;
-
 mod answers;
 
 mod forward;

@@ -1,84 +1,27 @@
 //! Operating snapdns (issue #5): `/metrics` over real HTTP, SIGHUP reloads of the config file
 //! and static zones under query load, SIGTERM draining an in-flight query, JSON-lines logs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
 use serde_json::{json, Value};
 
-use crate::assert_eventually;
-use crate::registry_fixture::{db_entry, entry, web_entries};
-use crate::support::{self, eventually, rdata, sorted_rdata, tcp, udp, write, Server};
-use crate::sync::standin::Standin;
-
-/// One HTTP/1.1 GET with `Connection: close`: (status, Content-Type, body).
-pub fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("response");
-    let text = String::from_utf8(raw).expect("UTF-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("headers end");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_string())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_string())
-}
-
-/// snapdns's `/metrics` body (asserting 200 and the OpenMetrics content type).
-pub fn scrape(server: &Server) -> String {
-    let (status, content_type, body) = get(server.http.expect("http address"), "/metrics");
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        content_type,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    );
-    body
-}
-
-/// The value of one sample, `name` or `name{labels}` exactly as exposed.
-pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.split_whitespace().next()?.parse().ok()
-    })
-}
-
-/// [`sample`] of a fresh scrape.
-pub fn metric(server: &Server, series: &str) -> Option<f64> {
-    sample(&scrape(server), series)
-}
-
-fn demo_registry() -> String {
-    format!(
-        "file:{}",
-        support::repo().join("zones/demo.registry.json").display()
-    )
-}
+use crate::support::dns_client::{query_message, rdata, sorted_rdata, tcp, udp, udp_raw};
+use crate::support::fake_upstream::{Behaviour, FakeUpstream};
+use crate::support::http::get;
+use crate::support::metrics::{metric, sample, scrape};
+use crate::support::registry::{demo_registry, entry, web_and_db};
+use crate::support::server::{run_to_exit, Server};
+use crate::support::standin::Standin;
+use crate::support::sync_settings::fast_sync;
+use crate::support::{eventually, write};
+use crate::{assert_eventually, support};
 
 /// Every family `/metrics` announces, as `# TYPE` lines.
 const FAMILIES: [&str; 36] = [
@@ -123,7 +66,7 @@ const FAMILIES: [&str; 36] = [
 
 #[test]
 fn metrics_count_queries_by_type_and_rcode_and_describe_the_snapshot() {
-    let server = Server::start(&["--registry", &demo_registry()]);
+    let server = Server::demo(&[], &[]);
     for _ in 0..3 {
         let reply = udp(server.addr, "web.service.consul.", RecordType::A);
         assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
@@ -219,103 +162,13 @@ fn metrics_count_queries_by_type_and_rcode_and_describe_the_snapshot() {
         Some(7.0)
     );
     // /health still works beside it; other paths are 404.
-    assert_eq!(get(server.http.unwrap(), "/health").0, 200);
-    assert_eq!(get(server.http.unwrap(), "/nothing").0, 404);
-}
-
-/// A UDP upstream on loopback answering every A question with 192.0.2.1 (TTL 300). With
-/// `hold`, it answers a name only once [`Upstream::release`] has named it.
-struct Upstream {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    released: Arc<Mutex<Vec<String>>>,
-    hold: bool,
-    asked: Arc<AtomicUsize>,
-    names: Arc<Mutex<Vec<String>>>,
-}
-
-impl Upstream {
-    fn start(hold: bool) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let addr = socket.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let released: Arc<Mutex<Vec<String>>> = Arc::default();
-        let asked = Arc::new(AtomicUsize::new(0));
-        let names: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (flag, go, count, seen) =
-            (stop.clone(), released.clone(), asked.clone(), names.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut pending: Vec<(Message, SocketAddr)> = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                if let Ok((len, peer)) = socket.recv_from(&mut buf) {
-                    if let Ok(query) = Message::from_vec(&buf[..len]) {
-                        count.fetch_add(1, Ordering::Relaxed);
-                        seen.lock()
-                            .unwrap()
-                            .push(query.queries[0].name().to_string());
-                        pending.push((query, peer));
-                    }
-                }
-                let go = go.lock().unwrap().clone();
-                let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut pending)
-                    .into_iter()
-                    .partition(|(query, _)| {
-                        !hold || go.contains(&query.queries[0].name().to_string())
-                    });
-                pending = held;
-                for (query, peer) in ready {
-                    let mut reply = Message::new(
-                        query.metadata.id,
-                        MessageType::Response,
-                        query.metadata.op_code,
-                    );
-                    reply.metadata.recursion_desired = true;
-                    reply.metadata.recursion_available = true;
-                    reply.add_query(query.queries[0].clone());
-                    reply.add_answer(Record::from_rdata(
-                        query.queries[0].name().clone(),
-                        300,
-                        RData::A(A::new(192, 0, 2, 1)),
-                    ));
-                    let _ = socket.send_to(&reply.to_vec().unwrap(), peer);
-                }
-            }
-        });
-        Self {
-            addr,
-            stop,
-            released,
-            hold,
-            asked,
-            names,
-        }
-    }
-
-    /// Answers `name` from now on, held queries for it included.
-    fn release(&self, name: &str) {
-        assert!(self.hold);
-        self.released.lock().unwrap().push(name.to_string());
-    }
-
-    /// Whether `name` was asked.
-    fn was_asked(&self, name: &str) -> bool {
-        self.names.lock().unwrap().iter().any(|n| n == name)
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+    assert_eq!(get(server.http.unwrap(), "/health").status, 200);
+    assert_eq!(get(server.http.unwrap(), "/nothing").status, 404);
 }
 
 #[test]
 fn metrics_count_forwarded_queries_cache_hits_and_misses() {
-    let upstream = Upstream::start(false);
+    let upstream = FakeUpstream::start(Behaviour::Answer, [192, 0, 2, 1]);
     let server = Server::start(&["--upstream", &upstream.addr.to_string()]);
     for _ in 0..3 {
         let reply = udp(server.addr, "www.example.test.", RecordType::A);
@@ -323,7 +176,7 @@ fn metrics_count_forwarded_queries_cache_hits_and_misses() {
     }
     let other = tcp(server.addr, "mail.example.test.", RecordType::A);
     assert_eq!(rdata(&other.answers), ["192.0.2.1"]);
-    assert_eq!(upstream.asked.load(Ordering::Relaxed), 2);
+    assert_eq!(upstream.seen().len(), 2);
 
     let text = scrape(&server);
     assert_eq!(sample(&text, "snapdns_forwarded_queries_total"), Some(4.0));
@@ -339,30 +192,13 @@ fn metrics_count_forwarded_queries_cache_hits_and_misses() {
     );
 }
 
-/// web: four passing instances (10.1.0.1-4); db: one (10.2.0.1).
-fn consul_registry() -> Value {
-    json!({ "web": web_entries(4, &[]), "db": [db_entry()] })
-}
-
-const FAST_SYNC: [&str; 8] = [
-    "--sync-interval",
-    "2s",
-    "--blocking-wait",
-    "1s",
-    "--request-timeout",
-    "1s",
-    "--self-preservation-window",
-    "30s",
-];
-
 #[test]
 fn metrics_follow_the_sync_engine_through_self_preservation_and_an_outage() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = write(dir.path(), "registry.json", &consul_registry().to_string());
-    let mut consul = Standin::start(&state, &[]);
+    let (mut consul, _dir) = Standin::serving(&web_and_db(&[]), &[]);
     let url = consul.url();
     let mut args = vec!["--registry", url.as_str()];
-    args.extend(FAST_SYNC);
+    // A long self-preservation window: the held drop stays held for the rest of the test.
+    args.extend(fast_sync("30s"));
     let server = Server::start(&args);
     assert_eventually!(metric(&server, "snapdns_instances_passing") == Some(5.0));
 
@@ -589,7 +425,7 @@ fn sighup_under_load_drops_no_query() {
         let mut buf = vec![0u8; 4096];
         while !flag.load(Ordering::Relaxed) && sent < 50_000 {
             let name = names[sent % 2];
-            let mut query = support::query_message(name, RecordType::A, None);
+            let mut query = query_message(name, RecordType::A, None);
             query.metadata.id = sent as u16;
             socket.send_to(&query.to_vec().unwrap(), addr).unwrap();
             sent += 1;
@@ -640,7 +476,7 @@ fn sighup_under_load_drops_no_query() {
 
 #[test]
 fn sigterm_finishes_an_in_flight_query_and_exits_0() {
-    let upstream = Upstream::start(true);
+    let upstream = FakeUpstream::start(Behaviour::AnswerWhenReleased, [192, 0, 2, 1]);
     let mut server = Server::start(&[
         "--upstream",
         &upstream.addr.to_string(),
@@ -651,7 +487,7 @@ fn sigterm_finishes_an_in_flight_query_and_exits_0() {
     // A TCP and a UDP query for forwarded names: in flight until the upstream answers.
     let tcp_client = std::thread::spawn(move || tcp(addr, "slow-tcp.example.test.", RecordType::A));
     let udp_client = std::thread::spawn(move || {
-        let query = support::query_message("slow-udp.example.test.", RecordType::A, None);
+        let query = query_message("slow-udp.example.test.", RecordType::A, None);
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -701,8 +537,8 @@ fn sigterm_finishes_an_in_flight_query_and_exits_0() {
     );
     // The ports are closed: TCP refuses, UDP gets no answer.
     assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
-    let query = support::query_message("web.service.consul.", RecordType::A, None);
-    assert!(support::udp_raw(addr, &query.to_vec().unwrap()).is_none());
+    let query = query_message("web.service.consul.", RecordType::A, None);
+    assert!(udp_raw(addr, &query.to_vec().unwrap()).is_none());
     // The HTTP listener too.
     assert!(TcpStream::connect_timeout(&server.http.unwrap(), Duration::from_millis(500)).is_err());
 }
@@ -796,10 +632,10 @@ fn json_logs_are_one_object_per_line() {
 
 #[test]
 fn log_flags_are_validated() {
-    let (code, stderr) = support::run_to_exit(&["serve", "--log-format", "xml"]);
+    let (code, stderr) = run_to_exit(&["serve", "--log-format", "xml"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("log-format"), "{stderr}");
-    let (code, stderr) = support::run_to_exit(&["serve", "--log", "snapdns=loud"]);
+    let (code, stderr) = run_to_exit(&["serve", "--log", "snapdns=loud"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("log"), "{stderr}");
 }

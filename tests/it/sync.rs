@@ -1,125 +1,27 @@
 //! Sync from Consul (issue #3): snapdns against the Consul stand-in, through changes, every kind
 //! of registry fault, restarts from disk, self-preservation, SOA serials and ACL tokens.
 
-mod disk;
-mod outages;
-/// The Consul stand-in driver; other test modules use it as `crate::sync::standin`.
-pub mod standin;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, RecordType};
 use serde_json::{json, Value};
 
 use crate::assert_eventually;
-use crate::registry_fixture::{db_entry, entry, web_entries};
-use crate::support::{eventually, sorted_rdata, udp, Server};
-use standin::{health, Standin};
+use crate::support::dns_client::{dig, service_addresses, service_rcode, soa_serial};
+use crate::support::http::{health, registry_state};
+use crate::support::registry::{entry, web_addresses, web_and_db};
+use crate::support::standin::Standin;
+use crate::support::sync_settings::{start_syncing, start_syncing_in};
+use crate::support::{time_until, write};
 
-/// Short knobs so faults are seen and recovered from within a few seconds.
-const FAST: [&str; 8] = [
-    "--sync-interval",
-    "2s",
-    "--blocking-wait",
-    "1s",
-    "--request-timeout",
-    "1s",
-    "--self-preservation-window",
-    "3s",
-];
-
-/// web: four passing instances on n1..n4 (10.1.0.1-4); db: one on d1 (10.2.0.1).
-fn base_registry() -> Value {
-    json!({ "web": web_entries(4, &["v1"]), "db": [db_entry()] })
-}
-
-fn write_registry(dir: &Path, registry: &Value) -> PathBuf {
-    let path = dir.join("registry.json");
-    std::fs::write(&path, registry.to_string()).expect("write registry");
-    path
-}
-
-/// A stand-in serving `registry`, with its state file in a temporary directory.
-fn standin(registry: &Value, extra: &[&str]) -> (Standin, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_registry(dir.path(), registry);
-    (Standin::start(&path, extra), dir)
-}
-
-fn start(consul: &Standin, extra: &[&str]) -> Server {
-    start_in(
-        Arc::new(tempfile::tempdir().expect("tempdir")),
-        &consul.url(),
-        extra,
-    )
-}
-
-fn start_in(dir: Arc<tempfile::TempDir>, url: &str, extra: &[&str]) -> Server {
-    let mut args = vec!["--registry", url];
-    for pair in FAST.chunks(2) {
-        if !extra.contains(&pair[0]) {
-            args.extend(pair);
-        }
-    }
-    args.extend(extra);
-    Server::start_in(dir, &args)
-}
-
-/// Sorted A records of `<service>.service.consul`; empty for NXDOMAIN or SERVFAIL.
-fn addresses(server: &Server, service: &str) -> Vec<String> {
-    let reply = udp(
-        server.addr,
-        &format!("{service}.service.consul."),
-        RecordType::A,
-    );
-    sorted_rdata(&reply.answers)
-}
-
-fn rcode(server: &Server, service: &str) -> ResponseCode {
-    udp(
-        server.addr,
-        &format!("{service}.service.consul."),
-        RecordType::A,
-    )
-    .metadata
-    .response_code
-}
-
-fn web_all() -> Vec<String> {
-    (1..=4).map(|i| format!("10.1.0.{i}")).collect()
-}
-
-fn soa_serial(server: &Server) -> Option<u32> {
-    let reply = udp(server.addr, "consul.", RecordType::SOA);
-    reply.answers.iter().find_map(|r| match &r.data {
-        RData::SOA(soa) => Some(soa.serial),
-        _ => None,
-    })
-}
-
-fn registry_state(server: &Server) -> String {
-    health(server).1["registry"]["state"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
-/// How long until `condition` holds, polling every 20 ms; panics after 10 s.
-fn time_until(what: &str, mut condition: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    assert!(
-        eventually(Duration::from_secs(10), &mut condition),
-        "never happened: {what}"
-    );
-    started.elapsed()
-}
+mod disk;
+mod outages;
 
 #[test]
 fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
-    let mut registry = base_registry();
+    let mut registry = web_and_db(&["v1"]);
     for i in 0..30 {
         registry[format!("svc{i:02}")] = json!([entry(
             &format!("m{i}"),
@@ -131,10 +33,10 @@ fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
             "passing"
         )]);
     }
-    let (consul, _dir) = standin(&registry, &[]);
-    let server = start(&consul, &[]);
-    assert_eventually!(addresses(&server, "web") == web_all());
-    assert_eq!(addresses(&server, "svc07"), ["10.3.0.8"]);
+    let (consul, _dir) = Standin::serving(&registry, &[]);
+    let server = start_syncing(&consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    assert_eq!(service_addresses(&server, "svc07"), ["10.3.0.8"]);
 
     let (code, report) = health(&server);
     assert_eq!(code, 200, "{report}");
@@ -179,17 +81,17 @@ fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
 
 #[test]
 fn sync_follows_registrations_deregistrations_and_checks_within_a_second() {
-    let (consul, _dir) = standin(&base_registry(), &[]);
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
     // A long resync interval: only the watches can explain changes seen within a second.
-    let server = start(&consul, &["--sync-interval", "60s"]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let server = start_syncing(&consul.url(), &["--sync-interval", "60s"]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
     let mut worst = Duration::ZERO;
 
-    let mut web: Vec<Value> = base_registry()["web"].as_array().unwrap().clone();
+    let mut web: Vec<Value> = web_and_db(&["v1"])["web"].as_array().unwrap().clone();
     web.push(entry("n5", "10.1.0.5", "web", "", 8080, &["v1"], "passing"));
     consul.put_service("web", &Value::Array(web));
     worst = worst.max(time_until("a new instance is served", || {
-        addresses(&server, "web").contains(&"10.1.0.5".into())
+        service_addresses(&server, "web").contains(&"10.1.0.5".into())
     }));
 
     consul.put_service(
@@ -197,27 +99,27 @@ fn sync_follows_registrations_deregistrations_and_checks_within_a_second() {
         &json!([entry("c1", "10.4.0.1", "cache", "", 6379, &[], "passing")]),
     );
     worst = worst.max(time_until("a new service is served", || {
-        addresses(&server, "cache") == ["10.4.0.1"]
+        service_addresses(&server, "cache") == ["10.4.0.1"]
     }));
 
     consul.set_check("n2", "service:web-8080-n2", "critical");
     worst = worst.max(time_until("a critical instance is dropped", || {
-        !addresses(&server, "web").contains(&"10.1.0.2".into())
+        !service_addresses(&server, "web").contains(&"10.1.0.2".into())
     }));
     consul.set_check("n2", "service:web-8080-n2", "passing");
     worst = worst.max(time_until("a recovered instance is back", || {
-        addresses(&server, "web").contains(&"10.1.0.2".into())
+        service_addresses(&server, "web").contains(&"10.1.0.2".into())
     }));
 
     // A node check (serfHealth) going critical drops every instance on that node.
     consul.set_check("d1", "serfHealth", "critical");
     worst = worst.max(time_until("a failed node is dropped", || {
-        rcode(&server, "db") == ResponseCode::NXDomain
+        service_rcode(&server, "db") == ResponseCode::NXDomain
     }));
 
     consul.delete_service("cache");
     worst = worst.max(time_until("a deregistered service is gone", || {
-        rcode(&server, "cache") == ResponseCode::NXDomain
+        service_rcode(&server, "cache") == ResponseCode::NXDomain
     }));
     // With a 60 s full resync, every change above can only have come through the blocking
     // queries; how long it took is reported, not asserted (speed is measured in benchmarks).
@@ -233,22 +135,25 @@ fn sync_follows_registrations_deregistrations_and_checks_within_a_second() {
 
 #[test]
 fn sync_soa_serial_follows_the_registry_index_on_every_replica() {
-    let (consul, _dir) = standin(&base_registry(), &[]);
-    let replicas = [start(&consul, &[]), start(&consul, &[])];
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let replicas = [
+        start_syncing(&consul.url(), &[]),
+        start_syncing(&consul.url(), &[]),
+    ];
     let index = consul.index() as u32;
     for server in &replicas {
-        assert_eventually!(soa_serial(server) == Some(index));
+        assert_eventually!(soa_serial(server.addr) == Some(index));
     }
     consul.set_check("n3", "service:web-8080-n3", "critical");
     let index = consul.index() as u32;
     for server in &replicas {
         assert_eventually!(
-            soa_serial(server) == Some(index),
+            soa_serial(server.addr) == Some(index),
             "serial {:?}, registry {index}",
-            soa_serial(server)
+            soa_serial(server.addr)
         );
     }
-    let dig = crate::support::dig(&[
+    let dig = dig(&[
         "+short",
         "-p",
         &replicas[0].addr.port().to_string(),
@@ -262,11 +167,14 @@ fn sync_soa_serial_follows_the_registry_index_on_every_replica() {
 #[test]
 fn sync_acl_token_is_sent_and_never_logged() {
     let token = "7f9b3c2e-secret-acl-token-5d1a";
-    let (consul, dir) = standin(&base_registry(), &["--token", token]);
+    let (consul, dir) = Standin::serving(&web_and_db(&["v1"]), &["--token", token]);
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let server = start(&consul, &["--token-file", token_file.to_str().unwrap()]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let server = start_syncing(
+        &consul.url(),
+        &["--token-file", token_file.to_str().unwrap()],
+    );
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
     let requests = consul.requests();
     assert!(!requests.is_empty());
     assert!(requests
@@ -283,7 +191,7 @@ fn sync_acl_token_is_sent_and_never_logged() {
         "{}",
         health(&server).1
     );
-    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
     let (_, report) = health(&server);
     assert!(!report.to_string().contains(token));
     assert!(server.log().contains("DEBUG"), "the log is at debug level");
@@ -291,31 +199,6 @@ fn sync_acl_token_is_sent_and_never_logged() {
         !server.log().contains(token),
         "the token leaked into the log"
     );
-}
-
-#[test]
-fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
-    // A port with nothing listening on it yet; the stand-in starts there later. The socket is
-    // bound but not listening, so connections are refused and no other test can take the port.
-    let reserved =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-    reserved.bind(&any.into()).unwrap();
-    let port = reserved.local_addr().unwrap().as_socket().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}");
-    let server = start_in(Arc::new(tempfile::tempdir().unwrap()), &url, &[]);
-    assert_eq!(rcode(&server, "web"), ResponseCode::ServFail);
-    let (code, report) = health(&server);
-    assert_eq!(code, 503, "{report}");
-    assert_eq!(report["status"], "unavailable");
-    assert_eventually!(registry_state(&server) == "unreachable");
-
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_registry(dir.path(), &base_registry());
-    drop(reserved);
-    let _consul = Standin::start_on(port, &path, &[]);
-    assert_eventually!(addresses(&server, "web") == web_all());
-    assert_eq!(health(&server).0, 200);
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
@@ -404,8 +287,8 @@ fn sync_https_with_ca_file_and_client_certificate() {
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());
     let file = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
-    let (consul, _dir) = standin(
-        &base_registry(),
+    let (consul, _dir) = Standin::serving(
+        &web_and_db(&["v1"]),
         &[
             "--tls-cert",
             &file("server.pem"),
@@ -424,16 +307,49 @@ fn sync_https_with_ca_file_and_client_certificate() {
         "--client-key",
         &file("client.key"),
     ];
-    let server = start_in(Arc::new(tempfile::tempdir().unwrap()), &url, &tls);
-    assert_eventually!(addresses(&server, "web") == web_all(), "{}", server.log());
+    let server = start_syncing_in(Arc::new(tempfile::tempdir().unwrap()), &url, &tls);
+    assert_eventually!(
+        service_addresses(&server, "web") == web_addresses(),
+        "{}",
+        server.log()
+    );
     assert_eq!(health(&server).1["source"]["url"], url);
 
     // Without the client certificate the handshake fails: reported, never a crash.
-    let anonymous = start_in(Arc::new(tempfile::tempdir().unwrap()), &url, &tls[..2]);
+    let anonymous = start_syncing_in(Arc::new(tempfile::tempdir().unwrap()), &url, &tls[..2]);
     assert_eventually!(
         registry_state(&anonymous) == "unreachable",
         "{}",
         health(&anonymous).1
     );
-    assert_eq!(rcode(&anonymous, "web"), ResponseCode::ServFail);
+    assert_eq!(service_rcode(&anonymous, "web"), ResponseCode::ServFail);
+}
+
+#[test]
+fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
+    // A port with nothing listening on it yet; the stand-in starts there later. The socket is
+    // bound but not listening, so connections are refused and no other test can take the port.
+    let reserved =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    reserved.bind(&any.into()).unwrap();
+    let port = reserved.local_addr().unwrap().as_socket().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = start_syncing_in(Arc::new(tempfile::tempdir().unwrap()), &url, &[]);
+    assert_eq!(service_rcode(&server, "web"), ResponseCode::ServFail);
+    let (code, report) = health(&server);
+    assert_eq!(code, 503, "{report}");
+    assert_eq!(report["status"], "unavailable");
+    assert_eventually!(registry_state(&server) == "unreachable");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "registry.json",
+        &web_and_db(&["v1"]).to_string(),
+    );
+    drop(reserved);
+    let _consul = Standin::start_on(port, &path, &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    assert_eq!(health(&server).0, 200);
 }

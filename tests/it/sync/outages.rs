@@ -5,16 +5,19 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::standin::health;
-use super::*;
 use crate::assert_eventually;
+use crate::support::dns_client::service_addresses;
+use crate::support::http::{health, registry_state};
+use crate::support::registry::{web_addresses, web_and_db};
+use crate::support::standin::Standin;
+use crate::support::sync_settings::start_syncing;
 
 /// Injects each fault in turn: DNS keeps answering, health names the fault, it is logged once
 /// (not once per retry), and the sync recovers when the fault is gone.
 fn run_faults(faults: &[(Value, &str)]) {
-    let (consul, _dir) = standin(&base_registry(), &[]);
-    let server = start(&consul, &[]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let server = start_syncing(&consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
     for (spec, kind) in faults {
         let logged_before = server.log_count("registry fault:");
         let failed_before = health(&server).1["totals"]["failed_syncs"]
@@ -34,7 +37,11 @@ fn run_faults(faults: &[(Value, &str)]) {
                 >= failed_before + 2,
             "no retries under {spec}"
         );
-        assert_eq!(addresses(&server, "web"), web_all(), "under {spec}");
+        assert_eq!(
+            service_addresses(&server, "web"),
+            web_addresses(),
+            "under {spec}"
+        );
         let (code, report) = health(&server);
         assert_eq!(
             (code, report["status"].as_str()),
@@ -88,9 +95,9 @@ fn sync_outage_broken_answers_keep_serving() {
 
 #[test]
 fn sync_outage_registry_stopped_and_index_going_backwards() {
-    let (mut consul, _dir) = standin(&base_registry(), &[]);
-    let server = start(&consul, &[]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let (mut consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let server = start_syncing(&consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
 
     consul.stop();
     assert_eventually!(
@@ -104,7 +111,7 @@ fn sync_outage_registry_stopped_and_index_going_backwards() {
             .unwrap()
             >= 2
     );
-    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
     assert_eq!(server.log_count("registry fault:"), 1, "{}", server.log());
     consul.restart();
     assert_eventually!(registry_state(&server) == "ok");
@@ -118,7 +125,7 @@ fn sync_outage_registry_stopped_and_index_going_backwards() {
         "{}",
         health(&server).1
     );
-    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
     assert_eq!(
         health(&server).1["registry"]["last_error"]["kind"],
         "index_backwards"
@@ -136,16 +143,17 @@ fn sync_outage_registry_stopped_and_index_going_backwards() {
 
 #[test]
 fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
-    let (consul, _dir) = standin(&base_registry(), &[]);
-    let stale = start(&consul, &[]);
-    let consistent = start(&consul, &["--consistent"]);
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let stale = start_syncing(&consul.url(), &[]);
+    let consistent = start_syncing(&consul.url(), &["--consistent"]);
     assert_eventually!(
-        addresses(&stale, "web") == web_all() && addresses(&consistent, "web") == web_all()
+        service_addresses(&stale, "web") == web_addresses()
+            && service_addresses(&consistent, "web") == web_addresses()
     );
     consul.fault(&json!({"leaderless": true}));
     consul.set_check("n1", "service:web-8080-n1", "critical");
     // Stale reads are answered by any server: changes still arrive.
-    assert_eventually!(!addresses(&stale, "web").contains(&"10.1.0.1".into()));
+    assert_eventually!(!service_addresses(&stale, "web").contains(&"10.1.0.1".into()));
     assert_eventually!(health(&stale).1["registry"]["known_leader"] == false);
     assert_eq!(registry_state(&stale), "ok");
     assert_eventually!(
@@ -154,8 +162,8 @@ fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
         health(&consistent).1
     );
     assert_eq!(
-        addresses(&consistent, "web"),
-        web_all(),
+        service_addresses(&consistent, "web"),
+        web_addresses(),
         "the last good snapshot keeps serving"
     );
     let queries: Vec<String> = consul
