@@ -16,6 +16,9 @@ mod glibc;
 mod sync;
 mod tidy;
 
-mod operate;
+mod logging;
+mod metrics;
+mod reload;
+mod shutdown;
 
 mod replicas;
