@@ -1,7 +1,7 @@
-//! Forwarding, the cache and the static zones (issue #4), against a real, independent upstream:
-//! Debian's `knotd`, started per test on a free loopback port with a zone the test writes.
+//! Forwarding and the cache (issue #4), against a real, independent upstream: Debian's
+//! `knotd` ([`crate::support::knot`]), started per test with a zone the test writes.
 //! Properties Knot cannot be made to show (a reply for another question, how many queries
-//! arrive) use a small fake upstream on a UDP socket.
+//! arrive) use [`FakeUpstream`].
 
 use std::collections::BTreeSet;
 use std::net::UdpSocket;
@@ -11,16 +11,15 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use crate::assert_eventually;
 use crate::support::dns_client::{
     assert_forwarded, dig, query_message, rdata, sorted_rdata, tcp, ttls, udp, udp_edns, udp_raw,
     udp_raw_from,
 };
 use crate::support::fake_upstream::{Behaviour, FakeUpstream};
 use crate::support::knot::{example_zone, txt, Knot, BIG_TXT, MEDIUM_TXT, STATIC_ZONE};
-use crate::support::namespace::Namespace;
 use crate::support::server::Server;
 use crate::support::{free_port, write};
-use crate::{assert_eventually, support};
 
 /// The fake upstream's answer to every A question.
 const ANSWER: [u8; 4] = [192, 0, 2, 99];
@@ -473,141 +472,5 @@ fn concurrent_misses_make_one_upstream_query() {
         ids.len(),
         1,
         "16 concurrent misses, one upstream query: {seen:?}"
-    );
-}
-
-/// Line 5 has an unknown record type; lines 1-4 are fine.
-const BROKEN_ZONE: &str = "$ORIGIN broken.test.\n$TTL 120\n\
-    @ IN SOA ns.broken.test. hostmaster.broken.test. 1 3600 900 604800 30\n\
-    ok IN A 10.8.0.1\n\
-    bad IN NOSUCHTYPE 10.8.0.2\n";
-
-#[test]
-fn static_zones_are_served_and_a_broken_file_is_reported() {
-    let knot = Knot::start("example.test.", &example_zone());
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "static.test.zone", STATIC_ZONE);
-    write(dir.path(), "broken.test.zone", BROKEN_ZONE);
-    write(dir.path(), "ignored.txt", "not a zone file");
-    let zones = dir.path().to_str().unwrap();
-    let server = Server::demo(&[knot.upstream()], &["--zones-dir", zones]);
-
-    let log = server.log();
-    let broken = dir.path().join("broken.test.zone");
-    assert!(
-        log.contains(&format!("zone file {} line 5", broken.display())),
-        "{log}"
-    );
-    assert!(log.contains("the other zones are still served"), "{log}");
-
-    let answer = udp(server.addr, "DB.static.test.", RecordType::A);
-    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
-    assert!(answer.metadata.authoritative && answer.metadata.recursion_available);
-    assert_eq!(rdata(&answer.answers), ["10.9.0.5"]);
-    assert_eq!(ttls(&answer.answers), [120]);
-    let missing = udp(server.addr, "nothing.static.test.", RecordType::A);
-    assert_eq!(
-        missing.metadata.response_code,
-        ResponseCode::NXDomain,
-        "served, not forwarded"
-    );
-    assert!(missing.metadata.authoritative && missing.answers.is_empty());
-    assert_eq!(missing.authorities[0].name.to_string(), "static.test.");
-    assert_eq!(missing.authorities[0].ttl, 30, "the zone's negative TTL");
-    // The broken zone is not served: its names go upstream, where Knot refuses them.
-    let not_served = udp(server.addr, "ok.broken.test.", RecordType::A);
-    assert_forwarded(&not_served, ResponseCode::ServFail);
-    // Forwarding still works beside the static zones.
-    let forwarded = udp(server.addr, "www.example.test.", RecordType::A);
-    assert_forwarded(&forwarded, ResponseCode::NoError);
-}
-
-#[test]
-fn the_shipped_example_zone_is_served() {
-    let zones = support::repo().join("zones");
-    let server = Server::demo(
-        &[],
-        &["--no-forward", "--zones-dir", zones.to_str().unwrap()],
-    );
-    let gateway = udp(server.addr, "gateway.example.internal.", RecordType::A);
-    assert_eq!(gateway.metadata.response_code, ResponseCode::NoError);
-    assert!(gateway.metadata.authoritative);
-    assert_eq!(rdata(&gateway.answers), ["10.0.0.1"]);
-    let www = udp(server.addr, "www.example.internal.", RecordType::A);
-    assert_eq!(www.answers[0].record_type(), RecordType::CNAME);
-    let ldap = udp(server.addr, "_ldap._tcp.example.internal.", RecordType::SRV);
-    assert_eq!(rdata(&ldap.answers), ["10 0 389 gateway.example.internal."]);
-    assert_eq!(sorted_rdata(&ldap.additionals), ["10.0.0.1", "fd00::1"]);
-}
-
-/// The resolv.conf of docs/resolv-conf.md, used by glibc itself (`getent`, in a private mount
-/// namespace where it replaces /etc/resolv.conf, on the host's network). glibc cannot use
-/// another port than 53, so snapdns listens on port 53 of a loopback address of its own.
-#[test]
-fn glibc_resolves_through_the_documented_resolv_conf() {
-    let knot = Knot::start("example.test.", &example_zone());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let salt = std::process::id() ^ nanos;
-    let ip = format!("127.53.{}.{}", salt % 250 + 1, (salt / 250) % 250 + 1);
-    let listen = format!("{ip}:53");
-    let server = Server::demo(&[knot.upstream()], &["--listen", &listen]);
-    assert_eq!(server.addr.to_string(), listen);
-
-    let doc = std::fs::read_to_string(support::repo().join("docs/resolv-conf.md")).unwrap();
-    let block = doc
-        .split("```conf\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("a ```conf block");
-    assert!(block.contains("nameserver 127.0.0.1\n"), "{block}");
-    let documented = block.replace("nameserver 127.0.0.1\n", &format!("nameserver {ip}\n"));
-    let dir = tempfile::tempdir().unwrap();
-    let getent = |resolv_conf: &str, name: &str| -> (i32, BTreeSet<String>) {
-        let namespace = Namespace {
-            etc: &[("resolv.conf", resolv_conf)],
-            snapdns_registry: None,
-        };
-        let mut lookups = namespace.getent(dir.path(), "ahostsv4", &[name]);
-        let lookup = lookups.pop().expect("one lookup");
-        (lookup.rc, lookup.addresses)
-    };
-    let set =
-        |items: &[&str]| -> BTreeSet<String> { items.iter().map(|s| s.to_string()).collect() };
-
-    // `web` through the search list, to the registry.
-    assert_eq!(
-        getent(&documented, "web"),
-        (0, set(&["10.0.1.11", "10.0.1.12"]))
-    );
-    assert_eq!(
-        getent(&documented, "web.service.consul"),
-        (0, set(&["10.0.1.11", "10.0.1.12"]))
-    );
-    // Any other name through the upstream.
-    assert_eq!(
-        getent(&documented, "www.example.test"),
-        (0, set(&["192.0.2.1", "192.0.2.2"]))
-    );
-    // Neither in the registry nor upstream: glibc's "not found".
-    assert_eq!(getent(&documented, "nothing"), (2, set(&[])));
-    // Another suffix first: `web.example.test` is a forwarded miss (then negatively cached),
-    // and the registry still answers `web`; `www` is found under the first suffix.
-    let other_first = documented.replace(
-        "search service.consul",
-        "search example.test service.consul",
-    );
-    assert_ne!(other_first, documented);
-    for _ in 0..2 {
-        assert_eq!(
-            getent(&other_first, "web"),
-            (0, set(&["10.0.1.11", "10.0.1.12"]))
-        );
-    }
-    assert_eq!(
-        getent(&other_first, "www"),
-        (0, set(&["192.0.2.1", "192.0.2.2"]))
     );
 }

@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
+use crate::support::knot::{example_zone, Knot};
 use crate::support::namespace::Namespace;
 use crate::support::registry::entry;
+use crate::support::server::Server;
 use crate::support::{self, write};
 
 /// The resolv.conf the test bind-mounts over /etc/resolv.conf.
@@ -92,4 +94,76 @@ fn glibc_doc_quotes_the_tested_resolv_conf() {
         "the section quotes the tested resolv.conf verbatim:\n{RESOLV_CONF}"
     );
     assert!(section.contains("getent ahosts web\n"));
+}
+
+/// The resolv.conf of docs/resolv-conf.md, used by glibc itself (`getent`, in a private mount
+/// namespace where it replaces /etc/resolv.conf, on the host's network). glibc cannot use
+/// another port than 53, so snapdns listens on port 53 of a loopback address of its own.
+#[test]
+fn glibc_resolves_through_the_documented_resolv_conf() {
+    let knot = Knot::start("example.test.", &example_zone());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let salt = std::process::id() ^ nanos;
+    let ip = format!("127.53.{}.{}", salt % 250 + 1, (salt / 250) % 250 + 1);
+    let listen = format!("{ip}:53");
+    let server = Server::demo(&[knot.upstream()], &["--listen", &listen]);
+    assert_eq!(server.addr.to_string(), listen);
+
+    let doc = std::fs::read_to_string(support::repo().join("docs/resolv-conf.md")).unwrap();
+    let block = doc
+        .split("```conf\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```conf block");
+    assert!(block.contains("nameserver 127.0.0.1\n"), "{block}");
+    let documented = block.replace("nameserver 127.0.0.1\n", &format!("nameserver {ip}\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let getent = |resolv_conf: &str, name: &str| -> (i32, BTreeSet<String>) {
+        let namespace = Namespace {
+            etc: &[("resolv.conf", resolv_conf)],
+            snapdns_registry: None,
+        };
+        let mut lookups = namespace.getent(dir.path(), "ahostsv4", &[name]);
+        let lookup = lookups.pop().expect("one lookup");
+        (lookup.rc, lookup.addresses)
+    };
+    let set =
+        |items: &[&str]| -> BTreeSet<String> { items.iter().map(|s| s.to_string()).collect() };
+
+    // `web` through the search list, to the registry.
+    assert_eq!(
+        getent(&documented, "web"),
+        (0, set(&["10.0.1.11", "10.0.1.12"]))
+    );
+    assert_eq!(
+        getent(&documented, "web.service.consul"),
+        (0, set(&["10.0.1.11", "10.0.1.12"]))
+    );
+    // Any other name through the upstream.
+    assert_eq!(
+        getent(&documented, "www.example.test"),
+        (0, set(&["192.0.2.1", "192.0.2.2"]))
+    );
+    // Neither in the registry nor upstream: glibc's "not found".
+    assert_eq!(getent(&documented, "nothing"), (2, set(&[])));
+    // Another suffix first: `web.example.test` is a forwarded miss (then negatively cached),
+    // and the registry still answers `web`; `www` is found under the first suffix.
+    let other_first = documented.replace(
+        "search service.consul",
+        "search example.test service.consul",
+    );
+    assert_ne!(other_first, documented);
+    for _ in 0..2 {
+        assert_eq!(
+            getent(&other_first, "web"),
+            (0, set(&["10.0.1.11", "10.0.1.12"]))
+        );
+    }
+    assert_eq!(
+        getent(&other_first, "www"),
+        (0, set(&["192.0.2.1", "192.0.2.2"]))
+    );
 }

@@ -9,6 +9,8 @@ mod answers;
 
 mod forward;
 
+mod static_zones;
+
 mod haproxy;
 
 mod glibc;
