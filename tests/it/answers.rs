@@ -3,19 +3,17 @@
 //! the test writes.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::json;
 
+use crate::support;
 use crate::support::dns_client::{
     assert_rcode, dig, query_message, rdata, rrs, soa, sorted_rdata, tcp, udp, udp_edns, udp_raw,
 };
 use crate::support::registry::{entry, many};
-use crate::support::server::{run_to_exit, Server};
-use crate::support::write;
-use crate::{assert_eventually, support};
+use crate::support::server::Server;
 
 #[test]
 fn service_a_lists_only_passing_instances() {
@@ -552,143 +550,4 @@ fn every_alias_of_an_instance_set_gets_the_same_records() {
             ["10.0.1.11"]
         );
     }
-}
-
-#[test]
-fn registry_file_changes_are_served_and_broken_files_keep_the_last_state() {
-    let registry = json!({"web": [entry("w1", "10.2.0.1", "web", "", 80, &[], "passing")]});
-    let (server, path) = Server::with_registry_file(&registry, &[]);
-    assert_eq!(
-        rdata(&udp(server.addr, "web.service.consul.", RecordType::A).answers),
-        ["10.2.0.1"]
-    );
-
-    let next = json!({"web": [entry("w2", "10.2.0.2", "web", "", 80, &[], "passing")]});
-    std::fs::write(&path, serde_json::to_string_pretty(&next).unwrap()).unwrap();
-    assert_eventually!(
-        rdata(&udp(server.addr, "web.service.consul.", RecordType::A).answers) == ["10.2.0.2"]
-    );
-
-    std::fs::write(&path, "{\n  \"web\": [\n    {\"Node\": oops}\n  ]\n}\n").unwrap();
-    assert_eventually!(
-        server.log().contains("line 3 column"),
-        "parse error logged with position:\n{}",
-        server.log()
-    );
-    assert_eq!(
-        rdata(&udp(server.addr, "web.service.consul.", RecordType::A).answers),
-        ["10.2.0.2"],
-        "last good state still served"
-    );
-    assert_eq!(server.log_count("line 3 column"), 1, "logged once");
-}
-
-#[test]
-fn never_loaded_registry_answers_servfail() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = format!("file:{}", dir.path().join("absent.json").display());
-    let server = Server::start(&["--registry", &missing]);
-    let answer = udp(server.addr, "web.service.consul.", RecordType::A);
-    assert_rcode(&answer, ResponseCode::ServFail);
-    std::thread::sleep(Duration::from_millis(1)); // keep the tempdir alive until here
-}
-
-#[test]
-fn bad_flags_and_config_exit_2_with_one_line() {
-    let (code, stderr) = run_to_exit(&["serve", "--max-udp-size", "100"]);
-    assert_eq!(code, 2);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("max-udp-size"), "{stderr}");
-
-    let (code, stderr) = run_to_exit(&["serve", "--listen", "nowhere"]);
-    assert_eq!((code, stderr.trim().lines().count()), (2, 1), "{stderr}");
-    assert!(stderr.contains("listen"), "{stderr}");
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "snapdns.toml",
-        "listen = [\"127.0.0.1:0\"]\nservice-tll = \"5s\"\n",
-    );
-    let (code, stderr) = run_to_exit(&["serve", "--config", config.to_str().unwrap()]);
-    assert_eq!(code, 2, "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("service-tll"), "{stderr}");
-
-    let (code, _) = run_to_exit(&["serve", "--no-such-flag"]);
-    assert_eq!(code, 2);
-}
-
-#[test]
-fn config_file_sets_values_and_flags_override_it() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let registry = support::repo().join("zones/demo.registry.json");
-    let config = write(
-        dir.path(),
-        "snapdns.toml",
-        &format!(
-            "registry = \"file:{}\"\nservice-ttl = \"20s\"\nnode-ttl = \"3s\"\n",
-            registry.display()
-        ),
-    );
-    let server = Server::start_in(
-        dir.clone(),
-        &["--config", config.to_str().unwrap(), "--node-ttl", "9s"],
-    );
-    assert_eq!(
-        udp(server.addr, "web.service.consul.", RecordType::A).answers[0].ttl,
-        20
-    );
-    assert_eq!(
-        udp(server.addr, "web-01.node.consul.", RecordType::A).answers[0].ttl,
-        9
-    );
-}
-
-#[test]
-fn sighup_applies_a_new_udp_size_cap_from_the_config_file() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let registry = write(
-        dir.path(),
-        "registry.json",
-        &serde_json::to_string(&many("big", 60)).unwrap(),
-    );
-    let config = write(dir.path(), "snapdns.toml", "max-udp-size = 1232\n");
-    let source = format!("file:{}", registry.display());
-    let server = Server::start_in(
-        dir.clone(),
-        &["--config", config.to_str().unwrap(), "--registry", &source],
-    );
-    let before = udp_edns(
-        server.addr,
-        "big.service.consul.",
-        RecordType::SRV,
-        Some(8192),
-    );
-    assert!(
-        before.metadata.truncation,
-        "60 SRV records and addresses do not fit in 1232 bytes"
-    );
-    assert_eq!(before.edns.as_ref().map(|e| e.max_payload()), Some(1232));
-
-    std::fs::write(&config, "max-udp-size = 8192\n").unwrap();
-    server.signal("HUP");
-    assert_eventually!(
-        server.log_count("configuration reloaded") == 1,
-        "{}",
-        server.log()
-    );
-    let after = udp_edns(
-        server.addr,
-        "big.service.consul.",
-        RecordType::SRV,
-        Some(8192),
-    );
-    assert!(!after.metadata.truncation);
-    assert_eq!(after.answers.len(), 60);
-    assert_eq!(after.edns.as_ref().map(|e| e.max_payload()), Some(8192));
-    assert!(
-        !server.log().contains("max-udp-size"),
-        "applied, not reported as needing a restart"
-    );
 }

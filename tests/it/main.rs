@@ -7,6 +7,10 @@ mod support;
 
 mod answers;
 
+mod config;
+
+mod file_registry;
+
 mod forward;
 
 mod static_zones;

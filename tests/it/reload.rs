@@ -1,6 +1,6 @@
 //! SIGHUP (issue #5): the config file and the static zones reloaded, a bad config or zone file
 //! rejected keeping the old state (naming the key or line), settings that need a restart
-//! reported, and no query dropped under load.
+//! reported, no query dropped under load, and a new UDP size cap applied.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,9 +11,9 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
 use crate::assert_eventually;
-use crate::support::dns_client::{query_message, rdata, udp};
+use crate::support::dns_client::{query_message, rdata, udp, udp_edns};
 use crate::support::metrics::{metric, sample, scrape};
-use crate::support::registry::demo_registry;
+use crate::support::registry::{demo_registry, many};
 use crate::support::server::Server;
 use crate::support::{eventually, write};
 
@@ -229,4 +229,52 @@ fn sighup_under_load_drops_no_query() {
     );
     assert_eq!(metric(&server, "snapdns_config_reloads_total"), Some(5.0));
     assert_eq!(static_a(&server, "db.static.test."), ok(&["10.9.0.6"]));
+}
+
+#[test]
+fn sighup_applies_a_new_udp_size_cap_from_the_config_file() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let registry = write(
+        dir.path(),
+        "registry.json",
+        &serde_json::to_string(&many("big", 60)).unwrap(),
+    );
+    let config = write(dir.path(), "snapdns.toml", "max-udp-size = 1232\n");
+    let source = format!("file:{}", registry.display());
+    let server = Server::start_in(
+        dir.clone(),
+        &["--config", config.to_str().unwrap(), "--registry", &source],
+    );
+    let before = udp_edns(
+        server.addr,
+        "big.service.consul.",
+        RecordType::SRV,
+        Some(8192),
+    );
+    assert!(
+        before.metadata.truncation,
+        "60 SRV records and addresses do not fit in 1232 bytes"
+    );
+    assert_eq!(before.edns.as_ref().map(|e| e.max_payload()), Some(1232));
+
+    std::fs::write(&config, "max-udp-size = 8192\n").unwrap();
+    server.signal("HUP");
+    assert_eventually!(
+        server.log_count("configuration reloaded") == 1,
+        "{}",
+        server.log()
+    );
+    let after = udp_edns(
+        server.addr,
+        "big.service.consul.",
+        RecordType::SRV,
+        Some(8192),
+    );
+    assert!(!after.metadata.truncation);
+    assert_eq!(after.answers.len(), 60);
+    assert_eq!(after.edns.as_ref().map(|e| e.max_payload()), Some(8192));
+    assert!(
+        !server.log().contains("max-udp-size"),
+        "applied, not reported as needing a restart"
+    );
 }
