@@ -1,16 +1,20 @@
 //! Registry faults: error statuses, broken answers, a stopped registry, an index going
-//! backwards, a leader loss. The last good snapshot keeps serving through all of them.
+//! backwards, a leader loss. The last good snapshot keeps serving through all of them; with no
+//! snapshot yet, SERVFAIL and 503 until the registry first answers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
 use serde_json::{json, Value};
 
 use crate::assert_eventually;
-use crate::support::dns_client::service_addresses;
+use crate::support::dns_client::{service_addresses, service_rcode};
 use crate::support::http::{health, registry_state};
 use crate::support::registry::{web_addresses, web_and_db};
 use crate::support::standin::Standin;
-use crate::support::sync_settings::start_syncing;
+use crate::support::sync_settings::{start_syncing, start_syncing_in};
+use crate::support::write;
 
 /// Injects each fault in turn: DNS keeps answering, health names the fault, it is logged once
 /// (not once per retry), and the sync recovers when the fault is gone.
@@ -172,4 +176,33 @@ fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
         .map(|r| r["query"].as_str().unwrap().to_string())
         .collect();
     assert!(queries.iter().any(|q| q.contains("consistent")));
+}
+
+#[test]
+fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
+    // A port with nothing listening on it yet; the stand-in starts there later. The socket is
+    // bound but not listening, so connections are refused and no other test can take the port.
+    let reserved =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    reserved.bind(&any.into()).unwrap();
+    let port = reserved.local_addr().unwrap().as_socket().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = start_syncing_in(Arc::new(tempfile::tempdir().unwrap()), &url, &[]);
+    assert_eq!(service_rcode(&server, "web"), ResponseCode::ServFail);
+    let (code, report) = health(&server);
+    assert_eq!(code, 503, "{report}");
+    assert_eq!(report["status"], "unavailable");
+    assert_eventually!(registry_state(&server) == "unreachable");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "registry.json",
+        &web_and_db(&["v1"]).to_string(),
+    );
+    drop(reserved);
+    let _consul = Standin::start_on(port, &path, &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    assert_eq!(health(&server).0, 200);
 }
