@@ -3,47 +3,21 @@
 //! the test writes.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::json;
 
-use crate::assert_eventually;
-use crate::registry_fixture::{entry, many};
-use crate::support::{self, rdata, rrs, soa, sorted_rdata, tcp, udp, udp_edns, Server};
-
-fn demo() -> Server {
-    let registry = format!(
-        "file:{}",
-        support::repo().join("zones/demo.registry.json").display()
-    );
-    Server::start(&["--registry", &registry])
-}
-
-fn with_registry(registry: &serde_json::Value, extra: &[&str]) -> (Server, std::path::PathBuf) {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let path = support::write(
-        dir.path(),
-        "registry.json",
-        &serde_json::to_string_pretty(registry).unwrap(),
-    );
-    let source = format!("file:{}", path.display());
-    let mut args = vec!["--registry", source.as_str()];
-    args.extend_from_slice(extra);
-    (Server::start_in(dir, &args), path)
-}
-
-fn assert_rcode(message: &Message, rcode: ResponseCode) {
-    assert_eq!(
-        message.metadata.response_code, rcode,
-        "rcode of {message:?}"
-    );
-}
+use crate::support;
+use crate::support::dns_client::{
+    assert_rcode, dig, query_message, rdata, rrs, soa, sorted_rdata, tcp, udp, udp_edns, udp_raw,
+};
+use crate::support::registry::{entry, many};
+use crate::support::server::Server;
 
 #[test]
 fn service_a_lists_only_passing_instances() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     for transport in ["udp", "tcp"] {
         let answer = match transport {
             "udp" => udp(server.addr, "web.service.consul.", RecordType::A),
@@ -67,7 +41,7 @@ fn service_a_lists_only_passing_instances() {
 
 #[test]
 fn service_in_maintenance_and_instances_on_one_node() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     // api-02 is in maintenance; api-01 runs two instances with the same address.
     let a = udp(server.addr, "api.service.consul.", RecordType::A);
     assert_eq!(
@@ -95,7 +69,7 @@ fn service_in_maintenance_and_instances_on_one_node() {
 
 #[test]
 fn srv_targets_weights_and_additional_addresses() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     let srv = udp(server.addr, "web.service.consul.", RecordType::SRV);
     assert_rcode(&srv, ResponseCode::NoError);
     // Node address -> node target; own service address -> addr target; weight = Weights.Passing.
@@ -130,7 +104,7 @@ fn srv_targets_weights_and_additional_addresses() {
 
 #[test]
 fn ipv6_and_hostname_instances() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     let aaaa = udp(server.addr, "v6svc.service.consul.", RecordType::AAAA);
     assert_eq!(rdata(&aaaa.answers), ["fd00::51"]);
     let a = udp(server.addr, "v6svc.service.consul.", RecordType::A);
@@ -161,7 +135,7 @@ fn ipv6_and_hostname_instances() {
 
 #[test]
 fn tag_and_rfc2782_forms() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     let sorted = |name: &str, qtype| sorted_rdata(&udp(server.addr, name, qtype).answers);
     assert_eq!(
         sorted("v1.web.service.consul.", RecordType::A),
@@ -201,7 +175,7 @@ fn tag_and_rfc2782_forms() {
 
 #[test]
 fn datacenters_and_nodes() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     let local = udp(server.addr, "db.service.consul.", RecordType::A);
     assert_eq!(rdata(&local.answers), ["10.0.3.31"]);
     assert_eq!(
@@ -235,7 +209,7 @@ fn datacenters_and_nodes() {
 
 #[test]
 fn apex_negative_answers_and_empty_non_terminals() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     let apex = udp(server.addr, "consul.", RecordType::SOA);
     assert_eq!(
         rdata(&apex.answers),
@@ -288,7 +262,7 @@ fn service_without_passing_instances_is_nxdomain() {
         "down": [entry("d1", "10.1.0.1", "down", "", 80, &[], "critical")],
         "up": [entry("u1", "10.1.0.2", "up", "", 80, &[], "passing")]
     });
-    let (server, _) = with_registry(&registry, &["--negative-ttl", "30s"]);
+    let (server, _) = Server::with_registry_file(&registry, &["--negative-ttl", "30s"]);
     let down = udp(server.addr, "down.service.consul.", RecordType::A);
     assert_rcode(&down, ResponseCode::NXDomain);
     assert_eq!(soa(&down).map(|s| s.minimum), Some(30));
@@ -304,7 +278,7 @@ fn service_without_passing_instances_is_nxdomain() {
 
 #[test]
 fn names_are_case_insensitive_and_echo_the_question() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     let answer = udp(server.addr, "WeB.SeRvIcE.CoNsUl.", RecordType::A);
     assert_eq!(answer.queries[0].name().to_string(), "WeB.SeRvIcE.CoNsUl.");
     assert!(answer
@@ -346,7 +320,7 @@ fn ttls_follow_the_settings() {
 
 #[test]
 fn a_answers_are_shuffled_and_srv_answers_are_stable() {
-    let (server, _) = with_registry(&many("big", 8), &[]);
+    let (server, _) = Server::with_registry_file(&many("big", 8), &[]);
     let mut orders = BTreeSet::new();
     for _ in 0..40 {
         orders.insert(rdata(
@@ -364,7 +338,7 @@ fn a_answers_are_shuffled_and_srv_answers_are_stable() {
     sorted.sort();
     assert_eq!(order, sorted, "SRV answers sorted by node name");
 
-    let (fixed, _) = with_registry(&many("big", 8), &["--no-shuffle"]);
+    let (fixed, _) = Server::with_registry_file(&many("big", 8), &["--no-shuffle"]);
     let orders: BTreeSet<Vec<String>> = (0..20)
         .map(|_| rdata(&udp(fixed.addr, "big.service.consul.", RecordType::A).answers))
         .collect();
@@ -373,13 +347,13 @@ fn a_answers_are_shuffled_and_srv_answers_are_stable() {
 
 #[test]
 fn udp_answers_fit_the_client_limit_with_tc_and_a_stable_prefix() {
-    let (server, _) = with_registry(&many("big", 100), &[]);
+    let (server, _) = Server::with_registry_file(&many("big", 100), &[]);
     // No EDNS: at most 512 bytes, TC set, and the same prefix each time.
-    let query = support::query_message("_big._tcp.service.consul.", RecordType::SRV, None)
+    let query = query_message("_big._tcp.service.consul.", RecordType::SRV, None)
         .to_vec()
         .unwrap();
-    let first = support::udp_raw(server.addr, &query).unwrap();
-    let second = support::udp_raw(server.addr, &query).unwrap();
+    let first = udp_raw(server.addr, &query).unwrap();
+    let second = udp_raw(server.addr, &query).unwrap();
     assert!(first.len() <= 512, "{} bytes", first.len());
     let parsed = Message::from_vec(&first).unwrap();
     assert!(
@@ -423,7 +397,7 @@ fn udp_answers_fit_the_client_limit_with_tc_and_a_stable_prefix() {
     assert_eq!(all.additionals.len(), 100);
 
     // A raised --max-udp-size lets a large EDNS client get everything over UDP.
-    let (lan, _) = with_registry(&many("big", 100), &["--max-udp-size", "8192"]);
+    let (lan, _) = Server::with_registry_file(&many("big", 100), &["--max-udp-size", "8192"]);
     let full = udp_edns(lan.addr, "big.service.consul.", RecordType::SRV, Some(8192));
     assert!(!full.metadata.truncation);
     assert_eq!(full.answers.len(), 100);
@@ -431,40 +405,38 @@ fn udp_answers_fit_the_client_limit_with_tc_and_a_stable_prefix() {
 
 #[test]
 fn malformed_unsupported_and_foreign_queries() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     // Garbage after a valid header: FORMERR with the same ID.
     let garbage = [
         0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff,
     ];
-    let reply = Message::from_vec(&support::udp_raw(server.addr, &garbage).unwrap()).unwrap();
+    let reply = Message::from_vec(&udp_raw(server.addr, &garbage).unwrap()).unwrap();
     assert_eq!(reply.metadata.id, 0x1234);
     assert_rcode(&reply, ResponseCode::FormErr);
     // Two questions: FORMERR.
-    let mut two = support::query_message("web.service.consul.", RecordType::A, None);
+    let mut two = query_message("web.service.consul.", RecordType::A, None);
     two.add_query(hickory_proto::op::Query::query(
         "api.service.consul.".parse().unwrap(),
         RecordType::A,
     ));
-    let reply =
-        Message::from_vec(&support::udp_raw(server.addr, &two.to_vec().unwrap()).unwrap()).unwrap();
+    let reply = Message::from_vec(&udp_raw(server.addr, &two.to_vec().unwrap()).unwrap()).unwrap();
     assert_rcode(&reply, ResponseCode::FormErr);
     // NOTIFY (opcode 4): NOTIMP.
-    let mut notify = support::query_message("consul.", RecordType::SOA, None)
+    let mut notify = query_message("consul.", RecordType::SOA, None)
         .to_vec()
         .unwrap();
     notify[2] = (notify[2] & 0x87) | (4 << 3);
-    let reply = Message::from_vec(&support::udp_raw(server.addr, &notify).unwrap()).unwrap();
+    let reply = Message::from_vec(&udp_raw(server.addr, &notify).unwrap()).unwrap();
     assert_rcode(&reply, ResponseCode::NotImp);
     // A name outside every served zone, with forwarding off: REFUSED.
     let refused = udp(server.addr, "example.org.", RecordType::A);
     assert_rcode(&refused, ResponseCode::Refused);
     assert!(!refused.metadata.recursion_available);
     // Unsupported EDNS version: BADVERS.
-    let mut query = support::query_message("web.service.consul.", RecordType::A, Some(1232));
+    let mut query = query_message("web.service.consul.", RecordType::A, Some(1232));
     query.edns.as_mut().unwrap().set_version(1);
     let reply =
-        Message::from_vec(&support::udp_raw(server.addr, &query.to_vec().unwrap()).unwrap())
-            .unwrap();
+        Message::from_vec(&udp_raw(server.addr, &query.to_vec().unwrap()).unwrap()).unwrap();
     // BADVERS is extended rcode 16 (hickory names 16 BADSIG, the TSIG meaning of the same value).
     assert_eq!(u16::from(reply.metadata.response_code), 16);
     assert_eq!(reply.edns.as_ref().map(|e| e.version()), Some(0));
@@ -482,9 +454,9 @@ fn malformed_unsupported_and_foreign_queries() {
 
 #[test]
 fn dig_lists_passing_instances_with_node_targets() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     let port = server.addr.port().to_string();
-    let out = support::dig(&[
+    let out = dig(&[
         "@127.0.0.1",
         "-p",
         &port,
@@ -506,7 +478,7 @@ fn dig_lists_passing_instances_with_node_targets() {
         !out.contains("10.0.1.13") && !out.contains("10.0.1.14") && !out.contains("10.0.1.15"),
         "{out}"
     );
-    let tcp_out = support::dig(&[
+    let tcp_out = dig(&[
         "@127.0.0.1",
         "-p",
         &port,
@@ -525,99 +497,8 @@ fn dig_lists_passing_instances_with_node_targets() {
 }
 
 #[test]
-fn registry_file_changes_are_served_and_broken_files_keep_the_last_state() {
-    let registry = json!({"web": [entry("w1", "10.2.0.1", "web", "", 80, &[], "passing")]});
-    let (server, path) = with_registry(&registry, &[]);
-    assert_eq!(
-        rdata(&udp(server.addr, "web.service.consul.", RecordType::A).answers),
-        ["10.2.0.1"]
-    );
-
-    let next = json!({"web": [entry("w2", "10.2.0.2", "web", "", 80, &[], "passing")]});
-    std::fs::write(&path, serde_json::to_string_pretty(&next).unwrap()).unwrap();
-    assert_eventually!(
-        rdata(&udp(server.addr, "web.service.consul.", RecordType::A).answers) == ["10.2.0.2"]
-    );
-
-    std::fs::write(&path, "{\n  \"web\": [\n    {\"Node\": oops}\n  ]\n}\n").unwrap();
-    assert_eventually!(
-        server.log().contains("line 3 column"),
-        "parse error logged with position:\n{}",
-        server.log()
-    );
-    assert_eq!(
-        rdata(&udp(server.addr, "web.service.consul.", RecordType::A).answers),
-        ["10.2.0.2"],
-        "last good state still served"
-    );
-    assert_eq!(server.log_count("line 3 column"), 1, "logged once");
-}
-
-#[test]
-fn never_loaded_registry_answers_servfail() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = format!("file:{}", dir.path().join("absent.json").display());
-    let server = Server::start(&["--registry", &missing]);
-    let answer = udp(server.addr, "web.service.consul.", RecordType::A);
-    assert_rcode(&answer, ResponseCode::ServFail);
-    std::thread::sleep(Duration::from_millis(1)); // keep the tempdir alive until here
-}
-
-#[test]
-fn bad_flags_and_config_exit_2_with_one_line() {
-    let (code, stderr) = support::run_to_exit(&["serve", "--max-udp-size", "100"]);
-    assert_eq!(code, 2);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("max-udp-size"), "{stderr}");
-
-    let (code, stderr) = support::run_to_exit(&["serve", "--listen", "nowhere"]);
-    assert_eq!((code, stderr.trim().lines().count()), (2, 1), "{stderr}");
-    assert!(stderr.contains("listen"), "{stderr}");
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write(
-        dir.path(),
-        "snapdns.toml",
-        "listen = [\"127.0.0.1:0\"]\nservice-tll = \"5s\"\n",
-    );
-    let (code, stderr) = support::run_to_exit(&["serve", "--config", config.to_str().unwrap()]);
-    assert_eq!(code, 2, "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("service-tll"), "{stderr}");
-
-    let (code, _) = support::run_to_exit(&["serve", "--no-such-flag"]);
-    assert_eq!(code, 2);
-}
-
-#[test]
-fn config_file_sets_values_and_flags_override_it() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let registry = support::repo().join("zones/demo.registry.json");
-    let config = support::write(
-        dir.path(),
-        "snapdns.toml",
-        &format!(
-            "registry = \"file:{}\"\nservice-ttl = \"20s\"\nnode-ttl = \"3s\"\n",
-            registry.display()
-        ),
-    );
-    let server = Server::start_in(
-        dir.clone(),
-        &["--config", config.to_str().unwrap(), "--node-ttl", "9s"],
-    );
-    assert_eq!(
-        udp(server.addr, "web.service.consul.", RecordType::A).answers[0].ttl,
-        20
-    );
-    assert_eq!(
-        udp(server.addr, "web-01.node.consul.", RecordType::A).answers[0].ttl,
-        9
-    );
-}
-
-#[test]
 fn every_alias_of_an_instance_set_gets_the_same_records() {
-    let server = demo();
+    let server = Server::demo(&[], &[]);
     let expected_srv = [
         "1 1 8080 web-01.node.dc1.consul.",
         "1 10 9090 0a00010c.addr.dc1.consul.",
@@ -669,52 +550,4 @@ fn every_alias_of_an_instance_set_gets_the_same_records() {
             ["10.0.1.11"]
         );
     }
-}
-
-#[test]
-fn sighup_applies_a_new_udp_size_cap_from_the_config_file() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let registry = support::write(
-        dir.path(),
-        "registry.json",
-        &serde_json::to_string(&many("big", 60)).unwrap(),
-    );
-    let config = support::write(dir.path(), "snapdns.toml", "max-udp-size = 1232\n");
-    let source = format!("file:{}", registry.display());
-    let server = Server::start_in(
-        dir.clone(),
-        &["--config", config.to_str().unwrap(), "--registry", &source],
-    );
-    let before = udp_edns(
-        server.addr,
-        "big.service.consul.",
-        RecordType::SRV,
-        Some(8192),
-    );
-    assert!(
-        before.metadata.truncation,
-        "60 SRV records and addresses do not fit in 1232 bytes"
-    );
-    assert_eq!(before.edns.as_ref().map(|e| e.max_payload()), Some(1232));
-
-    std::fs::write(&config, "max-udp-size = 8192\n").unwrap();
-    server.signal("HUP");
-    assert_eventually!(
-        server.log_count("configuration reloaded") == 1,
-        "{}",
-        server.log()
-    );
-    let after = udp_edns(
-        server.addr,
-        "big.service.consul.",
-        RecordType::SRV,
-        Some(8192),
-    );
-    assert!(!after.metadata.truncation);
-    assert_eq!(after.answers.len(), 60);
-    assert_eq!(after.edns.as_ref().map(|e| e.max_payload()), Some(8192));
-    assert!(
-        !server.log().contains("max-udp-size"),
-        "applied, not reported as needing a restart"
-    );
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::registry_fixture::entry;
-use crate::support::{self, eventually, Server};
+use crate::support::registry::{entry, replace_registry_file};
+use crate::support::server::{capture_stderr, Server};
+use crate::support::{self, eventually};
 
 // ------------------------------------------------------------------ the configurations
 
@@ -138,7 +139,7 @@ impl Haproxy {
             .stderr(Stdio::piped())
             .spawn()
             .expect("haproxy is installed (apt-get install haproxy; .ci/run does)");
-        let log = support::capture_stderr(&mut child, "haproxy");
+        let log = capture_stderr(&mut child, "haproxy");
         let mut haproxy = Self {
             child: Some(child),
             socket,
@@ -368,23 +369,6 @@ fn instance(node: &str, service: &str, addr: SocketAddr, status: &str) -> Value 
     )
 }
 
-/// Replaces the registry file at once (write aside, rename over).
-fn write_registry(path: &Path, registry: &Value) {
-    let aside = path.with_extension("json.new");
-    std::fs::write(&aside, serde_json::to_string_pretty(registry).unwrap()).unwrap();
-    std::fs::rename(&aside, path).unwrap();
-}
-
-fn start_snapdns(registry: &Value, extra: &[&str]) -> (Server, PathBuf) {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let path = dir.path().join("registry.json");
-    write_registry(&path, registry);
-    let source = format!("file:{}", path.display());
-    let mut args = vec!["--registry", source.as_str()];
-    args.extend_from_slice(extra);
-    (Server::start_in(dir, &args), path)
-}
-
 fn set<const N: usize>(addrs: [SocketAddr; N]) -> BTreeSet<SocketAddr> {
     addrs.into_iter().collect()
 }
@@ -419,7 +403,7 @@ fn haproxy_follows_registry_changes() {
         "web": web(vec![instance("n2", "web", n2, "passing")]),
         "solo": [instance("s1", "solo", solo_old, "passing")],
     });
-    let (dns, path) = start_snapdns(&registry, &[]);
+    let (dns, path) = Server::with_registry_file(&registry, &[]);
     let dns_addr = dns.addr.to_string();
     let haproxy = Haproxy::start(|socket| tracking_config(socket, &dns_addr, solo_old.port()));
     let long = Duration::from_secs(20);
@@ -430,7 +414,7 @@ fn haproxy_follows_registry_changes() {
     let before = assignment(&first);
 
     // n2's check goes critical: its slot leaves (DNS maintenance), the others keep theirs.
-    write_registry(
+    replace_registry_file(
         &path,
         &json!({
             "web": web(vec![instance("n2", "web", n2, "critical")]),
@@ -453,7 +437,7 @@ fn haproxy_follows_registry_changes() {
 
     // A newly registered instance joins; the others still keep their slots.
     let n6 = instances.listen("127.0.1.6", 0);
-    write_registry(
+    replace_registry_file(
         &path,
         &json!({
             "web": web(vec![
@@ -471,7 +455,7 @@ fn haproxy_follows_registry_changes() {
     );
 
     // The A-record server follows the only passing instance's new address.
-    write_registry(
+    replace_registry_file(
         &path,
         &json!({
             "web": web(vec![
@@ -505,8 +489,8 @@ fn large_registry(instances: &Instances) -> (Value, BTreeSet<SocketAddr>) {
 fn haproxy_finds_100_instances_and_never_flaps() {
     let instances = Instances::new();
     let (registry, all) = large_registry(&instances);
-    let (big_udp, _path) = start_snapdns(&registry, &["--max-udp-size", "8192"]);
-    let (default_dns, _path2) = start_snapdns(&registry, &[]);
+    let (big_udp, _path) = Server::with_registry_file(&registry, &["--max-udp-size", "8192"]);
+    let (default_dns, _path2) = Server::with_registry_file(&registry, &[]);
     let (big_addr, default_addr) = (big_udp.addr.to_string(), default_dns.addr.to_string());
     let haproxy = Haproxy::start(|socket| large_config(socket, &big_addr, &default_addr));
     let long = Duration::from_secs(30);

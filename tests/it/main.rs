@@ -1,23 +1,36 @@
 //! One integration test binary: every module drives the real `snapdns` binary over real
-//! sockets on loopback.
+//! sockets on loopback. Test files are named after the feature they test; everything more
+//! than one of them uses lives in `support/`, and no test file imports from another.
 
 #![allow(unreachable_pub)] // test helpers are shared between modules of one crate
 
 mod support;
 
-mod registry_fixture;
-
+/// Answers from the registry zone: names, records, TTLs, sizes, malformed queries.
 mod answers;
-
+/// Flags and the config file.
+mod config;
+/// The registry file source.
+mod file_registry;
+/// Forwarding to upstreams and the cache.
 mod forward;
-
-mod haproxy;
-
+/// glibc's resolver (`getent`) as a client.
 mod glibc;
-
-mod sync;
-mod tidy;
-
-mod operate;
-
+/// HAProxy's DNS service discovery as a client.
+mod haproxy;
+/// Logs: JSON lines, log flags.
+mod logging;
+/// `/metrics`.
+mod metrics;
+/// SIGHUP reloads.
+mod reload;
+/// Five replicas behind Unbound and dnsmasq.
 mod replicas;
+/// SIGTERM draining.
+mod shutdown;
+/// Static zones from `--zones-dir`.
+mod static_zones;
+/// Sync from Consul: changes, outages, disk, self-preservation, security.
+mod sync;
+/// Rules of the source tree.
+mod tidy;

@@ -15,13 +15,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 use serde_json::{json, Value};
 
-use crate::operate::metric;
-use crate::registry_fixture::{entry, web_entries};
-use crate::support::{self, eventually, sorted_rdata, udp, write, Server};
-use crate::sync::standin::Standin;
+use crate::support::dns_client::{query_message, soa_serial, sorted_rdata, udp, udp_raw};
+use crate::support::metrics::metric;
+use crate::support::registry::{entry, web_entries};
+use crate::support::server::Server;
+use crate::support::standin::Standin;
+use crate::support::{eventually, write};
 
 const REPLICAS: usize = 5;
 
@@ -64,8 +66,8 @@ fn a_records(addr: SocketAddr, name: &str) -> Vec<String> {
 
 /// Like [`a_records`], but `None` when no answer comes (within 2 s).
 fn try_a_records(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
-    let query = support::query_message(name, RecordType::A, None);
-    let reply = support::udp_raw(addr, &query.to_vec().unwrap())?;
+    let query = query_message(name, RecordType::A, None);
+    let reply = udp_raw(addr, &query.to_vec().unwrap())?;
     let reply = Message::from_vec(&reply).ok()?;
     (reply.metadata.response_code == ResponseCode::NoError).then(|| sorted_rdata(&reply.answers))
 }
@@ -73,7 +75,7 @@ fn try_a_records(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
 /// A query as a stub resolver sends it (glibc with `timeout:1 attempts:3`): the same message
 /// again after each second without an answer. Returns (rcode, sorted A records, tries).
 fn stub_query(addr: SocketAddr, name: &str) -> (ResponseCode, Vec<String>, usize) {
-    let query = support::query_message(name, RecordType::A, None);
+    let query = query_message(name, RecordType::A, None);
     let bytes = query.to_vec().unwrap();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -95,18 +97,8 @@ fn stub_query(addr: SocketAddr, name: &str) -> (ResponseCode, Vec<String>, usize
     panic!("no answer for {name} from {addr} in three tries");
 }
 
-fn serial(addr: SocketAddr) -> Option<u32> {
-    udp(addr, "consul.", RecordType::SOA)
-        .answers
-        .iter()
-        .find_map(|r| match &r.data {
-            RData::SOA(soa) => Some(soa.serial),
-            _ => None,
-        })
-}
-
 fn serials(replicas: &[Server]) -> Vec<Option<u32>> {
-    replicas.iter().map(|r| serial(r.addr)).collect()
+    replicas.iter().map(|r| soa_serial(r.addr)).collect()
 }
 
 fn unix_now() -> f64 {
@@ -341,7 +333,7 @@ fn five_replicas_converge_outlive_the_registry_and_a_dead_peer() {
     for replica in &replicas {
         assert_eq!(a_records(replica.addr, "web.service.consul."), web[..2]);
         assert_eq!(a_records(replica.addr, "api.service.consul."), api);
-        assert_eq!(serial(replica.addr), second[0]);
+        assert_eq!(soa_serial(replica.addr), second[0]);
     }
 
     // One replica dies: the resolver configured with all five still resolves, every time.
@@ -379,7 +371,7 @@ fn five_replicas_converge_outlive_the_registry_and_a_dead_peer() {
     assert_eq!(restarted.addr, dead_addr);
     assert_eq!(a_records(restarted.addr, "api.service.consul."), api);
     assert_eq!(a_records(restarted.addr, "web.service.consul."), web[..2]);
-    assert_eq!(serial(restarted.addr), second[0]);
+    assert_eq!(soa_serial(restarted.addr), second[0]);
     assert_eq!(
         metric(&restarted, "snapdns_snapshot_origin{origin=\"disk\"}"),
         Some(1.0)

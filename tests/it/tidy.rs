@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support;
+
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read src") {
@@ -31,7 +33,7 @@ fn code(path: &Path) -> String {
 }
 
 fn relative(path: &Path) -> String {
-    path.strip_prefix(crate::support::repo())
+    path.strip_prefix(support::repo())
         .unwrap_or(path)
         .display()
         .to_string()
@@ -39,7 +41,7 @@ fn relative(path: &Path) -> String {
 
 #[test]
 fn every_source_file_opens_with_a_module_comment() {
-    let missing: Vec<String> = rust_files(&crate::support::repo().join("src"))
+    let missing: Vec<String> = rust_files(&support::repo().join("src"))
         .into_iter()
         .filter(|path| {
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -55,7 +57,7 @@ fn every_source_file_opens_with_a_module_comment() {
 
 #[test]
 fn dependency_rules_of_the_architecture_hold() {
-    let src = crate::support::repo().join("src");
+    let src = support::repo().join("src");
     let mut broken = Vec::new();
     for path in rust_files(&src) {
         let name = relative(&path);

@@ -7,32 +7,35 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use serde_json::{json, Value};
 
-use super::standin::health;
-use super::*;
 use crate::assert_eventually;
-use crate::registry_fixture::entry;
+use crate::support::dns_client::{service_addresses, service_rcode};
+use crate::support::http::{health, registry_state};
+use crate::support::registry::{entry, web_addresses, web_and_db};
+use crate::support::standin::Standin;
+use crate::support::sync_settings::{start_syncing, start_syncing_in};
+use crate::support::time_until;
 
 #[test]
 fn sync_restart_with_the_registry_down_serves_from_disk() {
-    let (mut consul, _dir) = standin(&base_registry(), &[]);
+    let (mut consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-    let mut server = start_in(dir.clone(), &consul.url(), &[]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
     assert_eventually!(health(&server).1["persistence"]["ok"] == true);
     let index = consul.index();
     server.kill();
     consul.stop();
 
-    let server = start_in(dir, &consul.url(), &[]);
+    let server = start_syncing_in(dir, &consul.url(), &[]);
     // The very first answer comes from disk.
-    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
     let (code, report) = health(&server);
     assert_eq!(code, 200, "{report}");
     assert_eq!(report["snapshot"]["origin"], "disk");
     assert_eq!(report["snapshot"]["index"].as_u64(), Some(index));
     assert!(report["persistence"]["loaded_from"].is_string());
     assert_eventually!(registry_state(&server) == "unreachable");
-    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
     assert!(server
         .log()
         .contains("serving the persisted registry state"));
@@ -40,9 +43,9 @@ fn sync_restart_with_the_registry_down_serves_from_disk() {
 
 #[test]
 fn sync_corrupt_or_newer_snapshot_files_fall_back_to_an_older_generation() {
-    let (mut consul, _dir) = standin(&base_registry(), &[]);
+    let (mut consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-    let mut server = start_in(dir.clone(), &consul.url(), &[]);
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
     assert_eventually!(health(&server).1["persistence"]["generation"] == 1);
     consul.put_service(
         "cache",
@@ -64,14 +67,14 @@ fn sync_corrupt_or_newer_snapshot_files_fall_back_to_an_older_generation() {
     )
     .unwrap();
 
-    let mut server = start_in(dir.clone(), &consul.url(), &[]);
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
     assert_eq!(
-        addresses(&server, "web"),
-        web_all(),
+        service_addresses(&server, "web"),
+        web_addresses(),
         "generation 1 is served"
     );
     assert_eq!(
-        rcode(&server, "cache"),
+        service_rcode(&server, "cache"),
         ResponseCode::NXDomain,
         "generation 2 is not"
     );
@@ -99,28 +102,28 @@ fn sync_corrupt_or_newer_snapshot_files_fall_back_to_an_older_generation() {
         )
         .unwrap();
     }
-    let server = start_in(dir, &consul.url(), &[]);
-    assert_eq!(rcode(&server, "web"), ResponseCode::ServFail);
+    let server = start_syncing_in(dir, &consul.url(), &[]);
+    assert_eq!(service_rcode(&server, "web"), ResponseCode::ServFail);
     assert_eq!(health(&server).0, 503);
     consul.restart();
-    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
     assert_eq!(health(&server).0, 200);
 }
 
 #[test]
 fn sync_unwritable_state_dir_is_reported_and_serving_goes_on() {
-    let (consul, _dir) = standin(&base_registry(), &[]);
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
     let scratch = tempfile::tempdir().unwrap();
     let file = scratch.path().join("file");
     std::fs::write(&file, "not a directory").unwrap();
     let state_dir = file.join("state");
-    let server = start(&consul, &["--state-dir", state_dir.to_str().unwrap()]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let server = start_syncing(&consul.url(), &["--state-dir", state_dir.to_str().unwrap()]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
     assert_eventually!(health(&server).1["persistence"]["ok"] == false);
     consul.set_check("n1", "service:web-8080-n1", "critical");
-    assert_eventually!(!addresses(&server, "web").contains(&"10.1.0.1".into()));
+    assert_eventually!(!service_addresses(&server, "web").contains(&"10.1.0.1".into()));
     consul.set_check("n1", "service:web-8080-n1", "passing");
-    assert_eventually!(addresses(&server, "web") == web_all());
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
     std::thread::sleep(Duration::from_millis(1200));
     let (code, report) = health(&server);
     assert_eq!(
@@ -145,30 +148,30 @@ fn sync_unwritable_state_dir_is_reported_and_serving_goes_on() {
 
 #[test]
 fn sync_self_preservation_holds_a_mass_drop_then_lets_it_go() {
-    let (consul, _dir) = standin(&base_registry(), &[]);
-    let server = start(&consul, &[]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let server = start_syncing(&consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
 
     // One of five served instances going away is ordinary: applied at once.
     consul.delete_service("db");
-    assert_eventually!(rcode(&server, "db") == ResponseCode::NXDomain);
+    assert_eventually!(service_rcode(&server, "db") == ResponseCode::NXDomain);
     assert_eq!(health(&server).1["self_preservation"]["active"], false);
 
     // Three of four at once looks like a registry fault: they keep being served.
-    let web = base_registry()["web"].as_array().unwrap()[..1].to_vec();
+    let web = web_and_db(&["v1"])["web"].as_array().unwrap()[..1].to_vec();
     consul.put_service("web", &Value::Array(web));
     assert_eventually!(health(&server).1["self_preservation"]["active"] == true);
     let report = health(&server).1;
     assert_eq!(report["self_preservation"]["held_instances"], 3, "{report}");
     assert_eq!(report["status"], "degraded");
-    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
     assert!(server
         .log()
         .contains("self-preservation: the registry dropped too many instances at once"));
 
     // They stay gone for the window (3 s): let go.
     let released = time_until("held instances are released", || {
-        addresses(&server, "web") == ["10.1.0.1"]
+        service_addresses(&server, "web") == ["10.1.0.1"]
     });
     assert!(
         released > Duration::from_secs(1),

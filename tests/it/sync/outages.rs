@@ -1,20 +1,27 @@
 //! Registry faults: error statuses, broken answers, a stopped registry, an index going
-//! backwards, a leader loss. The last good snapshot keeps serving through all of them.
+//! backwards, a leader loss. The last good snapshot keeps serving through all of them; with no
+//! snapshot yet, SERVFAIL and 503 until the registry first answers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
 use serde_json::{json, Value};
 
-use super::standin::health;
-use super::*;
 use crate::assert_eventually;
+use crate::support::dns_client::{service_addresses, service_rcode};
+use crate::support::http::{health, registry_state};
+use crate::support::registry::{web_addresses, web_and_db};
+use crate::support::standin::Standin;
+use crate::support::sync_settings::{start_syncing, start_syncing_in};
+use crate::support::write;
 
 /// Injects each fault in turn: DNS keeps answering, health names the fault, it is logged once
 /// (not once per retry), and the sync recovers when the fault is gone.
 fn run_faults(faults: &[(Value, &str)]) {
-    let (consul, _dir) = standin(&base_registry(), &[]);
-    let server = start(&consul, &[]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let server = start_syncing(&consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
     for (spec, kind) in faults {
         let logged_before = server.log_count("registry fault:");
         let failed_before = health(&server).1["totals"]["failed_syncs"]
@@ -34,7 +41,11 @@ fn run_faults(faults: &[(Value, &str)]) {
                 >= failed_before + 2,
             "no retries under {spec}"
         );
-        assert_eq!(addresses(&server, "web"), web_all(), "under {spec}");
+        assert_eq!(
+            service_addresses(&server, "web"),
+            web_addresses(),
+            "under {spec}"
+        );
         let (code, report) = health(&server);
         assert_eq!(
             (code, report["status"].as_str()),
@@ -88,9 +99,9 @@ fn sync_outage_broken_answers_keep_serving() {
 
 #[test]
 fn sync_outage_registry_stopped_and_index_going_backwards() {
-    let (mut consul, _dir) = standin(&base_registry(), &[]);
-    let server = start(&consul, &[]);
-    assert_eventually!(addresses(&server, "web") == web_all());
+    let (mut consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let server = start_syncing(&consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
 
     consul.stop();
     assert_eventually!(
@@ -104,7 +115,7 @@ fn sync_outage_registry_stopped_and_index_going_backwards() {
             .unwrap()
             >= 2
     );
-    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
     assert_eq!(server.log_count("registry fault:"), 1, "{}", server.log());
     consul.restart();
     assert_eventually!(registry_state(&server) == "ok");
@@ -118,7 +129,7 @@ fn sync_outage_registry_stopped_and_index_going_backwards() {
         "{}",
         health(&server).1
     );
-    assert_eq!(addresses(&server, "web"), web_all());
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
     assert_eq!(
         health(&server).1["registry"]["last_error"]["kind"],
         "index_backwards"
@@ -136,16 +147,17 @@ fn sync_outage_registry_stopped_and_index_going_backwards() {
 
 #[test]
 fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
-    let (consul, _dir) = standin(&base_registry(), &[]);
-    let stale = start(&consul, &[]);
-    let consistent = start(&consul, &["--consistent"]);
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let stale = start_syncing(&consul.url(), &[]);
+    let consistent = start_syncing(&consul.url(), &["--consistent"]);
     assert_eventually!(
-        addresses(&stale, "web") == web_all() && addresses(&consistent, "web") == web_all()
+        service_addresses(&stale, "web") == web_addresses()
+            && service_addresses(&consistent, "web") == web_addresses()
     );
     consul.fault(&json!({"leaderless": true}));
     consul.set_check("n1", "service:web-8080-n1", "critical");
     // Stale reads are answered by any server: changes still arrive.
-    assert_eventually!(!addresses(&stale, "web").contains(&"10.1.0.1".into()));
+    assert_eventually!(!service_addresses(&stale, "web").contains(&"10.1.0.1".into()));
     assert_eventually!(health(&stale).1["registry"]["known_leader"] == false);
     assert_eq!(registry_state(&stale), "ok");
     assert_eventually!(
@@ -154,8 +166,8 @@ fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
         health(&consistent).1
     );
     assert_eq!(
-        addresses(&consistent, "web"),
-        web_all(),
+        service_addresses(&consistent, "web"),
+        web_addresses(),
         "the last good snapshot keeps serving"
     );
     let queries: Vec<String> = consul
@@ -164,4 +176,33 @@ fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
         .map(|r| r["query"].as_str().unwrap().to_string())
         .collect();
     assert!(queries.iter().any(|q| q.contains("consistent")));
+}
+
+#[test]
+fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
+    // A port with nothing listening on it yet; the stand-in starts there later. The socket is
+    // bound but not listening, so connections are refused and no other test can take the port.
+    let reserved =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    reserved.bind(&any.into()).unwrap();
+    let port = reserved.local_addr().unwrap().as_socket().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = start_syncing_in(Arc::new(tempfile::tempdir().unwrap()), &url, &[]);
+    assert_eq!(service_rcode(&server, "web"), ResponseCode::ServFail);
+    let (code, report) = health(&server);
+    assert_eq!(code, 503, "{report}");
+    assert_eq!(report["status"], "unavailable");
+    assert_eventually!(registry_state(&server) == "unreachable");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "registry.json",
+        &web_and_db(&["v1"]).to_string(),
+    );
+    drop(reserved);
+    let _consul = Standin::start_on(port, &path, &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    assert_eq!(health(&server).0, 200);
 }

@@ -1,13 +1,14 @@
-//! Drives the Consul stand-in (tests/consul_standin/standin.py) as a child process, and talks
-//! plain HTTP/1.1 to it and to snapdns's health endpoint.
+//! Drives the Consul stand-in (tests/consul_standin/standin.py) as a child process: starts it
+//! on a registry file, changes the registry and injects faults through its control endpoints.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
+
+use super::http::request;
 
 /// A running stand-in. Killed on drop.
 pub struct Standin {
@@ -36,6 +37,15 @@ impl Standin {
         }
     }
 
+    /// A stand-in serving `registry`, with its state file in a temporary directory (returned,
+    /// to keep it alive and to put other files beside it).
+    pub fn serving(registry: &Value, extra: &[&str]) -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("registry.json");
+        std::fs::write(&path, registry.to_string()).expect("write registry");
+        (Self::start(&path, extra), dir)
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -59,8 +69,9 @@ impl Standin {
 
     /// A control or API request; returns (status, body).
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        http(self.addr, method, path, body)
-            .unwrap_or_else(|e| panic!("stand-in {method} {path}: {e}"))
+        let response = request(self.addr, method, path, body)
+            .unwrap_or_else(|e| panic!("stand-in {method} {path}: {e}"));
+        (response.status, response.body)
     }
 
     /// A control request that must succeed; returns its JSON.
@@ -126,7 +137,7 @@ impl Drop for Standin {
 }
 
 fn spawn(port: u16, state: &Path, extra: &[String]) -> (Child, SocketAddr) {
-    let script = crate::support::repo().join("tests/consul_standin/standin.py");
+    let script = super::repo().join("tests/consul_standin/standin.py");
     let mut child = Command::new("python3")
         .arg(script)
         .args(["--port", &port.to_string(), "--state"])
@@ -147,37 +158,4 @@ fn spawn(port: u16, state: &Path, extra: &[String]) -> (Child, SocketAddr) {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("stand-in did not start: {line:?}"));
     (child, addr)
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns (status, body).
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {head:?}")))?;
-    Ok((status, body.to_string()))
-}
-
-/// snapdns's `/health`: (status code, JSON).
-pub fn health(server: &crate::support::Server) -> (u16, Value) {
-    let addr = server.http.expect("snapdns logged its http address");
-    let (status, body) = http(addr, "GET", "/health", "").expect("health answers");
-    (status, serde_json::from_str(&body).expect("health is JSON"))
 }

@@ -1,4 +1,7 @@
-//! Registry files for tests, in the format Consul's `GET /v1/health/service/<name>` returns.
+//! Registry fixtures, in the format Consul's `GET /v1/health/service/<name>` returns: single
+//! entries, the web/db registry the sync tests and metrics share, and the shipped demo registry.
+
+use std::path::Path;
 
 use serde_json::{json, Value};
 
@@ -78,4 +81,31 @@ pub fn web_entries(count: usize, tags: &[&str]) -> Vec<Value> {
 /// A passing `db` instance on node `d1` at 10.2.0.1:5432.
 pub fn db_entry() -> Value {
     entry("d1", "10.2.0.1", "db", "", 5432, &[], "passing")
+}
+
+/// web: four passing instances on n1..n4 (10.1.0.1-4, port 8080, each with `web_tags`);
+/// db: one on d1 (10.2.0.1:5432).
+pub fn web_and_db(web_tags: &[&str]) -> Value {
+    json!({ "web": web_entries(4, web_tags), "db": [db_entry()] })
+}
+
+/// The addresses of [`web_and_db`]'s web instances, sorted.
+pub fn web_addresses() -> Vec<String> {
+    (1..=4).map(|i| format!("10.1.0.{i}")).collect()
+}
+
+/// `--registry` for the shipped demo registry: `file:<repo>/zones/demo.registry.json`.
+pub fn demo_registry() -> String {
+    format!(
+        "file:{}",
+        super::repo().join("zones/demo.registry.json").display()
+    )
+}
+
+/// Replaces the registry file at `path` at once (write aside, rename over), so a file source
+/// never reads half a file.
+pub fn replace_registry_file(path: &Path, registry: &Value) {
+    let aside = path.with_extension("json.new");
+    std::fs::write(&aside, serde_json::to_string_pretty(registry).unwrap()).unwrap();
+    std::fs::rename(&aside, path).unwrap();
 }

@@ -1,59 +1,17 @@
-//! Test harness: runs the real `snapdns` binary on ephemeral loopback ports and talks DNS to
-//! it over real sockets, with hickory-proto as an independent codec on the client side.
+//! The `snapdns` binary under test: started on ephemeral loopback ports, ready once it logs
+//! "listening on", its stderr captured for assertions; signals, exit and flag errors.
 
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use serde_json::Value;
 
-/// The binary under test.
-pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_snapdns"))
-}
-
-/// Repository root, for zones/ and the demo registry.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Asserts that a condition becomes true within 10 s, polling.
-#[macro_export]
-macro_rules! assert_eventually {
-    ($cond:expr) => {
-        assert!(
-            $crate::support::eventually(std::time::Duration::from_secs(10), || $cond),
-            "condition never held: {}",
-            stringify!($cond)
-        )
-    };
-    ($cond:expr, $($msg:tt)+) => {
-        assert!(
-            $crate::support::eventually(std::time::Duration::from_secs(10), || $cond),
-            $($msg)+
-        )
-    };
-}
+use super::registry::{demo_registry, replace_registry_file};
+use super::{binary, eventually};
 
 /// A running snapdns process. Killed on drop.
 pub struct Server {
@@ -129,6 +87,30 @@ impl Server {
             .log_line_after("listening on http ")
             .and_then(|a| a.parse().ok());
         server
+    }
+
+    /// snapdns serving the demo registry (zones/demo.registry.json), forwarding to
+    /// `upstreams` (none: `--no-forward`), with `extra` flags.
+    pub fn demo(upstreams: &[String], extra: &[&str]) -> Self {
+        let registry = demo_registry();
+        let mut args = vec!["--registry", registry.as_str()];
+        for upstream in upstreams {
+            args.extend(["--upstream", upstream.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
+    /// snapdns serving `registry`, written to `registry.json` in its working directory, with
+    /// `extra` flags; returns the file's path too, for the test to change it.
+    pub fn with_registry_file(registry: &Value, extra: &[&str]) -> (Self, PathBuf) {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let path = dir.path().join("registry.json");
+        replace_registry_file(&path, registry);
+        let source = format!("file:{}", path.display());
+        let mut args = vec!["--registry", source.as_str()];
+        args.extend_from_slice(extra);
+        (Self::start_in(dir, &args), path)
     }
 
     /// Everything the server logged so far.
@@ -227,127 +209,4 @@ pub fn run_to_exit(args: &[&str]) -> (i32, String) {
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// A query message for `name`/`qtype`, with EDNS when `edns_payload` is set.
-pub fn query_message(name: &str, qtype: RecordType, edns_payload: Option<u16>) -> Message {
-    let mut message = Message::new(rand_id(), MessageType::Query, OpCode::Query);
-    message.metadata.recursion_desired = true;
-    message.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
-    if let Some(payload) = edns_payload {
-        let mut edns = Edns::new();
-        edns.set_max_payload(payload);
-        message.set_edns(edns);
-    }
-    message
-}
-
-fn rand_id() -> u16 {
-    (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        & 0xffff) as u16
-}
-
-/// Sends raw bytes over UDP from `bind` and returns the raw reply (None after 2 s).
-pub fn udp_raw_from(bind: &str, addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind(bind).expect("bind client");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket.send_to(bytes, addr).expect("send");
-    let mut buf = vec![0u8; 65535];
-    let (len, _) = socket.recv_from(&mut buf).ok()?;
-    buf.truncate(len);
-    Some(buf)
-}
-
-/// Sends raw bytes over UDP and returns the raw reply.
-pub fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    udp_raw_from("127.0.0.1:0", addr, bytes)
-}
-
-/// A UDP query; panics when no (decodable) answer comes.
-pub fn udp(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
-    udp_edns(addr, name, qtype, None)
-}
-
-/// A UDP query with an optional EDNS payload size.
-pub fn udp_edns(addr: SocketAddr, name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
-    let query = query_message(name, qtype, edns);
-    let reply = udp_raw(addr, &query.to_vec().unwrap())
-        .unwrap_or_else(|| panic!("no UDP answer for {name} {qtype}"));
-    let message = Message::from_vec(&reply).expect("decodable answer");
-    assert_eq!(message.metadata.id, query.metadata.id, "reply ID matches");
-    message
-}
-
-/// Sends raw bytes over TCP (length-prefixed) and returns the raw reply.
-pub fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(bytes);
-    stream.write_all(&framed).unwrap();
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).expect("reply length");
-    let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
-    stream.read_exact(&mut reply).expect("reply");
-    reply
-}
-
-/// A TCP query.
-pub fn tcp(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
-    let query = query_message(name, qtype, None);
-    let reply = tcp_raw(addr, &query.to_vec().unwrap());
-    let message = Message::from_vec(&reply).expect("decodable answer");
-    assert_eq!(message.metadata.id, query.metadata.id);
-    message
-}
-
-/// The rdata of answer records as text, in order (`10.0.0.1`, `1 1 80 web-01.node...`).
-pub fn rdata(records: &[Record]) -> Vec<String> {
-    records.iter().map(|r| r.data.to_string()).collect()
-}
-
-/// Sorted rdata texts of answers.
-pub fn sorted_rdata(records: &[Record]) -> Vec<String> {
-    let mut out = rdata(records);
-    out.sort();
-    out
-}
-
-/// (owner, type, rdata) of each record.
-pub fn rrs(records: &[Record]) -> Vec<(String, RecordType, String)> {
-    records
-        .iter()
-        .map(|r| (r.name.to_string(), r.record_type(), r.data.to_string()))
-        .collect()
-}
-
-/// The SOA in the authority section, if any.
-pub fn soa(message: &Message) -> Option<&hickory_proto::rr::rdata::SOA> {
-    message.authorities.iter().find_map(|r| match &r.data {
-        RData::SOA(soa) => Some(soa),
-        _ => None,
-    })
-}
-
-/// Writes `text` to `dir/name` and returns the path.
-pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path
-}
-
-/// Runs `dig` with `args` and returns stdout.
-pub fn dig(args: &[&str]) -> String {
-    let output = Command::new("dig")
-        .args(args)
-        .output()
-        .expect("dig is installed (bind9-dnsutils)");
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }

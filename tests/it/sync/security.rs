@@ -1,0 +1,175 @@
+//! Talking to a secured registry: an ACL token sent (never logged, a revoked one reported),
+//! HTTPS with a CA file and a client certificate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+
+use crate::assert_eventually;
+use crate::support::dns_client::{service_addresses, service_rcode};
+use crate::support::http::{health, registry_state};
+use crate::support::registry::{web_addresses, web_and_db};
+use crate::support::standin::Standin;
+use crate::support::sync_settings::{start_syncing, start_syncing_in};
+
+#[test]
+fn sync_acl_token_is_sent_and_never_logged() {
+    let token = "7f9b3c2e-secret-acl-token-5d1a";
+    let (consul, dir) = Standin::serving(&web_and_db(&["v1"]), &["--token", token]);
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let server = start_syncing(
+        &consul.url(),
+        &["--token-file", token_file.to_str().unwrap()],
+    );
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    let requests = consul.requests();
+    assert!(!requests.is_empty());
+    assert!(requests
+        .iter()
+        .all(|r| r["headers"]["x-consul-token"] == token));
+    assert!(requests
+        .iter()
+        .all(|r| !r["query"].as_str().unwrap().contains(token)));
+
+    // The token is revoked: 403 ACL not found; DNS keeps answering.
+    consul.control("PUT", "/_standin/token", "another-token");
+    assert_eventually!(
+        registry_state(&server) == "acl_denied",
+        "{}",
+        health(&server).1
+    );
+    assert_eq!(service_addresses(&server, "web"), web_addresses());
+    let (_, report) = health(&server);
+    assert!(!report.to_string().contains(token));
+    assert!(server.log().contains("DEBUG"), "the log is at debug level");
+    assert!(
+        !server.log().contains(token),
+        "the token leaked into the log"
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=snapdns test CA",
+        ],
+    ]
+    .concat());
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+}
+
+#[test]
+fn sync_https_with_ca_file_and_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let file = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
+    let (consul, _dir) = Standin::serving(
+        &web_and_db(&["v1"]),
+        &[
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+            "--client-ca",
+            &file("ca.pem"),
+        ],
+    );
+    let url = format!("https://{}", consul.addr);
+    let tls = [
+        "--ca-file",
+        &file("ca.pem"),
+        "--client-cert",
+        &file("client.pem"),
+        "--client-key",
+        &file("client.key"),
+    ];
+    let server = start_syncing_in(Arc::new(tempfile::tempdir().unwrap()), &url, &tls);
+    assert_eventually!(
+        service_addresses(&server, "web") == web_addresses(),
+        "{}",
+        server.log()
+    );
+    assert_eq!(health(&server).1["source"]["url"], url);
+
+    // Without the client certificate the handshake fails: reported, never a crash.
+    let anonymous = start_syncing_in(Arc::new(tempfile::tempdir().unwrap()), &url, &tls[..2]);
+    assert_eventually!(
+        registry_state(&anonymous) == "unreachable",
+        "{}",
+        health(&anonymous).1
+    );
+    assert_eq!(service_rcode(&anonymous, "web"), ResponseCode::ServFail);
+}
