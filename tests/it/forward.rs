@@ -474,3 +474,88 @@ fn concurrent_misses_make_one_upstream_query() {
         "16 concurrent misses, one upstream query: {seen:?}"
     );
 }
+
+/// `--max-forwards` bounds the upstream exchanges in flight: with a silent upstream holding
+/// two, every further uncached name is answered SERVFAIL at once instead of taking a socket
+/// until its timeout (issue 10, item 2).
+#[test]
+fn upstream_exchanges_in_flight_are_capped() {
+    let silent = FakeUpstream::start(Behaviour::AnswerWhenReleased, ANSWER);
+    let server = Server::demo(
+        &[silent.addr.to_string()],
+        &["--max-forwards", "2", "--upstream-timeout", "30s"],
+    );
+    // Two queries take the two slots and wait on the silent upstream (as long as it takes).
+    let held: Vec<JoinHandle<Message>> = ["held-1.example.test.", "held-2.example.test."]
+        .into_iter()
+        .map(|name| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                socket
+                    .set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                let query = query_message(name, RecordType::A, None);
+                socket.send_to(&query.to_vec().unwrap(), addr).unwrap();
+                let mut buf = [0u8; 4096];
+                let (len, _) = socket.recv_from(&mut buf).expect("an answer once released");
+                Message::from_vec(&buf[..len]).unwrap()
+            })
+        })
+        .collect();
+    assert_eventually!(
+        silent.was_asked("held-1.example.test.") && silent.was_asked("held-2.example.test."),
+        "{:?}",
+        silent.seen()
+    );
+    for i in 0..10 {
+        let reply = udp(
+            server.addr,
+            &format!("over-{i}.example.test."),
+            RecordType::A,
+        );
+        assert_forwarded(&reply, ResponseCode::ServFail);
+    }
+    assert_eq!(
+        silent.seen().len(),
+        2,
+        "nothing beyond the cap went upstream"
+    );
+    // The held queries still get their answers once the upstream speaks.
+    silent.release("held-1.example.test.");
+    silent.release("held-2.example.test.");
+    for handle in held {
+        assert_eq!(rdata(&handle.join().unwrap().answers), ["192.0.2.99"]);
+    }
+    // The slots are free again.
+    silent.release("after.example.test.");
+    let after = udp(server.addr, "after.example.test.", RecordType::A);
+    assert_eq!(rdata(&after.answers), ["192.0.2.99"]);
+}
+
+/// An upstream that timed out is tried after the others for a while: a dead first upstream
+/// costs one timeout, not one per cache miss (issue 10, item 2).
+#[test]
+fn an_upstream_that_timed_out_is_tried_last() {
+    let silent = FakeUpstream::start(Behaviour::AnswerWhenReleased, [192, 0, 2, 1]);
+    let good = FakeUpstream::start(Behaviour::Answer, ANSWER);
+    let server = Server::demo(
+        &[silent.addr.to_string(), good.addr.to_string()],
+        &["--upstream-timeout", "300ms"],
+    );
+    for i in 0..10 {
+        let reply = udp(
+            server.addr,
+            &format!("name-{i}.example.test."),
+            RecordType::A,
+        );
+        assert_eq!(rdata(&reply.answers), ["192.0.2.99"], "name-{i}");
+    }
+    assert_eq!(
+        silent.seen().len(),
+        1,
+        "only the first miss waited on the silent upstream: {:?}",
+        silent.seen()
+    );
+    assert_eq!(good.seen().len(), 10);
+}

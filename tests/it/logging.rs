@@ -112,3 +112,30 @@ fn log_flags_are_validated() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("log"), "{stderr}");
 }
+
+/// No log line per packet is reachable by a client at the default level: queries with a
+/// truncated EDNS option are answered, and hickory's warning for each is not written
+/// (issue 10, item 6).
+#[test]
+fn malformed_edns_options_do_not_flood_the_log() {
+    let server = crate::support::server::Server::demo(&[], &[]);
+    let lines_before = server.log().lines().count();
+    let mut query =
+        crate::support::dns_client::query_message("web-01.node.consul.", RecordType::A, None)
+            .to_vec()
+            .unwrap();
+    query[11] = 1; // ARCOUNT: one OPT record follows
+                   // OPT: root owner, type 41, payload 1232, TTL 0, RDLENGTH 2: an option code (COOKIE) and
+                   // nothing after it, not even its length.
+    query.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 2, 0, 10]);
+    let mut answered = 0;
+    for _ in 0..200 {
+        if let Some(reply) = crate::support::dns_client::udp_raw(server.addr, &query) {
+            assert_eq!(reply[..2], query[..2], "a reply to our query");
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 200, "every such query is answered");
+    let written = server.log().lines().count() - lines_before;
+    assert!(written < 5, "{written} log lines: {}", server.log());
+}

@@ -32,5 +32,7 @@ mod shutdown;
 mod static_zones;
 /// Sync from Consul: changes, outages, disk, self-preservation, security.
 mod sync;
+
+mod tcp;
 /// Rules of the source tree.
 mod tidy;

@@ -12,6 +12,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::assert_eventually;
 use crate::support::dns_client::{query_message, rdata, udp, udp_edns};
+use crate::support::fake_upstream::{Behaviour, FakeUpstream};
 use crate::support::metrics::{metric, sample, scrape};
 use crate::support::registry::{demo_registry, many};
 use crate::support::server::Server;
@@ -277,4 +278,55 @@ fn sighup_applies_a_new_udp_size_cap_from_the_config_file() {
         !server.log().contains("max-udp-size"),
         "applied, not reported as needing a restart"
     );
+}
+
+/// `max-udp-size` has one home: after a SIGHUP changes it, forwarded answers advertise and
+/// keep the new size as local answers do (they kept the start-up value before).
+#[test]
+fn sighup_applies_the_udp_size_cap_to_forwarded_answers_too() {
+    let upstream = FakeUpstream::start(Behaviour::Answer, [192, 0, 2, 99]);
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let config = write(dir.path(), "snapdns.toml", "max-udp-size = 1232\n");
+    let registry = demo_registry();
+    let upstream_addr = upstream.addr.to_string();
+    let server = Server::start_in(
+        dir.clone(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--registry",
+            &registry,
+            "--upstream",
+            &upstream_addr,
+        ],
+    );
+    let forwarded = |name: &str| udp_edns(server.addr, name, RecordType::A, Some(8192));
+    let before = forwarded("before.example.test.");
+    assert_eq!(rdata(&before.answers), ["192.0.2.99"]);
+    assert_eq!(before.edns.as_ref().map(|e| e.max_payload()), Some(1232));
+
+    std::fs::write(&config, "max-udp-size = 4096\n").unwrap();
+    server.signal("HUP");
+    assert_eventually!(
+        server.log_count("configuration reloaded") == 1,
+        "{}",
+        server.log()
+    );
+    // A new name (asked upstream) and the cached one: both carry the new size.
+    for name in ["after.example.test.", "before.example.test."] {
+        let after = forwarded(name);
+        assert_eq!(rdata(&after.answers), ["192.0.2.99"], "{name}");
+        assert_eq!(
+            after.edns.as_ref().map(|e| e.max_payload()),
+            Some(4096),
+            "{name}"
+        );
+    }
+    let local = udp_edns(
+        server.addr,
+        "web.service.consul.",
+        RecordType::A,
+        Some(8192),
+    );
+    assert_eq!(local.edns.as_ref().map(|e| e.max_payload()), Some(4096));
 }
