@@ -23,10 +23,11 @@ use crate::dns::{tcp, udp, AnswerPolicy, Forwarding, Responder, TcpHandler};
 use crate::metrics::Metrics;
 use crate::registry::consul::{ConsulClient, ConsulConfig, ConsulError};
 use crate::snapshot::{SnapshotStore, ZoneOptions};
-use crate::sync::status::{SourceInfo, SyncStatus};
-use crate::sync::{SyncSettings, SyncTask};
+use crate::source::consul::{self, SyncSettings, SyncTask};
+use crate::source::file::FileSource;
+use crate::source::status::SourceStatus;
 use crate::zone::{wire_key, ZoneSet};
-use crate::{file_source, http, reload, static_zones, sync};
+use crate::{http, reload, static_zones};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -104,23 +105,22 @@ pub async fn run_with_reloads(
     let apex = wire_key(&config.domain).map_err(StartError::Domain)?;
     let responder = Responder::new(store.clone(), &apex, static_zones.clone(), policy);
 
-    // The registry file is read before the sockets open, so the first query sees its data.
+    // The registry file (or Consul's persisted state) is read before the sockets open, so the
+    // first query sees its data. Health is bound before DNS.
+    let status = Arc::new(source_status(&config));
+    let sync_settings = sync_settings(&config, zone_options.clone());
     let mut file_source = match &config.registry {
         RegistrySource::File(path) => {
-            let mut source =
-                file_source::FileSource::new(path.clone(), zone_options.clone(), store.clone());
+            let options = zone_options.clone();
+            let mut source = FileSource::new(path.clone(), options, store.clone(), status.clone());
             source.load_once();
             Some(source)
         }
-        RegistrySource::Consul(_) => None,
+        RegistrySource::Consul(_) => {
+            consul::restore(&sync_settings, &store, &status);
+            None
+        }
     };
-
-    // Consul: serve the persisted state before the first sync. Health is bound before DNS.
-    let status = Arc::new(sync_status(&config));
-    let sync_settings = sync_settings(&config, zone_options.clone());
-    if let RegistrySource::Consul(_) = &config.registry {
-        sync::restore(&sync_settings, &store, &status);
-    }
     let http_listener = match config.http {
         Some(addr) => Some(http::bind(addr).await.map_err(|source| StartError::Bind {
             proto: "http",
@@ -185,13 +185,13 @@ pub async fn run_with_reloads(
         }
     }
     if let Some(listener) = http_listener {
-        let source = Arc::new(http::HealthSource {
+        let served = Arc::new(http::Served {
             store: store.clone(),
             status: status.clone(),
             started: std::time::SystemTime::now(),
             metrics: metrics.clone(),
         });
-        tasks.spawn(http::serve(listener, source, token.child_token()));
+        tasks.spawn(http::serve(listener, served, token.child_token()));
     }
 
     if let Some(requests) = reloads {
@@ -226,20 +226,14 @@ pub async fn run_with_reloads(
     Ok(())
 }
 
-/// The sync status shown by `/health`, for either source.
-fn sync_status(config: &Config) -> SyncStatus {
-    match &config.registry {
-        RegistrySource::File(path) => {
-            SyncStatus::new(SourceInfo::File { path: path.clone() }, None)
-        }
-        RegistrySource::Consul(url) => SyncStatus::new(
-            SourceInfo::Consul {
-                url: url.clone(),
-                datacenter: config.datacenter.clone(),
-            },
-            Some(config.state_dir.clone()),
-        ),
-    }
+/// The source status shown by `/health` and `/metrics`, for either source.
+fn source_status(config: &Config) -> SourceStatus {
+    let persistence = match config.registry {
+        RegistrySource::File(_) => None,
+        RegistrySource::Consul(_) => Some(config.state_dir.clone()),
+    };
+    let datacenter = config.datacenter.clone();
+    SourceStatus::new(config.registry.clone(), datacenter, persistence)
 }
 
 /// How the sync engine reaches Consul.

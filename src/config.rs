@@ -201,14 +201,7 @@ pub struct ServeArgs {
     pub log_format: Option<String>,
 }
 
-/// Where the registry state comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RegistrySource {
-    /// A JSON file of Consul health entries, watched for changes.
-    File(PathBuf),
-    /// Consul's HTTP API at this base URL (`http://host:port`, no trailing slash).
-    Consul(String),
-}
+pub use crate::source::RegistrySource;
 
 /// Validated settings of a running server.
 #[derive(Clone, Debug)]

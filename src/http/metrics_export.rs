@@ -1,8 +1,8 @@
-//! `GET /metrics`: the counters of [`Metrics`], the published snapshot and the sync status,
-//! encoded at scrape time in the OpenMetrics text format by `prometheus-client`.
+//! `GET /metrics`: the counters of [`Metrics`] and the served state ([`Served`]), encoded at
+//! scrape time in the OpenMetrics text format by `prometheus-client`.
 //!
 //! Nothing here runs on the query path: a scrape reads the relaxed atomics, loads the snapshot
-//! once and copies the sync status out of its mutex, then encodes every family with its HELP,
+//! once and copies the source status out of its mutex, then encodes every family with its HELP,
 //! TYPE and (for seconds and bytes) UNIT lines. Families whose value is unknown (the snapshot
 //! age before any snapshot, persistence before the first save) are announced without samples.
 
@@ -16,45 +16,41 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, NoLabelSe
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Metrics, LATENCY_BUCKETS};
-use crate::snapshot::SnapshotStore;
-use crate::sync::status::{SourceInfo, StatusView, SyncStatus};
+use super::served::{Reading, Served};
+use crate::metrics::{Metrics, LATENCY_BUCKETS};
 
-/// The Content-Type of [`Exposition::render`]'s output.
+/// The Content-Type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Everything a scrape reports on. Cloning is shallow.
-#[derive(Clone, Debug)]
-pub struct Exposition {
-    /// The query-path counters.
-    pub metrics: Arc<Metrics>,
-    /// The published snapshot.
-    pub store: SnapshotStore,
-    /// The sync engine's (or the file source's) status.
-    pub status: Arc<SyncStatus>,
-    /// When the process started.
-    pub started: SystemTime,
-}
-
-impl Exposition {
-    /// The whole exposition, `# EOF` included.
-    pub fn render(&self) -> String {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(self.clone()));
-        let mut out = String::with_capacity(8 * 1024);
-        // Writing to a String cannot fail; an encoder error would be a bug in a name.
-        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
-            let _ = writeln!(out, "# encoding failed: {error}");
-        }
-        out
+/// The whole exposition of `served` now, `# EOF` included.
+pub fn render(served: &Served) -> String {
+    let scrape = Scrape {
+        reading: served.read(SystemTime::now()),
+        metrics: served.metrics.clone(),
+        started: served.started,
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::with_capacity(8 * 1024);
+    // Writing to a String cannot fail; an encoder error would be a bug in a name.
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        let _ = writeln!(out, "# encoding failed: {error}");
     }
+    out
 }
 
-impl Collector for Exposition {
+/// One scrape: the served state read once, and the counters.
+#[derive(Debug)]
+struct Scrape {
+    reading: Reading,
+    metrics: Arc<Metrics>,
+    started: SystemTime,
+}
+
+impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
         let m = &self.metrics;
-        let now = SystemTime::now();
 
         // DNS.
         {
@@ -120,20 +116,9 @@ impl Collector for Exposition {
         )?;
 
         // The served snapshot.
-        let view = self.status.view();
-        let snapshot = self.store.current();
-        let is_file = matches!(view.source, SourceInfo::File { .. });
-        let last_success = if is_file {
-            snapshot.as_ref().map(|s| s.fetched_at)
-        } else {
-            view.last_success
-        };
-        let age = snapshot.as_ref().map(|s| {
-            let confirmed = last_success.map_or(s.fetched_at, |t| t.max(s.fetched_at));
-            now.duration_since(confirmed)
-                .unwrap_or_default()
-                .as_secs_f64()
-        });
+        let reading = &self.reading;
+        let snapshot = &reading.snapshot;
+        let age = reading.confirmed_at().map(|at| reading.seconds_since(at));
         optional_gauge(
             e,
             "snapdns_snapshot_age",
@@ -156,11 +141,7 @@ impl Collector for Exposition {
             snapshot.as_ref().map(|s| u64::from(s.zone.serial())),
         )?;
         {
-            let origin = if is_file {
-                "file"
-            } else {
-                view.snapshot_origin
-            };
+            let origin = reading.view.snapshot_origin.as_str();
             let mut family = e.encode_descriptor(
                 "snapdns_snapshot_origin",
                 "Where the served snapshot came from: 1 for the origin (disk, registry, file).",
@@ -197,7 +178,7 @@ impl Collector for Exposition {
         )?;
 
         // The registry and the sync engine.
-        self.encode_sync(e, &view, is_file, last_success, snapshot.is_some())?;
+        encode_sync(e, reading)?;
 
         // Operating.
         counter(
@@ -240,130 +221,122 @@ impl Collector for Exposition {
     }
 }
 
-impl Exposition {
-    fn encode_sync(
-        &self,
-        e: &mut DescriptorEncoder<'_>,
-        view: &StatusView,
-        is_file: bool,
-        last_success: Option<SystemTime>,
-        has_snapshot: bool,
-    ) -> Result<(), std::fmt::Error> {
-        let totals = &view.totals;
-        {
-            let mut family = e.encode_descriptor(
-                "snapdns_sync",
-                "Registry syncs that succeeded: full resyncs and change syncs.",
-                None,
-                MetricType::Counter,
-            )?;
-            for (kind, count) in [
-                ("full", totals.full_syncs),
-                ("changes", totals.change_syncs),
-            ] {
-                family
-                    .encode_family(&[("kind", kind)])?
-                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
-            }
+/// The families of the registry source and the sync engine.
+fn encode_sync(e: &mut DescriptorEncoder<'_>, reading: &Reading) -> Result<(), std::fmt::Error> {
+    let view = &reading.view;
+    let totals = &view.totals;
+    {
+        let mut family = e.encode_descriptor(
+            "snapdns_sync",
+            "Registry syncs that succeeded: full resyncs and change syncs.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, count) in [
+            ("full", totals.full_syncs),
+            ("changes", totals.change_syncs),
+        ] {
+            family
+                .encode_family(&[("kind", kind)])?
+                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
         }
-        counter(
-            e,
-            "snapdns_sync_errors",
-            "Registry syncs that failed (the last good snapshot stays served).",
-            None,
-            totals.failed_syncs,
-        )?;
-        optional_gauge(
-            e,
-            "snapdns_sync_duration",
-            "How long the most recent successful sync took.",
-            Some(&Unit::Seconds),
-            view.last_sync.as_ref().map(|r| r.duration.as_secs_f64()),
-        )?;
-        optional_gauge(
-            e,
-            "snapdns_full_sync_duration",
-            "How long the most recent successful full resync took.",
-            Some(&Unit::Seconds),
-            view.last_full_sync
-                .as_ref()
-                .map(|r| r.duration.as_secs_f64()),
-        )?;
-        optional_gauge(
-            e,
-            "snapdns_last_sync_success",
-            "When a sync last succeeded (the file source: when the file was loaded), Unix seconds.",
-            Some(&Unit::Seconds),
-            last_success.map(unix_seconds),
-        )?;
-        counter(
-            e,
-            "snapdns_registry_requests",
-            "HTTP requests made to the registry, blocking queries and retries included.",
-            None,
-            totals.requests,
-        )?;
-        counter(
+    }
+    counter(
+        e,
+        "snapdns_sync_errors",
+        "Registry syncs that failed (the last good snapshot stays served).",
+        None,
+        totals.failed_syncs,
+    )?;
+    optional_gauge(
+        e,
+        "snapdns_sync_duration",
+        "How long the most recent successful sync took.",
+        Some(&Unit::Seconds),
+        view.last_sync.as_ref().map(|r| r.duration.as_secs_f64()),
+    )?;
+    optional_gauge(
+        e,
+        "snapdns_full_sync_duration",
+        "How long the most recent successful full resync took.",
+        Some(&Unit::Seconds),
+        view.last_full_sync
+            .as_ref()
+            .map(|r| r.duration.as_secs_f64()),
+    )?;
+    optional_gauge(
+        e,
+        "snapdns_last_sync_success",
+        "When a sync last succeeded (the file source: when the file was loaded), Unix seconds.",
+        Some(&Unit::Seconds),
+        view.last_success.map(unix_seconds),
+    )?;
+    counter(
+        e,
+        "snapdns_registry_requests",
+        "HTTP requests made to the registry, blocking queries and retries included.",
+        None,
+        totals.requests,
+    )?;
+    counter(
             e,
             "snapdns_registry",
             "Response body bytes received from the registry on the wire (gzip-compressed where it compressed).",
             Some(&Unit::Bytes),
             totals.wire_bytes,
         )?;
-        counter(
-            e,
-            "snapdns_registry_decoded",
-            "Response body bytes from the registry after decompression.",
-            Some(&Unit::Bytes),
-            totals.json_bytes,
-        )?;
-        let healthy = view.registry_state().is_none() && (last_success.is_some() || is_file);
-        gauge(
-            e,
-            "snapdns_registry_up",
-            "1 while the registry answers (no fault on any channel), else 0.",
-            None,
-            u64::from(healthy && has_snapshot),
-        )?;
-        let p = &view.preservation;
-        gauge(
-            e,
-            "snapdns_self_preservation_active",
-            "1 while instances the registry dropped are still served (self-preservation).",
-            None,
-            u64::from(p.held_instances > 0),
-        )?;
-        gauge(
-            e,
-            "snapdns_self_preservation_held_instances",
-            "Instances served although the registry no longer lists them.",
-            None,
-            p.held_instances as u64,
-        )?;
-        counter(
-            e,
-            "snapdns_self_preservation_episodes",
-            "Times self-preservation was triggered.",
-            None,
-            p.episodes,
-        )?;
-        let persistence = view.persistence.as_ref();
-        optional_gauge(
-            e,
-            "snapdns_persist_ok",
-            "1 when the last save of the snapshot to the state directory worked, 0 when it failed.",
-            None,
-            persistence.and_then(|p| p.ok).map(u64::from),
-        )?;
-        optional_gauge(
-            e,
-            "snapdns_persist_last_success",
-            "When the snapshot was last saved to the state directory, Unix seconds.",
-            Some(&Unit::Seconds),
-            persistence.and_then(|p| p.last_saved).map(unix_seconds),
-        )?;
-        Ok(())
-    }
+    counter(
+        e,
+        "snapdns_registry_decoded",
+        "Response body bytes from the registry after decompression.",
+        Some(&Unit::Bytes),
+        totals.json_bytes,
+    )?;
+    gauge(
+        e,
+        "snapdns_registry_up",
+        "1 while the registry answers (no fault on any channel), else 0.",
+        None,
+        u64::from(reading.registry_up()),
+    )?;
+    let p = &view.preservation;
+    gauge(
+        e,
+        "snapdns_self_preservation_active",
+        "1 while instances the registry dropped are still served (self-preservation).",
+        None,
+        u64::from(p.held_instances > 0),
+    )?;
+    gauge(
+        e,
+        "snapdns_self_preservation_held_instances",
+        "Instances served although the registry no longer lists them.",
+        None,
+        p.held_instances as u64,
+    )?;
+    counter(
+        e,
+        "snapdns_self_preservation_episodes",
+        "Times self-preservation was triggered.",
+        None,
+        p.episodes,
+    )?;
+    let persistence = view.persistence.as_ref();
+    optional_gauge(
+        e,
+        "snapdns_persist_ok",
+        "1 when the last save of the snapshot to the state directory worked, 0 when it failed.",
+        None,
+        persistence.and_then(|p| p.ok).map(u64::from),
+    )?;
+    optional_gauge(
+        e,
+        "snapdns_persist_last_success",
+        "When the snapshot was last saved to the state directory, Unix seconds.",
+        Some(&Unit::Seconds),
+        persistence.and_then(|p| p.last_saved).map(unix_seconds),
+    )?;
+    Ok(())
 }
 
 fn counter(
@@ -412,17 +385,17 @@ fn unix_seconds(time: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::status::SourceInfo;
+    use crate::snapshot::SnapshotStore;
+    use crate::source::status::SourceStatus;
+    use crate::source::RegistrySource;
 
-    fn exposition() -> Exposition {
-        Exposition {
+    fn served() -> Served {
+        Served {
             metrics: Arc::new(Metrics::default()),
             store: SnapshotStore::default(),
-            status: Arc::new(SyncStatus::new(
-                SourceInfo::Consul {
-                    url: "http://127.0.0.1:8500".into(),
-                    datacenter: "dc1".into(),
-                },
+            status: Arc::new(SourceStatus::new(
+                RegistrySource::Consul("http://127.0.0.1:8500".into()),
+                "dc1".into(),
                 Some("/var/lib/snapdns".into()),
             )),
             started: SystemTime::now(),
@@ -431,7 +404,7 @@ mod tests {
 
     #[test]
     fn every_family_is_announced_before_any_traffic() {
-        let text = exposition().render();
+        let text = render(&served());
         for family in [
             "# TYPE snapdns_queries counter",
             "# TYPE snapdns_answer_duration_seconds histogram",
@@ -450,7 +423,7 @@ mod tests {
 
     #[test]
     fn counts_answers_by_type_and_rcode() {
-        let e = exposition();
+        let e = served();
         // A response header: ID, QR|RD, RA|NXDOMAIN, one question `a.` type A class IN.
         let nx = [
             0, 1, 0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1,
@@ -459,7 +432,7 @@ mod tests {
             &nx,
             std::time::Instant::now() - std::time::Duration::from_secs(2),
         );
-        let text = e.render();
+        let text = render(&e);
         assert!(
             text.contains("snapdns_queries_total{qtype=\"A\",rcode=\"NXDOMAIN\"} 1\n"),
             "{text}"
