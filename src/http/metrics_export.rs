@@ -50,175 +50,191 @@ struct Scrape {
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
-        let m = &self.metrics;
+        encode_dns(e, &self.metrics)?;
+        encode_snapshot(e, &self.reading)?;
+        encode_sync(e, &self.reading)?;
+        encode_operating(e, &self.metrics, self.started)
+    }
+}
 
-        // DNS.
-        {
-            let mut family = e.encode_descriptor(
-                "snapdns_queries",
-                "DNS responses sent, by query type and response code.",
-                None,
-                MetricType::Counter,
-            )?;
-            for (qtype, rcode, count) in m.answers() {
-                family
-                    .encode_family(&[("qtype", qtype), ("rcode", rcode)])?
-                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
-            }
+/// The families of the query path.
+fn encode_dns(e: &mut DescriptorEncoder<'_>, m: &Metrics) -> Result<(), std::fmt::Error> {
+    {
+        let mut family = e.encode_descriptor(
+            "snapdns_queries",
+            "DNS responses sent, by query type and response code.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (qtype, rcode, count) in m.answers() {
+            family
+                .encode_family(&[("qtype", qtype), ("rcode", rcode)])?
+                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
         }
-        counter(
-            e,
-            "snapdns_queries_ignored",
-            "Messages dropped without a response (responses, runts, unanswerable).",
-            None,
-            m.ignored(),
-        )?;
-        {
-            let (buckets, count, sum) = m.latency();
-            let mut pairs: Vec<(f64, u64)> = LATENCY_BUCKETS.iter().copied().zip(buckets).collect();
-            let counted: u64 = pairs.iter().map(|(_, n)| n).sum();
-            pairs.push((f64::INFINITY, count.saturating_sub(counted)));
-            e.encode_descriptor(
-                "snapdns_answer_duration",
-                "Time from receiving a query to having its response (forwarded ones included).",
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?
-            .encode_histogram::<NoLabelSet>(sum, count, &pairs, None)?;
-        }
-        counter(
-            e,
-            "snapdns_forwarded_queries",
-            "Queries for names outside the served zones handed to the forwarder.",
-            None,
-            m.forwarded.load(Ordering::Relaxed),
-        )?;
-        counter(
-            e,
-            "snapdns_cache_hits",
-            "Forwarded queries answered from the cache.",
-            None,
-            m.cache_hits.load(Ordering::Relaxed),
-        )?;
-        counter(
-            e,
-            "snapdns_cache_misses",
-            "Forwarded queries that went upstream.",
-            None,
-            m.cache_misses.load(Ordering::Relaxed),
-        )?;
-        counter(
-            e,
-            "snapdns_upstream_failures",
-            "Upstream attempts that failed (timeout, SERVFAIL, REFUSED, bad reply).",
-            None,
-            m.upstream_failures.load(Ordering::Relaxed),
-        )?;
-
-        // The served snapshot.
-        let reading = &self.reading;
-        let snapshot = &reading.snapshot;
-        let age = reading.confirmed_at().map(|at| reading.seconds_since(at));
-        optional_gauge(
-            e,
-            "snapdns_snapshot_age",
-            "Time since the registry last confirmed the served snapshot (absent before any).",
+    }
+    counter(
+        e,
+        "snapdns_queries_ignored",
+        "Messages dropped without a response (responses, runts, unanswerable).",
+        None,
+        m.ignored(),
+    )?;
+    {
+        let (buckets, count, sum) = m.latency();
+        let mut pairs: Vec<(f64, u64)> = LATENCY_BUCKETS.iter().copied().zip(buckets).collect();
+        let counted: u64 = pairs.iter().map(|(_, n)| n).sum();
+        pairs.push((f64::INFINITY, count.saturating_sub(counted)));
+        e.encode_descriptor(
+            "snapdns_answer_duration",
+            "Time from receiving a query to having its response (forwarded ones included).",
             Some(&Unit::Seconds),
-            age,
-        )?;
-        optional_gauge(
-            e,
-            "snapdns_snapshot_index",
-            "Registry (Raft) index of the served snapshot.",
-            None,
-            snapshot.as_ref().map(|s| s.index()),
-        )?;
-        optional_gauge(
-            e,
-            "snapdns_snapshot_serial",
-            "SOA serial of the registry zone served; equal on replicas serving the same state.",
-            None,
-            snapshot.as_ref().map(|s| u64::from(s.zone.serial())),
-        )?;
-        {
-            let origin = reading.view.snapshot_origin.as_str();
-            let mut family = e.encode_descriptor(
-                "snapdns_snapshot_origin",
-                "Where the served snapshot came from: 1 for the origin (disk, registry, file).",
-                None,
-                MetricType::Gauge,
-            )?;
-            if snapshot.is_some() {
-                family
-                    .encode_family(&[("origin", origin)])?
-                    .encode_gauge(&1u64)?;
-            }
-        }
-        let stats = snapshot.as_ref().map(|s| s.stats).unwrap_or_default();
-        gauge(
-            e,
-            "snapdns_services",
-            "Services in the served snapshot.",
-            None,
-            stats.services as u64,
-        )?;
-        gauge(
-            e,
-            "snapdns_instances",
-            "Instances in the served snapshot, whatever their health.",
-            None,
-            stats.instances as u64,
-        )?;
-        gauge(
-            e,
-            "snapdns_instances_passing",
-            "Instances served in answers (every check passing).",
-            None,
-            stats.passing_instances as u64,
-        )?;
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(sum, count, &pairs, None)?;
+    }
+    counter(
+        e,
+        "snapdns_forwarded_queries",
+        "Queries for names outside the served zones handed to the forwarder.",
+        None,
+        m.forwarded.load(Ordering::Relaxed),
+    )?;
+    counter(
+        e,
+        "snapdns_cache_hits",
+        "Forwarded queries answered from the cache.",
+        None,
+        m.cache_hits.load(Ordering::Relaxed),
+    )?;
+    counter(
+        e,
+        "snapdns_cache_misses",
+        "Forwarded queries that went upstream.",
+        None,
+        m.cache_misses.load(Ordering::Relaxed),
+    )?;
+    counter(
+        e,
+        "snapdns_upstream_failures",
+        "Upstream attempts that failed (timeout, SERVFAIL, REFUSED, bad reply).",
+        None,
+        m.upstream_failures.load(Ordering::Relaxed),
+    )?;
 
-        // The registry and the sync engine.
-        encode_sync(e, reading)?;
+    Ok(())
+}
 
-        // Operating.
-        counter(
-            e,
-            "snapdns_config_reloads",
-            "Configuration reloads (SIGHUP) that were applied.",
-            None,
-            m.reloads_ok.load(Ordering::Relaxed),
-        )?;
-        counter(
-            e,
-            "snapdns_config_reload_failures",
-            "Configuration reloads (SIGHUP) rejected; the previous settings were kept.",
-            None,
-            m.reloads_failed.load(Ordering::Relaxed),
-        )?;
-        gauge(
-            e,
-            "snapdns_config_last_reload_successful",
-            "0 when the last reload was rejected, else 1.",
-            None,
-            u64::from(m.last_reload_ok()),
-        )?;
-        gauge(
-            e,
-            "snapdns_start_time",
-            "When the process started, in seconds since the Unix epoch.",
-            Some(&Unit::Seconds),
-            unix_seconds(self.started),
-        )?;
-        let mut info = e.encode_descriptor(
-            "snapdns_build_info",
-            "Always 1, labelled with the snapdns version.",
+/// The families of the served snapshot.
+fn encode_snapshot(
+    e: &mut DescriptorEncoder<'_>,
+    reading: &Reading,
+) -> Result<(), std::fmt::Error> {
+    let snapshot = &reading.snapshot;
+    let age = reading.confirmed_at().map(|at| reading.seconds_since(at));
+    optional_gauge(
+        e,
+        "snapdns_snapshot_age",
+        "Time since the registry last confirmed the served snapshot (absent before any).",
+        Some(&Unit::Seconds),
+        age,
+    )?;
+    optional_gauge(
+        e,
+        "snapdns_snapshot_index",
+        "Registry (Raft) index of the served snapshot.",
+        None,
+        snapshot.as_ref().map(|s| s.index()),
+    )?;
+    optional_gauge(
+        e,
+        "snapdns_snapshot_serial",
+        "SOA serial of the registry zone served; equal on replicas serving the same state.",
+        None,
+        snapshot.as_ref().map(|s| u64::from(s.zone.serial())),
+    )?;
+    {
+        let origin = reading.view.snapshot_origin.as_str();
+        let mut family = e.encode_descriptor(
+            "snapdns_snapshot_origin",
+            "Where the served snapshot came from: 1 for the origin (disk, registry, file).",
             None,
             MetricType::Gauge,
         )?;
-        info.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?
-            .encode_gauge(&1u64)?;
-        Ok(())
+        if snapshot.is_some() {
+            family
+                .encode_family(&[("origin", origin)])?
+                .encode_gauge(&1u64)?;
+        }
     }
+    let stats = snapshot.as_ref().map(|s| s.stats).unwrap_or_default();
+    gauge(
+        e,
+        "snapdns_services",
+        "Services in the served snapshot.",
+        None,
+        stats.services as u64,
+    )?;
+    gauge(
+        e,
+        "snapdns_instances",
+        "Instances in the served snapshot, whatever their health.",
+        None,
+        stats.instances as u64,
+    )?;
+    gauge(
+        e,
+        "snapdns_instances_passing",
+        "Instances served in answers (every check passing).",
+        None,
+        stats.passing_instances as u64,
+    )?;
+
+    Ok(())
+}
+
+/// Reloads, start time and build.
+fn encode_operating(
+    e: &mut DescriptorEncoder<'_>,
+    m: &Metrics,
+    started: SystemTime,
+) -> Result<(), std::fmt::Error> {
+    counter(
+        e,
+        "snapdns_config_reloads",
+        "Configuration reloads (SIGHUP) that were applied.",
+        None,
+        m.reloads_ok.load(Ordering::Relaxed),
+    )?;
+    counter(
+        e,
+        "snapdns_config_reload_failures",
+        "Configuration reloads (SIGHUP) rejected; the previous settings were kept.",
+        None,
+        m.reloads_failed.load(Ordering::Relaxed),
+    )?;
+    gauge(
+        e,
+        "snapdns_config_last_reload_successful",
+        "0 when the last reload was rejected, else 1.",
+        None,
+        u64::from(m.last_reload_ok()),
+    )?;
+    gauge(
+        e,
+        "snapdns_start_time",
+        "When the process started, in seconds since the Unix epoch.",
+        Some(&Unit::Seconds),
+        unix_seconds(started),
+    )?;
+    let mut info = e.encode_descriptor(
+        "snapdns_build_info",
+        "Always 1, labelled with the snapdns version.",
+        None,
+        MetricType::Gauge,
+    )?;
+    info.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?
+        .encode_gauge(&1u64)?;
+    Ok(())
 }
 
 /// The families of the registry source and the sync engine.
