@@ -1,4 +1,4 @@
-//! The registry sources, side by side: the registry file ([`file`]) and Consul ([`consul`]).
+//! The registry sources, side by side: the registry file ([`mod@file`]) and Consul ([`consul`]).
 //!
 //! Each source produces [`crate::registry::RegistryState`]s, hands every one to [`publish`]
 //! (build the snapshot, publish it, log its stats) and reports how it fares in the one
