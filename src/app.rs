@@ -21,10 +21,11 @@ use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::registry::consul::{ConsulClient, ConsulError};
 use crate::snapshot::SnapshotStore;
-use crate::sync::status::{SourceInfo, SyncStatus};
-use crate::sync::SyncTask;
+use crate::source::consul::{self, SyncTask};
+use crate::source::file::FileSource;
+use crate::source::status::SourceStatus;
 use crate::zone::{wire_key, ZoneSet};
-use crate::{file_source, http, reload, static_zones, sync};
+use crate::{http, reload, static_zones};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +66,6 @@ pub async fn run_with_reloads(
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let store = SnapshotStore::default();
-    let zone_options = config.zone.clone();
 
     let static_zones = Arc::new(ArcSwap::from_pointee(ZoneSet::default()));
     static_zones.store(Arc::new(static_zones::load_dir(&config.server.zones_dir)));
@@ -84,22 +84,21 @@ pub async fn run_with_reloads(
         config.answer.clone(),
     );
 
-    // The registry file is read before the sockets open, so the first query sees its data.
+    // The registry file (or Consul's persisted state) is read before the sockets open, so the
+    // first query sees its data. Health is bound before DNS.
+    let status = Arc::new(source_status(&config));
     let mut file_source = match &config.registry {
         RegistrySource::File(path) => {
-            let mut source =
-                file_source::FileSource::new(path.clone(), zone_options.clone(), store.clone());
+            let options = config.zone.clone();
+            let mut source = FileSource::new(path.clone(), options, store.clone(), status.clone());
             source.load_once();
             Some(source)
         }
-        RegistrySource::Consul(_) => None,
+        RegistrySource::Consul(_) => {
+            consul::restore(&config.sync, &store, &status);
+            None
+        }
     };
-
-    // Consul: serve the persisted state before the first sync. Health is bound before DNS.
-    let status = Arc::new(sync_status(&config));
-    if let RegistrySource::Consul(_) = &config.registry {
-        sync::restore(&config.sync, &store, &status);
-    }
     let http_listener = match config.server.http {
         Some(addr) => Some(http::bind(addr).await.map_err(|source| StartError::Bind {
             proto: "http",
@@ -168,13 +167,13 @@ pub async fn run_with_reloads(
         }
     }
     if let Some(listener) = http_listener {
-        let source = Arc::new(http::HealthSource {
+        let served = Arc::new(http::Served {
             store: store.clone(),
             status: status.clone(),
             started: std::time::SystemTime::now(),
             metrics: metrics.clone(),
         });
-        tasks.spawn(http::serve(listener, source, drain.token()));
+        tasks.spawn(http::serve(listener, served, drain.token()));
     }
 
     if let Some(requests) = reloads {
@@ -206,20 +205,14 @@ pub async fn run_with_reloads(
     Ok(())
 }
 
-/// The sync status shown by `/health`, for either source.
-fn sync_status(config: &Config) -> SyncStatus {
-    match &config.registry {
-        RegistrySource::File(path) => {
-            SyncStatus::new(SourceInfo::File { path: path.clone() }, None)
-        }
-        RegistrySource::Consul(url) => SyncStatus::new(
-            SourceInfo::Consul {
-                url: url.clone(),
-                datacenter: config.zone.datacenter.clone(),
-            },
-            Some(config.sync.state_dir.clone()),
-        ),
-    }
+/// The source status shown by `/health` and `/metrics`, for either source.
+fn source_status(config: &Config) -> SourceStatus {
+    let persistence = match config.registry {
+        RegistrySource::File(_) => None,
+        RegistrySource::Consul(_) => Some(config.sync.state_dir.clone()),
+    };
+    let datacenter = config.zone.datacenter.clone();
+    SourceStatus::new(config.registry.clone(), datacenter, persistence)
 }
 
 /// Descriptors kept out of the TCP clients' reach: listening and UDP sockets, state and zone

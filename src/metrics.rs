@@ -1,9 +1,7 @@
 //! Counters and histograms for `/metrics`, cheap enough for the query path.
 //!
 //! The query path only does relaxed atomic increments on fixed slots (no labels to hash, no
-//! lock); the OpenMetrics text is produced at scrape time by [`export`], served by `crate::http`.
-
-pub mod export;
+//! lock); the OpenMetrics text is produced at scrape time by `crate::http::metrics_export`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;

@@ -103,6 +103,14 @@ pub enum PersistError {
         /// What is wrong.
         reason: String,
     },
+    /// The save ran on a blocking thread that panicked or was cancelled; no file was judged.
+    #[error("saving the state in {dir} did not finish: {reason}")]
+    Task {
+        /// The state directory.
+        dir: PathBuf,
+        /// Why the task ended.
+        reason: String,
+    },
     /// The file was written by a newer snapdns.
     #[error("{path} has format version {version}, newer than {FORMAT_VERSION}")]
     NewerFormat {

@@ -35,7 +35,7 @@ use crate::dns::forward::ForwardConfig;
 use crate::dns::AnswerPolicy;
 use crate::registry::consul::ConsulConfig;
 use crate::snapshot::ZoneOptions;
-use crate::sync::SyncSettings;
+use crate::source::consul::SyncSettings;
 
 /// snapdns: a DNS server for service discovery that answers `*.service.consul` from a local,
 /// persisted snapshot of the Consul registry and forwards every other name upstream.

@@ -12,16 +12,9 @@ use super::values::{duration, nonzero_duration};
 use super::ConfigError;
 use crate::registry::consul::ConsulConfig;
 use crate::snapshot::ZoneOptions;
-use crate::sync::SyncSettings;
+use crate::source::consul::SyncSettings;
 
-/// Where the registry state comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RegistrySource {
-    /// A JSON file of Consul health entries, watched for changes.
-    File(PathBuf),
-    /// Consul's HTTP API at this base URL (`http://host:port`, no trailing slash).
-    Consul(String),
-}
+pub use crate::source::RegistrySource;
 
 /// Flags (and file keys) of the registry section.
 #[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]

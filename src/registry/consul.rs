@@ -2,9 +2,9 @@
 //! format (paths, query parameters, `X-Consul-*` headers, error statuses).
 //!
 //! Nothing else in the crate knows Consul's HTTP API. This module does not decide when to ask;
-//! [`crate::sync`] does. Every request asks for gzip and counts the bytes that crossed the wire,
-//! so the cost of a sync is visible. The ACL token is sent as `X-Consul-Token`, marked sensitive,
-//! and never appears in a URL, a log line or an error.
+//! the sync engine ([`crate::source::consul`]) does. Every request asks for gzip and counts the
+//! bytes that crossed the wire, so the cost of a sync is visible. The ACL token is sent as
+//! `X-Consul-Token`, marked sensitive, and never appears in a URL, a log line or an error.
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -1,14 +1,15 @@
 //! The requests of a sync: everything at once (a full resync, run as its own task so changes
-//! keep flowing meanwhile), or the few services that changed.
+//! keep flowing meanwhile), or the few services that changed; and how a full resync's answers
+//! merge with what change syncs fetched while it ran.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::retry::{with_retries, Cost};
 use crate::registry::consul::{ConsulClient, ConsulError, Fetched, ServiceList};
-use crate::registry::{HealthCheck, HealthEntry};
+use crate::registry::{HealthCheck, HealthEntry, RegistryState};
 
 /// Every answer of a full resync.
 pub(super) struct FullAnswer {
@@ -18,6 +19,66 @@ pub(super) struct FullAnswer {
     pub(super) catalog: Fetched<ServiceList>,
     /// `/v1/health/service/<name>` for every service in the catalog.
     pub(super) services: BTreeMap<String, Fetched<Vec<HealthEntry>>>,
+}
+
+/// A full resync's state merged with the current one, and the watches' new baselines.
+pub(super) struct Merged {
+    /// The new state.
+    pub(super) truth: RegistryState,
+    /// The registry's index went backwards since the current state (snapshot restore, or a
+    /// lagging server): the new state replaces the current one whole.
+    pub(super) backwards: bool,
+    /// The baseline of the checks watch.
+    pub(super) checks: Fetched<Vec<HealthCheck>>,
+    /// The baseline of the catalog watch.
+    pub(super) catalog: Fetched<ServiceList>,
+    /// Services fetched.
+    pub(super) fetched: usize,
+}
+
+impl FullAnswer {
+    /// The state this resync found; once `synced`, merged with `current`: the services in
+    /// `changed_meanwhile` were fetched by change syncs while it ran, and are at least as new.
+    pub(super) fn merge(
+        self,
+        current: &RegistryState,
+        synced: bool,
+        changed_meanwhile: BTreeSet<String>,
+    ) -> Merged {
+        let Self {
+            checks,
+            catalog,
+            services,
+        } = self;
+        let mut truth = RegistryState {
+            index: checks.index.max(catalog.index),
+            services: BTreeMap::new(),
+        };
+        let fetched = services.len();
+        for (name, answer) in services {
+            truth.index = truth.index.max(answer.index);
+            if !answer.value.is_empty() {
+                truth.services.insert(name, answer.value);
+            }
+        }
+        let backwards = synced && truth.index < current.index;
+        if !backwards {
+            for name in changed_meanwhile {
+                match current.services.get(&name) {
+                    Some(entries) => truth.services.insert(name, entries.clone()),
+                    None => truth.services.remove(&name),
+                };
+            }
+            truth.index = truth.index.max(current.index);
+        }
+        Merged {
+            truth,
+            backwards,
+            checks,
+            catalog,
+            fetched,
+        }
+    }
 }
 
 /// The outcome of a full resync and what it cost.

@@ -3,20 +3,26 @@
 //! Polling the file's metadata every [`POLL_INTERVAL`] notices edits, atomic replacements
 //! (rename over the file) and truncations alike, with no platform-specific watcher. A file
 //! that fails to parse keeps the previous snapshot serving; the error is logged once per
-//! version of the file, with line and column.
+//! version of the file, with line and column, and shown as the last error in the status.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::error;
 
+use super::status::{SnapshotOrigin, SourceStatus};
+use super::{publish, Origin};
+use crate::registry::consul::FaultKind;
 use crate::registry::file::{self, FileStamp};
-use crate::snapshot::{Snapshot, SnapshotStore, ZoneOptions};
+use crate::snapshot::{SnapshotStore, ZoneOptions};
 
 /// How often the file's metadata is checked.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The status channel of the file source's errors.
+const CHANNEL: &str = "file";
 
 /// Keeps the store in step with a registry file.
 #[derive(Debug)]
@@ -24,16 +30,23 @@ pub struct FileSource {
     path: PathBuf,
     options: ZoneOptions,
     store: SnapshotStore,
+    status: Arc<SourceStatus>,
     last_stamp: Option<FileStamp>,
 }
 
 impl FileSource {
-    /// A source for `path` publishing into `store`.
-    pub fn new(path: PathBuf, options: ZoneOptions, store: SnapshotStore) -> Self {
+    /// A source for `path` publishing into `store` and reporting in `status`.
+    pub fn new(
+        path: PathBuf,
+        options: ZoneOptions,
+        store: SnapshotStore,
+        status: Arc<SourceStatus>,
+    ) -> Self {
         Self {
             path,
             options,
             store,
+            status,
             last_stamp: None,
         }
     }
@@ -41,33 +54,23 @@ impl FileSource {
     /// Reads the file now and publishes it when it parses.
     pub fn load_once(&mut self) {
         self.last_stamp = FileStamp::of(&self.path);
-        match file::load(&self.path) {
-            Ok(state) => {
-                let state = Arc::new(state);
-                let previous = self.store.current();
-                match Snapshot::rebuild(
-                    previous.as_deref(),
-                    state,
-                    SystemTime::now(),
-                    &self.options,
-                ) {
-                    Ok(snapshot) => {
-                        info!(
-                            path = %self.path.display(),
-                            services = snapshot.stats.services,
-                            instances = snapshot.stats.instances,
-                            passing = snapshot.stats.passing_instances,
-                            serial = snapshot.zone.serial(),
-                            "registry file loaded"
-                        );
-                        self.store.publish(Arc::new(snapshot));
-                    }
-                    Err(err) => {
-                        error!(path = %self.path.display(), error = %err, "registry file not served; keeping the previous snapshot")
-                    }
-                }
+        let state = match file::load(&self.path) {
+            Ok(state) => Arc::new(state),
+            Err(err) => {
+                error!("{err}; keeping the previous snapshot");
+                self.status
+                    .failed(CHANNEL, FaultKind::BadResponse, err.to_string());
+                return;
             }
-            Err(err) => error!("{err}; keeping the previous snapshot"),
+        };
+        let origin = Origin::File(&self.path);
+        match publish(&self.store, state, SystemTime::now(), &self.options, origin) {
+            Ok(snapshot) => self
+                .status
+                .served(SnapshotOrigin::File, snapshot.fetched_at),
+            Err(err) => self
+                .status
+                .failed(CHANNEL, FaultKind::BadResponse, err.to_string()),
         }
     }
 

@@ -1,5 +1,5 @@
-//! What the sync loop tells the world: logs (faults once per change of state) and the status
-//! that `/health` shows.
+//! What the sync loop tells operators: its logs (faults once per change of state) and, in the
+//! same breath, its faults and counters in the status behind `/health` and `/metrics`.
 
 use std::time::SystemTime;
 
@@ -8,12 +8,13 @@ use tracing::{debug, info, warn};
 
 use super::preserve::Event;
 use super::retry::Cost;
-use super::status::{SyncReport, Transition};
 use super::watches::WatchResult;
 use super::SyncTask;
 use crate::registry::consul::{ConsulError, Fetched};
+use crate::source::status::{SyncKind, SyncReport, Transition};
 
 impl SyncTask {
+    /// Logs what self-preservation did, and counts its episodes.
     pub(super) fn log_preservation(&mut self, events: &[Event]) {
         for event in events {
             match event {
@@ -38,9 +39,10 @@ impl SyncTask {
         }
     }
 
+    /// The report of a sync that worked, logged and counted.
     pub(super) fn report(
         &self,
-        kind: &'static str,
+        kind: SyncKind,
         started: Instant,
         cost: Cost,
         services: usize,
@@ -56,7 +58,7 @@ impl SyncTask {
             index: self.truth.index,
         };
         debug!(
-            kind,
+            kind = kind.as_str(),
             requests = cost.requests,
             wire_bytes = cost.wire_bytes,
             json_bytes = cost.json_bytes,
@@ -73,6 +75,7 @@ impl SyncTask {
         report
     }
 
+    /// Counts a sync that failed, and reports its fault.
     pub(super) fn sync_failed(&self, error: &ConsulError, cost: Cost) {
         self.status.update(|view| {
             view.totals.failed_syncs += 1;
@@ -83,6 +86,7 @@ impl SyncTask {
         self.report_fault("sync", error);
     }
 
+    /// Counts a watch request.
     pub(super) fn count_request(&self, result: &WatchResult) {
         self.status.update(|view| {
             view.totals.requests += 1;
@@ -93,6 +97,7 @@ impl SyncTask {
         });
     }
 
+    /// Records a fault on `channel`; logs it when the registry state changes.
     pub(super) fn report_fault(&self, channel: &'static str, error: &ConsulError) {
         let message = error.to_string();
         let transition = self.status.fault(channel, error.kind(), &message);
@@ -102,11 +107,13 @@ impl SyncTask {
         log_transition(transition, &message);
     }
 
+    /// Clears `channel`'s fault; logs a recovery.
     pub(super) fn report_ok<T>(&self, channel: &'static str, fetched: &Fetched<T>) {
         self.note_leader(fetched);
         log_transition(self.status.clear(channel), "");
     }
 
+    /// Records what the answer says about the cluster's leader.
     pub(super) fn note_leader<T>(&self, fetched: &Fetched<T>) {
         self.status.update(|view| {
             view.known_leader = Some(fetched.known_leader);
@@ -115,6 +122,7 @@ impl SyncTask {
     }
 }
 
+/// Logs a change of the registry state: a fault once, a recovery once.
 pub(super) fn log_transition(transition: Transition, message: &str) {
     match transition {
         Transition::Same => {}

@@ -16,17 +16,18 @@
 //! Every state goes through [`preserve::SelfPreservation`] before it is built and published, and
 //! every published state is handed to the persister, which writes at most once per
 //! [`PERSIST_INTERVAL`]. A failed request never clears the snapshot; faults are logged once per
-//! change of state and shown in [`status::SyncStatus`]. See docs/sync.md.
+//! change of state and shown in [`SourceStatus`]. See docs/sync.md.
 
+mod diff;
 mod fetch;
+mod log;
+mod pending;
 mod persister;
 pub mod preserve;
-mod report;
 mod retry;
-pub mod status;
 mod watches;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -36,30 +37,24 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use super::status::{SnapshotOrigin, SourceStatus, SyncKind, SyncReport};
+use super::{publish, Origin};
 use crate::persist::{self, Persisted};
-use crate::registry::consul::{Blocking, ConsulClient, FaultKind, ServiceList};
+use crate::registry::consul::{ConsulClient, FaultKind, ServiceList};
 use crate::registry::RegistryState;
-use crate::snapshot::{Snapshot, SnapshotStore, ZoneOptions};
-use fetch::{fetch_services, join_full, FullAnswer, FullResult, RunningFull};
+use crate::snapshot::{SnapshotStore, ZoneOptions};
+use diff::{check_map, diff_catalog, diff_checks, CheckMap};
+use fetch::{fetch_services, join_full, FullResult, Merged, RunningFull};
+use log::log_transition;
+use pending::Pending;
 use persister::persist_loop;
 pub use persister::{restore, PERSIST_INTERVAL};
 use preserve::SelfPreservation;
-use report::log_transition;
 use retry::{jittered, Backoff, Cost};
-use status::{SyncReport, SyncStatus};
-use watches::{
-    check_map, diff_catalog, diff_checks, join_watch, CheckMap, Endpoint, Watch, WatchResult,
-    WatchValue, WATCH_BURST, WATCH_REFILL,
-};
+use watches::{Endpoint, WatchResult, WatchValue, Watches};
 
 /// A catalog change that names no service triggers a full resync at most this often.
 pub const UNEXPLAINED_RESYNC_GAP: Duration = Duration::from_secs(5);
-
-/// How long a catalog change with no visible cause waits for the checks watch to explain it.
-const UNEXPLAINED_GRACE: Duration = Duration::from_millis(1500);
-
-/// After a watch reports a change, wait this long for the other one before fetching.
-const COALESCE: Duration = Duration::from_millis(30);
 
 /// Settings of the sync engine.
 #[derive(Clone, Debug)]
@@ -82,25 +77,9 @@ pub struct SyncSettings {
     pub zone: ZoneOptions,
 }
 
-/// Changes seen by the watches and not yet applied.
-#[derive(Debug, Default)]
-struct Pending {
-    services: BTreeSet<String>,
-    /// The catalog index moved from the first to the second index with no change in its content,
-    /// and no check change explains it yet; unexplained for good after the deadline.
-    unexplained: Option<(u64, u64, Instant)>,
-    /// A change nothing explains: resync everything (rate-limited).
-    resync: bool,
-    /// A full resync is needed (index went backwards).
-    full: bool,
-    /// Highest watch index behind these changes.
-    index: u64,
-    due: Option<Instant>,
-}
-
 /// What woke the sync loop.
 enum Wake {
-    Watch(usize, u64, WatchResult),
+    Watch(Endpoint, u64, WatchResult),
     Full(Instant, FullResult),
     Timer,
 }
@@ -110,14 +89,14 @@ pub struct SyncTask {
     client: ConsulClient,
     settings: SyncSettings,
     store: SnapshotStore,
-    status: Arc<SyncStatus>,
+    status: Arc<SourceStatus>,
     /// The registry's state as last fetched (before self-preservation).
     truth: RegistryState,
     /// The state being served.
     published: Arc<RegistryState>,
     catalog: ServiceList,
     checks: CheckMap,
-    watches: [Watch; 2],
+    watches: Watches,
     preserve: SelfPreservation,
     pending: Pending,
     /// Index of the last checks-watch answer that differed from the one before.
@@ -142,22 +121,13 @@ impl SyncTask {
         client: ConsulClient,
         settings: SyncSettings,
         store: SnapshotStore,
-        status: Arc<SyncStatus>,
+        status: Arc<SourceStatus>,
     ) -> Self {
         let published = store
             .current()
             .map_or_else(Default::default, |s| s.state.clone());
         let now = Instant::now();
         let cap = settings.sync_interval;
-        let watch = |endpoint| Watch {
-            endpoint,
-            index: 0,
-            in_flight: None,
-            not_before: now,
-            tokens: WATCH_BURST,
-            refilled: now,
-            backoff: Backoff::new(Duration::from_millis(250), cap),
-        };
         status.update(|view| {
             view.preservation.threshold = settings.self_preservation_threshold;
             view.preservation.window = settings.self_preservation_window;
@@ -174,7 +144,7 @@ impl SyncTask {
             status,
             catalog: ServiceList::new(),
             checks: CheckMap::new(),
-            watches: [watch(Endpoint::Catalog), watch(Endpoint::Checks)],
+            watches: Watches::new(now, cap),
             pending: Pending::default(),
             last_check_change: 0,
             synced: false,
@@ -200,48 +170,22 @@ impl SyncTask {
         ));
         info!(url = self.client.url(), "registry sync started");
         loop {
-            self.arm_watches();
+            if self.synced {
+                self.watches.arm(&self.client, self.settings.blocking_wait);
+            }
             let wake = self.next_wake();
-            let event = {
-                let [catalog, checks] = &mut self.watches;
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    (sent, result) = join_watch(catalog) => Wake::Watch(0, sent, result),
-                    (sent, result) = join_watch(checks) => Wake::Watch(1, sent, result),
-                    (started, result) = join_full(&mut self.full) => Wake::Full(started, result),
-                    () = tokio::time::sleep_until(wake) => Wake::Timer,
-                }
-            };
-            let now = Instant::now();
-            let work = async {
-                match event {
-                    Wake::Watch(slot, sent, result) => self.on_watch(slot, sent, result),
-                    Wake::Full(started, result) => self.on_full(started, result).await,
-                    Wake::Timer => {}
-                }
-                if now >= self.next_full && self.full.is_none() {
-                    self.start_full();
-                }
-                if self.pending.due.is_some_and(|due| now >= due) {
-                    self.apply_pending().await;
-                } else if self
-                    .preserve
-                    .next_release()
-                    .is_some_and(|at| now >= at.into())
-                {
-                    self.publish(None).await;
-                }
+            let event = tokio::select! {
+                () = shutdown.cancelled() => break,
+                (endpoint, sent, result) = self.watches.next() => Wake::Watch(endpoint, sent, result),
+                (started, result) = join_full(&mut self.full) => Wake::Full(started, result),
+                () = tokio::time::sleep_until(wake) => Wake::Timer,
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = work => {}
+                () = self.handle(event) => {}
             }
         }
-        for watch in &mut self.watches {
-            if let Some((_, handle)) = watch.in_flight.take() {
-                handle.abort();
-            }
-        }
+        self.watches.abort();
         if let Some(full) = self.full.take() {
             full.abort();
         }
@@ -249,43 +193,25 @@ impl SyncTask {
         debug!("registry sync stopped");
     }
 
-    /// Starts the blocking queries that are not running, within their rate limit and backoff.
-    fn arm_watches(&mut self) {
-        if !self.synced {
-            return;
-        }
+    /// Takes in what woke the loop, then does what is due.
+    async fn handle(&mut self, event: Wake) {
         let now = Instant::now();
-        for watch in &mut self.watches {
-            if watch.in_flight.is_some() || now < watch.not_before {
-                continue;
-            }
-            let elapsed = now.duration_since(watch.refilled).as_secs_f64();
-            watch.tokens = (watch.tokens + elapsed / WATCH_REFILL.as_secs_f64()).min(WATCH_BURST);
-            watch.refilled = now;
-            if watch.tokens < 1.0 {
-                watch.not_before = now + WATCH_REFILL.mul_f64(1.0 - watch.tokens);
-                continue;
-            }
-            watch.tokens -= 1.0;
-            let client = self.client.clone();
-            let blocking = Blocking {
-                index: watch.index,
-                wait: self.settings.blocking_wait,
-            };
-            let endpoint = watch.endpoint;
-            let handle = tokio::spawn(async move {
-                match endpoint {
-                    Endpoint::Catalog => client
-                        .services(Some(blocking))
-                        .await
-                        .map(|f| f.map(WatchValue::Catalog)),
-                    Endpoint::Checks => client
-                        .checks(Some(blocking))
-                        .await
-                        .map(|f| f.map(WatchValue::Checks)),
-                }
-            });
-            watch.in_flight = Some((blocking.index, handle));
+        match event {
+            Wake::Watch(endpoint, sent, result) => self.on_watch(endpoint, sent, result),
+            Wake::Full(started, result) => self.on_full(started, result).await,
+            Wake::Timer => {}
+        }
+        if now >= self.next_full && self.full.is_none() {
+            self.start_full();
+        }
+        if self.pending.is_due(now) {
+            self.apply_pending().await;
+        } else if self
+            .preserve
+            .next_release()
+            .is_some_and(|at| now >= at.into())
+        {
+            self.publish(None).await;
         }
     }
 
@@ -295,12 +221,12 @@ impl SyncTask {
         } else {
             self.next_full
         };
-        for watch in &self.watches {
-            if watch.in_flight.is_none() && self.synced {
-                wake = wake.min(watch.not_before);
+        if self.synced {
+            if let Some(start) = self.watches.next_start() {
+                wake = wake.min(start);
             }
         }
-        if let Some(due) = self.pending.due {
+        if let Some(due) = self.pending.due() {
             wake = wake.min(due);
         }
         if let Some(release) = self.preserve.next_release() {
@@ -309,27 +235,29 @@ impl SyncTask {
         wake
     }
 
-    fn on_watch(&mut self, slot: usize, sent: u64, result: WatchResult) {
+    /// Takes in a watch's answer to the request sent with index `sent`.
+    fn on_watch(&mut self, endpoint: Endpoint, sent: u64, result: WatchResult) {
         let now = Instant::now();
-        let channel = self.watches[slot].endpoint.channel();
+        let channel = endpoint.channel();
         self.count_request(&result);
         let fetched = match result {
             Ok(fetched) => fetched,
             Err(error) => {
                 self.report_fault(channel, &error);
-                let watch = &mut self.watches[slot];
-                watch.not_before = now + watch.backoff.next();
+                self.watches.get_mut(endpoint).failed(now);
                 return;
             }
         };
         self.report_ok(channel, &fetched);
-        self.watches[slot].backoff.reset();
-        if sent > self.watches[slot].index {
+        let watch = self.watches.get_mut(endpoint);
+        watch.succeeded();
+        if sent > watch.index {
             return; // a full sync followed an index reset while this request was out: stale
         }
         if fetched.index < sent {
             // Consul's rule: an index that goes backwards resets the watch to 0; the data may
             // have changed arbitrarily (snapshot restore), so resync everything.
+            watch.index = 0;
             let message = format!(
                 "{channel}: registry index went backwards from {sent} to {}; resyncing",
                 fetched.index
@@ -339,16 +267,27 @@ impl SyncTask {
                     .fault("index", FaultKind::IndexBackwards, &message),
                 &message,
             );
-            self.watches[slot].index = 0;
-            self.pending.full = true;
-            self.pending.due = Some(now);
+            self.pending.full_resync(now);
             return;
         }
-        if fetched.index <= self.watches[slot].index {
+        if fetched.index <= watch.index {
             return; // the wait ran out, or nothing newer than a full sync already saw
         }
-        let previous = std::mem::replace(&mut self.watches[slot].index, fetched.index);
-        let changed = match fetched.value {
+        let previous = std::mem::replace(&mut watch.index, fetched.index);
+        let changed = self.diff_answer(fetched.value, previous, fetched.index, now);
+        self.pending.add(changed, fetched.index, now);
+    }
+
+    /// The services a watch answer at `index` (newer than `previous`) names as changed; it
+    /// becomes the baseline for the next diff.
+    fn diff_answer(
+        &mut self,
+        value: WatchValue,
+        previous: u64,
+        index: u64,
+        now: Instant,
+    ) -> BTreeSet<String> {
+        match value {
             WatchValue::Catalog(list) => {
                 let changed = diff_catalog(&self.catalog, &list);
                 self.catalog = list;
@@ -356,14 +295,9 @@ impl SyncTask {
                 // went or changed, or (where one index covers every table) a check changed. Only
                 // the checks watch can tell which.
                 if changed.is_empty() && self.last_check_change <= previous {
-                    if self.watches[1].index >= fetched.index {
-                        self.pending.resync = true;
-                    } else {
-                        let deadline = now + UNEXPLAINED_GRACE;
-                        self.pending
-                            .unexplained
-                            .get_or_insert((previous, fetched.index, deadline));
-                    }
+                    let checks_index = self.watches.get(Endpoint::Checks).index;
+                    self.pending
+                        .catalog_unexplained(previous, index, checks_index, now);
                 }
                 changed
             }
@@ -372,62 +306,39 @@ impl SyncTask {
                 let (changed, any) = diff_checks(&self.checks, &map, &self.truth);
                 self.checks = map;
                 if any {
-                    self.last_check_change = fetched.index;
+                    self.last_check_change = index;
                 }
-                if let Some((since, until, _)) = self.pending.unexplained {
-                    if self.last_check_change > since {
-                        self.pending.unexplained = None;
-                    } else if fetched.index >= until {
-                        self.pending.unexplained = None;
-                        self.pending.resync = true;
-                    }
-                }
+                self.pending.checks_answered(self.last_check_change, index);
                 changed
             }
-        };
-        self.pending.services.extend(changed);
-        self.pending.index = self.pending.index.max(fetched.index);
-        self.pending.due = Some(
-            self.pending
-                .due
-                .map_or(now + COALESCE, |due| due.min(now + COALESCE)),
-        );
+        }
     }
 
     /// Applies what the watches saw: fetches the changed services, or schedules a full resync.
     async fn apply_pending(&mut self) {
-        let mut pending = std::mem::take(&mut self.pending);
         let now = Instant::now();
-        if pending.full {
+        let due = self.pending.take(now);
+        if due.full {
             self.request_full(now);
             return;
         }
-        if let Some((_, _, deadline)) = pending.unexplained {
-            if now >= deadline {
-                pending.resync = true;
-            } else {
-                // Still waiting for the checks watch: keep it pending until the deadline.
-                self.pending.unexplained = pending.unexplained.take();
-                self.pending.due = Some(deadline);
-            }
-        }
-        if pending.resync {
+        if due.resync {
             let earliest = self
                 .last_full_start
                 .map_or(now, |at| at + UNEXPLAINED_RESYNC_GAP);
             self.request_full(earliest.max(now));
             debug!("catalog changed without naming a service; full resync scheduled");
         }
-        if pending.services.is_empty() {
+        if due.services.is_empty() {
             return;
         }
         let started = Instant::now();
         let mut cost = Cost::default();
-        let names: Vec<String> = pending.services.iter().cloned().collect();
+        let names: Vec<String> = due.services.iter().cloned().collect();
         let concurrency = self.settings.max_concurrent_requests;
         match fetch_services(&self.client, concurrency, names, &mut cost).await {
             Ok(fetched) => {
-                let mut index = self.truth.index.max(pending.index);
+                let mut index = self.truth.index.max(due.index);
                 for (name, answer) in fetched {
                     index = index.max(answer.index);
                     if self.full.is_some() {
@@ -441,15 +352,13 @@ impl SyncTask {
                 }
                 self.truth.index = index;
                 self.change_backoff.reset();
-                let report = self.report("changes", started, cost, pending.services.len());
+                let report = self.report(SyncKind::Changes, started, cost, due.services.len());
                 self.publish(Some(report)).await;
             }
             Err(error) => {
                 self.sync_failed(&error, cost);
-                let retry = self.change_backoff.next();
-                self.pending.services.extend(pending.services);
-                self.pending.index = self.pending.index.max(pending.index);
-                self.pending.due = Some(Instant::now() + retry);
+                let retry = Instant::now() + self.change_backoff.next();
+                self.pending.retry(due.services, due.index, retry);
             }
         }
     }
@@ -483,45 +392,11 @@ impl SyncTask {
                 return;
             }
         };
-        let FullAnswer {
-            checks,
-            catalog,
-            services,
-        } = answer;
-        let mut truth = RegistryState {
-            index: checks.index.max(catalog.index),
-            services: BTreeMap::new(),
-        };
-        let count = services.len();
-        for (name, answer) in services {
-            truth.index = truth.index.max(answer.index);
-            if !answer.value.is_empty() {
-                truth.services.insert(name, answer.value);
-            }
-        }
-        let backwards = self.synced && truth.index < self.truth.index;
         let previous = self.truth.index;
-        if !backwards {
-            // Services a change sync fetched while this ran are at least as new: keep them.
-            for name in std::mem::take(&mut self.changed_during_full) {
-                match self.truth.services.get(&name) {
-                    Some(entries) => truth.services.insert(name, entries.clone()),
-                    None => truth.services.remove(&name),
-                };
-            }
-            truth.index = truth.index.max(self.truth.index);
-        }
-        self.note_leader(&catalog);
-        // A watch that moved past this sync's baseline keeps its own (newer) one.
-        if backwards || self.watches[0].index <= catalog.index {
-            self.watches[0].index = catalog.index;
-            self.catalog = catalog.value;
-        }
-        if backwards || self.watches[1].index <= checks.index {
-            self.watches[1].index = checks.index;
-            self.checks = check_map(checks.value);
-        }
-        self.truth = truth;
+        let changed = std::mem::take(&mut self.changed_during_full);
+        let merged = answer.merge(&self.truth, self.synced, changed);
+        let (backwards, fetched) = (merged.backwards, merged.fetched);
+        self.adopt(merged);
         let first = !self.synced;
         self.synced = true;
         self.full_backoff.reset();
@@ -540,7 +415,7 @@ impl SyncTask {
         } else {
             log_transition(self.status.clear("index"), "");
         }
-        let report = self.report("full", started, cost, count);
+        let report = self.report(SyncKind::Full, started, cost, fetched);
         if first {
             info!(
                 services = self.truth.services.len(),
@@ -556,6 +431,30 @@ impl SyncTask {
         self.publish(Some(report)).await;
     }
 
+    /// Makes a full resync's state the truth, and its answers the baselines of the watches
+    /// that have not moved past them.
+    fn adopt(&mut self, merged: Merged) {
+        let Merged {
+            truth,
+            backwards,
+            checks,
+            catalog,
+            ..
+        } = merged;
+        self.note_leader(&catalog);
+        let watch = self.watches.get_mut(Endpoint::Catalog);
+        if backwards || watch.index <= catalog.index {
+            watch.index = catalog.index;
+            self.catalog = catalog.value;
+        }
+        let watch = self.watches.get_mut(Endpoint::Checks);
+        if backwards || watch.index <= checks.index {
+            watch.index = checks.index;
+            self.checks = check_map(checks.value);
+        }
+        self.truth = truth;
+    }
+
     /// Self-preservation, then build and publish the state if it differs, then persist it.
     async fn publish(&mut self, report: Option<SyncReport>) {
         let (state, events) =
@@ -565,39 +464,37 @@ impl SyncTask {
         if state != *self.published {
             let state = Arc::new(state);
             let fetched_at = SystemTime::now();
-            let options = self.settings.zone.clone();
-            let input = state.clone();
-            let previous = self.store.current();
-            match tokio::task::spawn_blocking(move || {
-                Snapshot::rebuild(previous.as_deref(), input, fetched_at, &options)
+            let (store, options, input) = (
+                self.store.clone(),
+                self.settings.zone.clone(),
+                state.clone(),
+            );
+            let built = tokio::task::spawn_blocking(move || {
+                publish(&store, input, fetched_at, &options, Origin::Registry)
             })
-            .await
-            {
-                Ok(Ok(snapshot)) => {
-                    debug!(
-                        index = snapshot.index(),
-                        services = snapshot.stats.services,
-                        instances = snapshot.stats.instances,
-                        passing = snapshot.stats.passing_instances,
-                        "registry snapshot published"
-                    );
-                    self.store.publish(Arc::new(snapshot));
+            .await;
+            match built {
+                Ok(Ok(_)) => {
                     self.published = state.clone();
                     self.persist.send_replace(Some(Arc::new(Persisted {
                         datacenter: self.settings.datacenter.clone(),
                         fetched_at_ms: persist::unix_ms(fetched_at),
                         saved_at_ms: 0,
-                        state: state.clone(),
+                        state,
                     })));
                 }
-                Ok(Err(error)) => {
-                    error!(%error, "registry snapshot not built; serving the previous one")
-                }
+                Ok(Err(_)) => {} // logged by `publish`; the previous snapshot stays served
                 Err(error) => {
                     error!(%error, "registry snapshot build panicked; serving the previous one")
                 }
             }
         }
+        self.record(report);
+        log_transition(self.status.clear("sync"), "");
+    }
+
+    /// Records self-preservation and the sync's report in the status.
+    fn record(&self, report: Option<SyncReport>) {
         let held = self.preserve.held();
         let since = self
             .preserve
@@ -612,17 +509,17 @@ impl SyncTask {
             view.preservation.since = since;
             view.preservation.next_release = next_release;
             if let Some(report) = report {
-                view.snapshot_origin = "registry";
+                view.snapshot_origin = SnapshotOrigin::Registry;
                 view.last_success = report.at;
-                if report.kind == "full" {
-                    view.totals.full_syncs += 1;
-                    view.last_full_sync = Some(report.clone());
-                } else {
-                    view.totals.change_syncs += 1;
+                match report.kind {
+                    SyncKind::Full => {
+                        view.totals.full_syncs += 1;
+                        view.last_full_sync = Some(report.clone());
+                    }
+                    SyncKind::Changes => view.totals.change_syncs += 1,
                 }
                 view.last_sync = Some(report);
             }
         });
-        log_transition(self.status.clear("sync"), "");
     }
 }

@@ -1,5 +1,6 @@
-//! What the sync engine reports for `/health`: registry faults, sync cost, self-preservation and
-//! persistence, behind a mutex that the DNS path never touches.
+//! What a registry source reports for `/health` and `/metrics`: where the served snapshot came
+//! from, registry faults, sync cost, self-preservation and persistence, behind a mutex that the
+//! DNS path never touches. Both sources write it; the file source only its loads and errors.
 //!
 //! Faults are tracked per channel (each watch, the sync itself, persistence) so that one
 //! channel's success cannot hide another's failure; the registry state shown in health, and
@@ -10,23 +11,53 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use super::RegistrySource;
 use crate::registry::consul::FaultKind;
 
-/// Where the registry state comes from.
-#[derive(Clone, Debug)]
-pub enum SourceInfo {
-    /// Consul's HTTP API at this URL.
-    Consul {
-        /// Base URL.
-        url: String,
-        /// Datacenter queried.
-        datacenter: String,
-    },
-    /// A registry file.
-    File {
-        /// Its path.
-        path: PathBuf,
-    },
+/// Where the served snapshot came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotOrigin {
+    /// Nothing served yet.
+    #[default]
+    None,
+    /// The persisted state, read at start-up.
+    Disk,
+    /// A sync with Consul.
+    Registry,
+    /// The registry file.
+    File,
+}
+
+impl SnapshotOrigin {
+    /// The name shown in `/health` and `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Disk => "disk",
+            Self::Registry => "registry",
+            Self::File => "file",
+        }
+    }
+}
+
+/// What a sync fetched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncKind {
+    /// Every service (a full resync).
+    #[default]
+    Full,
+    /// Only the services the watches named.
+    Changes,
+}
+
+impl SyncKind {
+    /// The name shown in `/health` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Changes => "changes",
+        }
+    }
 }
 
 /// A fault that is going on.
@@ -45,7 +76,7 @@ pub struct ActiveFault {
 pub struct ErrorRecord {
     /// When it happened.
     pub at: SystemTime,
-    /// Which channel: `sync`, `catalog watch`, `checks watch`.
+    /// Which channel: `sync`, `catalog watch`, `checks watch`, `file`.
     pub channel: &'static str,
     /// Its kind.
     pub kind: FaultKind,
@@ -56,8 +87,8 @@ pub struct ErrorRecord {
 /// The cost and outcome of one sync.
 #[derive(Clone, Debug, Default)]
 pub struct SyncReport {
-    /// `full` (every service) or `changes` (only changed services).
-    pub kind: &'static str,
+    /// Every service, or only the changed ones.
+    pub kind: SyncKind,
     /// When it finished.
     pub at: Option<SystemTime>,
     /// How long it took.
@@ -133,7 +164,9 @@ pub struct PersistStatus {
 #[derive(Clone, Debug)]
 pub struct StatusView {
     /// The source.
-    pub source: SourceInfo,
+    pub source: RegistrySource,
+    /// The datacenter queried (Consul source).
+    pub datacenter: String,
     /// Active faults by channel.
     pub faults: BTreeMap<&'static str, ActiveFault>,
     /// When the aggregate registry state last changed.
@@ -156,8 +189,8 @@ pub struct StatusView {
     pub preservation: PreservationStatus,
     /// Persistence (Consul source only).
     pub persistence: Option<PersistStatus>,
-    /// Where the served snapshot came from: `disk`, `registry` or `file`.
-    pub snapshot_origin: &'static str,
+    /// Where the served snapshot came from.
+    pub snapshot_origin: SnapshotOrigin,
 }
 
 impl StatusView {
@@ -176,7 +209,7 @@ pub const PERSIST_CHANNEL: &str = "persist";
 
 /// Shared, lock-protected status. Never held across `.await`.
 #[derive(Debug)]
-pub struct SyncStatus(Mutex<StatusView>);
+pub struct SourceStatus(Mutex<StatusView>);
 
 /// What a fault report changed, for logging once per change of state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,11 +222,12 @@ pub enum Transition {
     Recovered(Duration),
 }
 
-impl SyncStatus {
-    /// A fresh status for `source`.
-    pub fn new(source: SourceInfo, persistence: Option<PathBuf>) -> Self {
+impl SourceStatus {
+    /// A fresh status for `source` in `datacenter`, persisting to `persistence` if given.
+    pub fn new(source: RegistrySource, datacenter: String, persistence: Option<PathBuf>) -> Self {
         Self(Mutex::new(StatusView {
             source,
+            datacenter,
             faults: BTreeMap::new(),
             state_since: SystemTime::now(),
             last_error: None,
@@ -208,8 +242,29 @@ impl SyncStatus {
                 dir,
                 ..PersistStatus::default()
             }),
-            snapshot_origin: "none",
+            snapshot_origin: SnapshotOrigin::None,
         }))
+    }
+
+    /// Records a snapshot served from `origin`, its data confirmed at `at`.
+    pub fn served(&self, origin: SnapshotOrigin, at: SystemTime) {
+        self.update(|view| {
+            view.snapshot_origin = origin;
+            view.last_success = Some(at);
+        });
+    }
+
+    /// Records an error of a source with no fault channels (the file source): shown as the last
+    /// error, while the previous snapshot stays served.
+    pub fn failed(&self, channel: &'static str, kind: FaultKind, message: String) {
+        self.update(|view| {
+            view.last_error = Some(ErrorRecord {
+                at: SystemTime::now(),
+                channel,
+                kind,
+                message,
+            });
+        });
     }
 
     /// A copy of the current status.
@@ -280,10 +335,9 @@ mod tests {
 
     #[test]
     fn transitions_are_reported_once() {
-        let status = SyncStatus::new(
-            SourceInfo::File {
-                path: PathBuf::from("r.json"),
-            },
+        let status = SourceStatus::new(
+            RegistrySource::File(PathBuf::from("r.json")),
+            "dc1".into(),
             None,
         );
         assert_eq!(

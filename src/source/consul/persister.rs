@@ -1,7 +1,7 @@
 //! Persistence as the sync engine uses it: the state from disk at start-up, and a writer task
 //! that saves the newest published state at most once per [`PERSIST_INTERVAL`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -9,17 +9,18 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use super::status::SyncStatus;
 use super::SyncSettings;
-use crate::persist::{self, Persisted};
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::persist::{self, PersistError, Persisted};
+use crate::snapshot::SnapshotStore;
+use crate::source::status::{SnapshotOrigin, SourceStatus};
+use crate::source::{publish, Origin};
 
 /// The state file is written at most this often, however fast the registry changes.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Loads the newest usable persisted state from `state_dir` and publishes it, so DNS answers from
 /// disk before the first sync. Every skipped file is logged; nothing here can fail start-up.
-pub fn restore(settings: &SyncSettings, store: &SnapshotStore, status: &SyncStatus) {
+pub fn restore(settings: &SyncSettings, store: &SnapshotStore, status: &SourceStatus) {
     let loaded = persist::load(&settings.state_dir, &settings.datacenter);
     for problem in &loaded.skipped {
         error!(error = %problem, "persisted registry state not usable; trying an older generation");
@@ -34,30 +35,24 @@ pub fn restore(settings: &SyncSettings, store: &SnapshotStore, status: &SyncStat
         info!(dir = %settings.state_dir.display(), "no persisted registry state; DNS answers SERVFAIL for registry names until the first sync");
         return;
     };
+    let origin = Origin::Disk(&path, generation);
     let fetched_at = persisted.fetched_at();
-    match Snapshot::build(persisted.state.clone(), fetched_at, &settings.zone) {
-        Ok(snapshot) => {
-            info!(
-                path = %path.display(),
-                generation,
-                index = snapshot.index(),
-                services = snapshot.stats.services,
-                instances = snapshot.stats.instances,
-                age_s = fetched_at.elapsed().unwrap_or_default().as_secs(),
-                "serving the persisted registry state until the first sync"
-            );
-            store.publish(Arc::new(snapshot));
-            status.update(|view| {
-                view.snapshot_origin = "disk";
-                if let Some(p) = view.persistence.as_mut() {
-                    p.loaded_from = Some(path);
-                    p.generation = generation;
-                }
-            });
-        }
-        Err(error) => {
-            error!(path = %path.display(), %error, "persisted registry state cannot be served")
-        }
+    if publish(
+        store,
+        persisted.state.clone(),
+        fetched_at,
+        &settings.zone,
+        origin,
+    )
+    .is_ok()
+    {
+        status.update(|view| {
+            view.snapshot_origin = SnapshotOrigin::Disk;
+            if let Some(p) = view.persistence.as_mut() {
+                p.loaded_from = Some(path);
+                p.generation = generation;
+            }
+        });
     }
 }
 
@@ -65,7 +60,7 @@ pub fn restore(settings: &SyncSettings, store: &SnapshotStore, status: &SyncStat
 pub(super) async fn persist_loop(
     mut updates: watch::Receiver<Option<Arc<Persisted>>>,
     dir: PathBuf,
-    status: Arc<SyncStatus>,
+    status: Arc<SourceStatus>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -84,10 +79,19 @@ pub(super) async fn persist_loop(
     }
 }
 
+/// A save whose blocking task panicked or was cancelled: nothing was found wrong with a file.
+fn task_failed(dir: &Path, error: &tokio::task::JoinError) -> PersistError {
+    PersistError::Task {
+        dir: dir.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+/// Saves the newest state sent, if any, and records the outcome in the status.
 pub(super) async fn save_latest(
     updates: &mut watch::Receiver<Option<Arc<Persisted>>>,
-    dir: &std::path::Path,
-    status: &SyncStatus,
+    dir: &Path,
+    status: &SourceStatus,
 ) {
     let Some(latest) = updates.borrow_and_update().clone() else {
         return;
@@ -99,12 +103,7 @@ pub(super) async fn save_latest(
         persist::save(&target, &persisted)
     })
     .await
-    .unwrap_or_else(|e| {
-        Err(persist::PersistError::Corrupt {
-            path: dir.to_path_buf(),
-            reason: format!("save task failed: {e}"),
-        })
-    });
+    .unwrap_or_else(|e| Err(task_failed(dir, &e)));
     let was_ok = status.view().persistence.and_then(|p| p.ok);
     match result {
         Ok(saved) => {
@@ -135,5 +134,22 @@ pub(super) async fn save_latest(
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_save_task_is_not_called_corruption() {
+        let join_error = tokio::spawn(async { panic!("disk gremlin") })
+            .await
+            .expect_err("the task panics");
+        let error = task_failed(Path::new("/var/lib/snapdns"), &join_error);
+        assert!(matches!(error, PersistError::Task { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("/var/lib/snapdns"), "{message}");
+        assert!(!message.contains("corrupt"), "{message}");
     }
 }

@@ -1,83 +1,21 @@
-//! The two blocking queries that tell what changed, and the diffs that name changed services.
-//!
-//! `/v1/catalog/services` names services that appeared, disappeared or changed tags;
-//! `/v1/health/state/any` names services whose checks changed (a node check names every service
-//! with an instance on that node). Each query runs as its own task so that the sync loop can
-//! select on both; the loop owns their indexes and baselines.
+//! The diffs that name changed services: between two answers of `/v1/catalog/services`
+//! (services added, removed or retagged) and of `/v1/health/state/any` (services whose checks
+//! changed; a node check names every service with an instance on that node).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
-
-use super::retry::Backoff;
-use crate::registry::consul::{ConsulError, Fetched, ServiceList};
+use crate::registry::consul::ServiceList;
 use crate::registry::{HealthCheck, RegistryState};
-
-/// Watch requests per endpoint: a burst of this many, then one per [`WATCH_REFILL`].
-pub(super) const WATCH_BURST: f64 = 3.0;
-pub(super) const WATCH_REFILL: Duration = Duration::from_secs(1);
 
 /// (node, check ID) -> what matters about a check for DNS.
 pub(super) type CheckMap = BTreeMap<(String, String), CheckSig>;
 
+/// What matters about a check for DNS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct CheckSig {
     status: String,
     service_name: String,
     service_id: String,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Endpoint {
-    Catalog,
-    Checks,
-}
-
-impl Endpoint {
-    pub(super) fn channel(self) -> &'static str {
-        match self {
-            Self::Catalog => "catalog watch",
-            Self::Checks => "checks watch",
-        }
-    }
-}
-
-pub(super) enum WatchValue {
-    Catalog(ServiceList),
-    Checks(Vec<HealthCheck>),
-}
-
-pub(super) type WatchResult = Result<Fetched<WatchValue>, ConsulError>;
-
-/// One blocking query loop's state; the request itself runs as a task.
-pub(super) struct Watch {
-    pub(super) endpoint: Endpoint,
-    /// The newest index whose answer is the baseline for diffs.
-    pub(super) index: u64,
-    /// The index the running request was sent with, and the request.
-    pub(super) in_flight: Option<(u64, JoinHandle<WatchResult>)>,
-    pub(super) not_before: Instant,
-    pub(super) tokens: f64,
-    pub(super) refilled: Instant,
-    pub(super) backoff: Backoff,
-}
-
-/// Waits for the watch's request, or forever when none is running.
-pub(super) async fn join_watch(watch: &mut Watch) -> (u64, WatchResult) {
-    let Some((sent, handle)) = watch.in_flight.as_mut() else {
-        return std::future::pending().await;
-    };
-    let sent = *sent;
-    let result = handle.await.unwrap_or_else(|e| {
-        Err(ConsulError::BadResponse {
-            path: "watch".into(),
-            message: format!("watch task failed: {e}"),
-        })
-    });
-    watch.in_flight = None;
-    (sent, result)
 }
 
 pub(super) fn check_map(checks: Vec<HealthCheck>) -> CheckMap {

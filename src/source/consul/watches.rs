@@ -1,0 +1,204 @@
+//! The two blocking queries that tell what changed: `/v1/catalog/services` and
+//! `/v1/health/state/any`.
+//!
+//! Each query runs as its own task so that the sync loop can select on both; a [`Watch`] owns
+//! its index, its request, its backoff and its rate limit (a token bucket: a burst of
+//! [`WATCH_BURST`] requests, then one per [`WATCH_REFILL`]), so that an index that keeps moving
+//! cannot make it hammer the registry. The loop owns the baselines the answers are diffed with.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::retry::Backoff;
+use crate::registry::consul::{Blocking, ConsulClient, ConsulError, Fetched, ServiceList};
+use crate::registry::HealthCheck;
+
+/// Watch requests per endpoint: a burst of this many, then one per [`WATCH_REFILL`].
+const WATCH_BURST: f64 = 3.0;
+const WATCH_REFILL: Duration = Duration::from_secs(1);
+
+/// The first delay after a failed watch request (doubling up to the sync interval).
+const WATCH_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Which blocking query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Endpoint {
+    /// `/v1/catalog/services`.
+    Catalog,
+    /// `/v1/health/state/any`.
+    Checks,
+}
+
+impl Endpoint {
+    /// The status channel of its faults.
+    pub(super) fn channel(self) -> &'static str {
+        match self {
+            Self::Catalog => "catalog watch",
+            Self::Checks => "checks watch",
+        }
+    }
+}
+
+/// A watch's answer.
+pub(super) enum WatchValue {
+    Catalog(ServiceList),
+    Checks(Vec<HealthCheck>),
+}
+
+pub(super) type WatchResult = Result<Fetched<WatchValue>, ConsulError>;
+
+/// One blocking query loop's state; the request itself runs as a task.
+pub(super) struct Watch {
+    endpoint: Endpoint,
+    /// The newest index whose answer is the baseline for diffs.
+    pub(super) index: u64,
+    /// The index the running request was sent with, and the request.
+    in_flight: Option<(u64, JoinHandle<WatchResult>)>,
+    not_before: Instant,
+    tokens: f64,
+    refilled: Instant,
+    backoff: Backoff,
+}
+
+impl Watch {
+    /// A watch with a full bucket, whose backoff grows up to `backoff_cap`.
+    fn new(endpoint: Endpoint, now: Instant, backoff_cap: Duration) -> Self {
+        Self {
+            endpoint,
+            index: 0,
+            in_flight: None,
+            not_before: now,
+            tokens: WATCH_BURST,
+            refilled: now,
+            backoff: Backoff::new(WATCH_BACKOFF, backoff_cap),
+        }
+    }
+
+    /// Starts the blocking query unless one is running, within the rate limit and backoff.
+    fn arm(&mut self, now: Instant, client: &ConsulClient, wait: Duration) {
+        if self.in_flight.is_some() || now < self.not_before {
+            return;
+        }
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed / WATCH_REFILL.as_secs_f64()).min(WATCH_BURST);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            self.not_before = now + WATCH_REFILL.mul_f64(1.0 - self.tokens);
+            return;
+        }
+        self.tokens -= 1.0;
+        let client = client.clone();
+        let blocking = Blocking {
+            index: self.index,
+            wait,
+        };
+        let endpoint = self.endpoint;
+        let handle = tokio::spawn(async move {
+            match endpoint {
+                Endpoint::Catalog => client
+                    .services(Some(blocking))
+                    .await
+                    .map(|f| f.map(WatchValue::Catalog)),
+                Endpoint::Checks => client
+                    .checks(Some(blocking))
+                    .await
+                    .map(|f| f.map(WatchValue::Checks)),
+            }
+        });
+        self.in_flight = Some((blocking.index, handle));
+    }
+
+    /// A request failed: the next waits for the backoff.
+    pub(super) fn failed(&mut self, now: Instant) {
+        self.not_before = now + self.backoff.next();
+    }
+
+    /// A request worked: the backoff starts over.
+    pub(super) fn succeeded(&mut self) {
+        self.backoff.reset();
+    }
+
+    /// Waits for the request, or forever when none is running; returns the index it was sent
+    /// with and its result.
+    async fn join(&mut self) -> (u64, WatchResult) {
+        let Some((sent, handle)) = self.in_flight.as_mut() else {
+            return std::future::pending().await;
+        };
+        let sent = *sent;
+        let result = handle.await.unwrap_or_else(|e| {
+            Err(ConsulError::BadResponse {
+                path: "watch".into(),
+                message: format!("watch task failed: {e}"),
+            })
+        });
+        self.in_flight = None;
+        (sent, result)
+    }
+}
+
+/// Both watches, looked up by endpoint.
+pub(super) struct Watches {
+    catalog: Watch,
+    checks: Watch,
+}
+
+impl Watches {
+    /// Both watches, idle, backing off up to `backoff_cap` after failures.
+    pub(super) fn new(now: Instant, backoff_cap: Duration) -> Self {
+        Self {
+            catalog: Watch::new(Endpoint::Catalog, now, backoff_cap),
+            checks: Watch::new(Endpoint::Checks, now, backoff_cap),
+        }
+    }
+
+    /// The watch of `endpoint`.
+    pub(super) fn get(&self, endpoint: Endpoint) -> &Watch {
+        match endpoint {
+            Endpoint::Catalog => &self.catalog,
+            Endpoint::Checks => &self.checks,
+        }
+    }
+
+    /// The watch of `endpoint`, to change.
+    pub(super) fn get_mut(&mut self, endpoint: Endpoint) -> &mut Watch {
+        match endpoint {
+            Endpoint::Catalog => &mut self.catalog,
+            Endpoint::Checks => &mut self.checks,
+        }
+    }
+
+    /// Starts the requests that are not running, each within its rate limit and backoff.
+    pub(super) fn arm(&mut self, client: &ConsulClient, wait: Duration) {
+        let now = Instant::now();
+        self.catalog.arm(now, client, wait);
+        self.checks.arm(now, client, wait);
+    }
+
+    /// The earliest time an idle watch may start its next request.
+    pub(super) fn next_start(&self) -> Option<Instant> {
+        [&self.catalog, &self.checks]
+            .into_iter()
+            .filter(|watch| watch.in_flight.is_none())
+            .map(|watch| watch.not_before)
+            .min()
+    }
+
+    /// Waits for the first answer of either watch (forever when none is running).
+    pub(super) async fn next(&mut self) -> (Endpoint, u64, WatchResult) {
+        tokio::select! {
+            (sent, result) = self.catalog.join() => (Endpoint::Catalog, sent, result),
+            (sent, result) = self.checks.join() => (Endpoint::Checks, sent, result),
+        }
+    }
+
+    /// Stops the running requests (at shutdown).
+    pub(super) fn abort(&mut self) {
+        for watch in [&mut self.catalog, &mut self.checks] {
+            if let Some((_, handle)) = watch.in_flight.take() {
+                handle.abort();
+            }
+        }
+    }
+}
