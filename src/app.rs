@@ -70,11 +70,10 @@ pub async fn run_with_reloads(
     let static_zones = Arc::new(ArcSwap::from_pointee(ZoneSet::default()));
     static_zones.store(Arc::new(static_zones::load_dir(&config.server.zones_dir)));
 
-    let forwarder = (!config.forward.upstreams.is_empty())
-        .then(|| Arc::new(Forwarder::new(config.forward.clone(), metrics.clone())));
     let forwarding = Forwarding {
         runtime: tokio::runtime::Handle::current(),
-        forwarder,
+        forwarder: (!config.forward.upstreams.is_empty())
+            .then(|| Arc::new(Forwarder::new(config.forward.clone(), metrics.clone()))),
     };
     let apex = wire_key(&config.zone.domain).map_err(StartError::Domain)?;
     let responder = Responder::new(
@@ -87,18 +86,7 @@ pub async fn run_with_reloads(
     // The registry file (or Consul's persisted state) is read before the sockets open, so the
     // first query sees its data. Health is bound before DNS.
     let status = Arc::new(source_status(&config));
-    let mut file_source = match &config.registry {
-        RegistrySource::File(path) => {
-            let options = config.zone.clone();
-            let mut source = FileSource::new(path.clone(), options, store.clone(), status.clone());
-            source.load_once();
-            Some(source)
-        }
-        RegistrySource::Consul(_) => {
-            consul::restore(&config.sync, &store, &status);
-            None
-        }
-    };
+    let file_source = load_registry(&config, &store, &status);
     let http_listener = match config.server.http {
         Some(addr) => Some(http::bind(addr).await.map_err(|source| StartError::Bind {
             proto: "http",
@@ -107,22 +95,7 @@ pub async fn run_with_reloads(
         })?),
         None => None,
     };
-
-    // Bind every socket before serving anything, so a bad address fails start-up cleanly.
-    let mut udp_sockets = Vec::new();
-    let mut tcp_listeners = Vec::new();
-    for addr in &config.server.listen {
-        let (udp, tcp) = bind_pair(*addr, config.server.udp_workers).await?;
-        let bound = udp[0].local_addr().map_err(|source| StartError::Bind {
-            proto: "udp",
-            addr: *addr,
-            source,
-        })?;
-        info!("listening on udp {bound}");
-        info!("listening on tcp {bound}");
-        udp_sockets.extend(udp);
-        tcp_listeners.push(tcp);
-    }
+    let (udp_sockets, tcp_listeners) = bind_dns(&config).await?;
 
     let drain = Drain::default();
     let workers = udp::spawn_workers(
@@ -145,44 +118,37 @@ pub async fn run_with_reloads(
     ));
     let mut tcp_servers = tokio::task::JoinSet::new();
     for listener in tcp_listeners {
+        let idle = config.server.tcp_idle_timeout;
         tcp_servers.spawn(tcp::serve(
             listener,
             tcp_handler.clone(),
-            config.server.tcp_idle_timeout,
+            idle,
             drain.token(),
         ));
     }
 
     let mut tasks = tokio::task::JoinSet::new();
-    match &config.registry {
-        RegistrySource::File(_) => {
-            if let Some(source) = file_source.take() {
-                tasks.spawn(source.watch(drain.token()));
-            }
+    match file_source {
+        Some(source) => {
+            tasks.spawn(source.watch(drain.token()));
         }
-        RegistrySource::Consul(_) => {
+        None => {
             let client = ConsulClient::new(config.consul.clone()).map_err(StartError::Registry)?;
             let task = SyncTask::new(client, config.sync.clone(), store.clone(), status.clone());
             tasks.spawn(task.run(drain.token()));
         }
     }
     if let Some(listener) = http_listener {
-        let served = Arc::new(http::Served {
+        let served = http::Served {
             store: store.clone(),
             status: status.clone(),
             started: std::time::SystemTime::now(),
             metrics: metrics.clone(),
-        });
-        tasks.spawn(http::serve(listener, served, drain.token()));
+        };
+        tasks.spawn(http::serve(listener, Arc::new(served), drain.token()));
     }
-
     if let Some(requests) = reloads {
-        let reloader = reload::Reloader::new(
-            config.clone(),
-            static_zones.clone(),
-            responder.clone(),
-            metrics.clone(),
-        );
+        let reloader = reload::Reloader::new(config, static_zones, responder, metrics);
         tasks.spawn(reload::watch(requests, reloader, drain.token()));
     }
 
@@ -193,9 +159,7 @@ pub async fn run_with_reloads(
         // The TCP listeners close at once; open connections finish the query in progress.
         while tcp_servers.join_next().await.is_some() {}
         while tasks.join_next().await.is_some() {}
-        for worker in workers {
-            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-        }
+        join_workers(workers).await;
         // UDP queries handed to the forwarder before the workers stopped get their answer.
         drain.in_flight_finished().await;
     };
@@ -203,6 +167,55 @@ pub async fn run_with_reloads(
         warn!("shutdown grace period elapsed");
     }
     Ok(())
+}
+
+/// Waits for the UDP worker threads, off the runtime's threads.
+async fn join_workers(workers: Vec<std::thread::JoinHandle<()>>) {
+    for worker in workers {
+        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    }
+}
+
+/// Publishes what the registry source has now: the file, read and built, or Consul's newest
+/// persisted state. Returns the file source, to be watched; `None` for Consul.
+fn load_registry(
+    config: &Config,
+    store: &SnapshotStore,
+    status: &Arc<SourceStatus>,
+) -> Option<FileSource> {
+    match &config.registry {
+        RegistrySource::File(path) => {
+            let options = config.zone.clone();
+            let mut source = FileSource::new(path.clone(), options, store.clone(), status.clone());
+            source.load_once();
+            Some(source)
+        }
+        RegistrySource::Consul(_) => {
+            consul::restore(&config.sync, store, status);
+            None
+        }
+    }
+}
+
+/// Binds every DNS socket before anything is served, so a bad address fails start-up cleanly.
+async fn bind_dns(
+    config: &Config,
+) -> Result<(Vec<std::net::UdpSocket>, Vec<TcpListener>), StartError> {
+    let mut udp_sockets = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    for addr in &config.server.listen {
+        let (udp, tcp) = bind_pair(*addr, config.server.udp_workers).await?;
+        let bound = udp[0].local_addr().map_err(|source| StartError::Bind {
+            proto: "udp",
+            addr: *addr,
+            source,
+        })?;
+        info!("listening on udp {bound}");
+        info!("listening on tcp {bound}");
+        udp_sockets.extend(udp);
+        tcp_listeners.push(tcp);
+    }
+    Ok((udp_sockets, tcp_listeners))
 }
 
 /// The source status shown by `/health` and `/metrics`, for either source.

@@ -120,6 +120,20 @@ fn encode_dns(e: &mut DescriptorEncoder<'_>, m: &Metrics) -> Result<(), std::fmt
         None,
         m.upstream_failures.load(Ordering::Relaxed),
     )?;
+    counter(
+        e,
+        "snapdns_forwards_over_limit",
+        "Forwarded queries answered SERVFAIL at once because --max-forwards were in flight.",
+        None,
+        m.forwards_over_limit.load(Ordering::Relaxed),
+    )?;
+    counter(
+        e,
+        "snapdns_tcp_clients_refused",
+        "TCP connections closed at once: --max-tcp-clients or the address's share was taken.",
+        None,
+        m.tcp_clients_refused.load(Ordering::Relaxed),
+    )?;
 
     Ok(())
 }

@@ -96,6 +96,10 @@ fn connections_beyond_the_cap_or_an_address_share_are_closed() {
     assert!(ask(&mut other, "web-01.node.consul.").is_some());
     let mut fourth = connect_from("127.0.0.3:0", server.addr);
     assert_eq!(fourth.read(&mut buf).unwrap_or(0), 0, "total reached");
+    assert_eq!(
+        crate::support::metrics::metric(&server, "snapdns_tcp_clients_refused_total"),
+        Some(2.0)
+    );
     // UDP is not affected, and a closed connection frees its slot.
     assert_eq!(
         rdata(&udp(server.addr, "web-01.node.consul.", RecordType::A).answers),
