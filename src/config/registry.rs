@@ -261,7 +261,10 @@ fn parse_registry(text: &str) -> Result<RegistrySource, ConfigError> {
     }
     Err(ConfigError::new(
         "registry",
-        format!("{text:?} is neither file:PATH nor an http(s):// URL"),
+        format!(
+            "{:?} is neither file:PATH nor an http(s):// URL",
+            crate::registry::consul::redacted(text)
+        ),
     ))
 }
 
@@ -277,12 +280,14 @@ fn normalise_url(key: &str, text: &str) -> Result<String, ConfigError> {
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| {
-            ConfigError::new(key, format!("{text:?}: only http and https are supported"))
+            let shown = crate::registry::consul::redacted(text);
+            ConfigError::new(key, format!("{shown:?}: only http and https are supported"))
         })?;
     if rest.is_empty() || rest.contains('/') {
+        let shown = crate::registry::consul::redacted(text);
         return Err(ConfigError::new(
             key,
-            format!("{text:?} must be scheme://host:port without a path"),
+            format!("{shown:?} must be scheme://host:port without a path"),
         ));
     }
     Ok(url)

@@ -35,8 +35,8 @@ pub fn health(reading: &Reading, started: SystemTime) -> (StatusCode, Value) {
         })
     });
     let source_json = match &view.source {
-        RegistrySource::Consul(url) => {
-            json!({"kind": "consul", "url": url, "datacenter": view.datacenter})
+        RegistrySource::Consul(_) => {
+            json!({"kind": "consul", "url": view.source.shown(), "datacenter": view.datacenter})
         }
         RegistrySource::File(path) => {
             json!({"kind": "file", "path": path.display().to_string()})

@@ -39,7 +39,7 @@ pub struct ConsulConfig {
 impl std::fmt::Debug for ConsulConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsulConfig")
-            .field("url", &self.url)
+            .field("url", &redacted(&self.url))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
             .field("consistent", &self.consistent)
@@ -230,7 +230,7 @@ impl ConsulClient {
         // reqwest is built without a default crypto provider; install ring once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = Url::parse(&config.url)
-            .map_err(|e| ConsulError::Setup(format!("{}: {e}", config.url)))?;
+            .map_err(|e| ConsulError::Setup(format!("{}: {e}", redacted(&config.url))))?;
         let mut headers = HeaderMap::new();
         if let Some(token) = &config.token {
             let mut value = HeaderValue::from_str(token).map_err(|_| {
@@ -269,9 +269,9 @@ impl ConsulClient {
         Ok(Self { http, base, config })
     }
 
-    /// The base URL, for logs and health.
-    pub fn url(&self) -> &str {
-        &self.config.url
+    /// The base URL for logs, without its user info.
+    pub fn url(&self) -> String {
+        redacted(&self.config.url)
     }
 
     /// `GET /v1/catalog/services`: every service name and its tags.
@@ -303,9 +303,9 @@ impl ConsulClient {
     ) -> Result<Fetched<T>, ConsulError> {
         let mut url = self.base.clone();
         {
-            let mut path = url.path_segments_mut().map_err(|()| {
-                ConsulError::Setup(format!("{} cannot be a base URL", self.config.url))
-            })?;
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|()| ConsulError::Setup(format!("{} cannot be a base URL", self.url())))?;
             path.clear().push("v1").extend(segments);
         }
         let path = url.path().to_string();
@@ -417,7 +417,22 @@ fn transport_error(path: &str, error: &reqwest::Error) -> ConsulError {
     }
 }
 
-/// The error and its sources on one line (reqwest's own message names the URL, never the token).
+/// `url` with its user info (`user:password@`) replaced by `***@`: what logs, errors and
+/// `/health` show of a registry URL.
+pub fn redacted(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// The error and its sources on one line (reqwest's own message names the URL, never the token;
+/// the URL's user info is taken out).
 fn error_chain(error: &reqwest::Error) -> String {
     let mut parts = vec![error.to_string()];
     let mut source = std::error::Error::source(error);
@@ -428,7 +443,20 @@ fn error_chain(error: &reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    parts.join(": ")
+    let message = parts.join(": ");
+    match error.url() {
+        Some(url) if !url.username().is_empty() || url.password().is_some() => {
+            let mut bare = url.clone();
+            let _ = bare.set_username("");
+            let _ = bare.set_password(None);
+            let shown = redacted(url.as_str());
+            // reqwest prints the URL as given; take the user info out of every spelling.
+            message
+                .replace(url.as_str(), &shown)
+                .replace(bare.as_str(), &shown)
+        }
+        _ => message,
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ConsulError> {
@@ -452,6 +480,19 @@ fn encode_query(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_info_is_redacted() {
+        assert_eq!(
+            redacted("http://user:secret@consul.example:8500"),
+            "http://***@consul.example:8500"
+        );
+        assert_eq!(
+            redacted("https://token@10.0.0.1:8501/v1/x?y=a@b"),
+            "https://***@10.0.0.1:8501/v1/x?y=a@b"
+        );
+        assert_eq!(redacted("http://127.0.0.1:8500"), "http://127.0.0.1:8500");
+    }
 
     fn status(code: u16, body: &str) -> ConsulError {
         ConsulError::Status {

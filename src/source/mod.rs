@@ -27,6 +27,16 @@ pub enum RegistrySource {
     Consul(String),
 }
 
+impl RegistrySource {
+    /// How the source is shown in logs and `/health`: a path, or the URL without user info.
+    pub fn shown(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Consul(url) => crate::registry::consul::redacted(url),
+        }
+    }
+}
+
 /// Where a state handed to [`publish`] was read, for its log line.
 #[derive(Clone, Copy, Debug)]
 pub enum Origin<'a> {

@@ -173,3 +173,36 @@ fn sync_https_with_ca_file_and_client_certificate() {
     );
     assert_eq!(service_rcode(&anonymous, "web"), ResponseCode::ServFail);
 }
+
+/// A password in the registry URL is never printed: not in the start-up line, not in
+/// `/health`, not in the error logged when the registry goes away (issue 10, item 9).
+#[test]
+fn sync_password_in_the_registry_url_is_redacted() {
+    let secret = "hunter2-url-secret";
+    let (mut consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let url = consul
+        .url()
+        .replacen("http://", &format!("http://snapdns:{secret}@"), 1);
+    let server = start_syncing(&url, &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    let (_, report) = health(&server);
+    assert_eq!(
+        report["source"]["url"],
+        consul.url().replacen("http://", "http://***@", 1),
+        "{report:#}"
+    );
+    assert!(server.log().contains("registry sync started"));
+
+    consul.stop();
+    assert_eventually!(
+        registry_state(&server) == "unreachable",
+        "{}",
+        health(&server).1
+    );
+    assert!(!health(&server).1.to_string().contains(secret));
+    assert!(
+        !server.log().contains(secret),
+        "the password leaked into the log: {}",
+        server.log()
+    );
+}
