@@ -1,5 +1,7 @@
 //! Persistence as the sync engine uses it: the state from disk at start-up, and a writer task
-//! that saves the newest published state at most once per [`PERSIST_INTERVAL`].
+//! that saves the newest published state at most once per [`PERSIST_INTERVAL`]. A save that
+//! fails (disk full, directory gone) is retried with backoff, from [`RETRY_FIRST`] up to
+//! [`RETRY_MAX`] apart, until one succeeds, whether or not the registry changes meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +19,10 @@ use crate::source::{publish, Origin};
 
 /// The state file is written at most this often, however fast the registry changes.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+/// The first retry of a failed save comes this long after it; each further one twice as long.
+pub const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Failed saves are retried at least this often.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Loads the newest usable persisted state from `state_dir` and publishes it, so DNS answers from
 /// disk before the first sync. Every skipped file is logged; nothing here can fail start-up.
@@ -63,12 +69,25 @@ pub(super) async fn persist_loop(
     status: Arc<SourceStatus>,
     shutdown: CancellationToken,
 ) {
+    // After a failed save: how long until the next try.
+    let mut retry: Option<Duration> = None;
     loop {
+        let retry_due = async {
+            match retry {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
             changed = updates.changed() => if changed.is_err() { break },
+            () = retry_due => {}
         }
-        save_latest(&mut updates, &dir, &status).await;
+        retry = if save_latest(&mut updates, &dir, &status).await {
+            None
+        } else {
+            Some(retry.map_or(RETRY_FIRST, |delay| (delay * 2).min(RETRY_MAX)))
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(PERSIST_INTERVAL) => {}
@@ -87,14 +106,15 @@ fn task_failed(dir: &Path, error: &tokio::task::JoinError) -> PersistError {
     }
 }
 
-/// Saves the newest state sent, if any, and records the outcome in the status.
+/// Saves the newest state sent, if any, and records the outcome in the status; false when the
+/// save failed.
 pub(super) async fn save_latest(
     updates: &mut watch::Receiver<Option<Arc<Persisted>>>,
     dir: &Path,
     status: &SourceStatus,
-) {
+) -> bool {
     let Some(latest) = updates.borrow_and_update().clone() else {
-        return;
+        return true;
     };
     let target = dir.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
@@ -120,6 +140,7 @@ pub(super) async fn save_latest(
                     p.error = None;
                 }
             });
+            true
         }
         Err(error) => {
             if was_ok != Some(false) {
@@ -133,6 +154,7 @@ pub(super) async fn save_latest(
                     p.error = Some(error.to_string());
                 }
             });
+            false
         }
     }
 }

@@ -182,3 +182,39 @@ fn sync_self_preservation_holds_a_mass_drop_then_lets_it_go() {
         .log()
         .contains("held instances stayed gone for the window"));
 }
+
+/// A failed save is retried until it succeeds, with no registry change needed: once the
+/// directory can be made again, the state is on disk (issue 10, item 10).
+#[test]
+fn sync_failed_save_is_retried_until_it_succeeds() {
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let state_dir = file.join("state");
+    let server = start_syncing(
+        &consul.url(),
+        &[
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+            "--sync-interval",
+            "10m",
+        ],
+    );
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    assert_eventually!(health(&server).1["persistence"]["ok"] == false);
+    let index = consul.index();
+
+    // The obstacle goes away; the registry does not change.
+    std::fs::remove_file(&file).unwrap();
+    assert_eventually!(
+        health(&server).1["persistence"]["ok"] == true,
+        "{}",
+        health(&server).1
+    );
+    assert_eq!(consul.index(), index, "no registry change was needed");
+    let files: Vec<_> = std::fs::read_dir(&state_dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(server.log_count("cannot persist the registry state"), 1);
+    assert_eq!(server.log_count("state directory writable again"), 1);
+}
