@@ -20,9 +20,9 @@ use crate::source::{publish, Origin};
 /// The state file is written at most this often, however fast the registry changes.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 /// The first retry of a failed save comes this long after it; each further one twice as long.
-pub const RETRY_FIRST: Duration = Duration::from_millis(500);
+pub(super) const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Failed saves are retried at least this often.
-pub const RETRY_MAX: Duration = Duration::from_secs(30);
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Loads the newest usable persisted state from `state_dir` and publishes it, so DNS answers from
 /// disk before the first sync. Every skipped file is logged; nothing here can fail start-up.
