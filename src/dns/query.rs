@@ -31,6 +31,17 @@ pub struct ParsedQuery<'a> {
     pub qclass: u16,
     /// EDNS parameters when the query carried an OPT record.
     pub edns: Option<EdnsInfo>,
+    /// The query is signed (a TSIG or SIG(0) record in the additional section).
+    pub signature: Option<Signature>,
+}
+
+/// How a query is signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signature {
+    /// A TSIG record (RFC 8945).
+    Tsig,
+    /// A SIG(0) record (RFC 2931).
+    Sig0,
 }
 
 /// What the client's OPT record said.
@@ -112,12 +123,18 @@ impl<'a> ParsedQuery<'a> {
             *dst = src.to_ascii_lowercase();
         }
         let mut edns = None;
+        let mut signature = None;
         let skipped = usize::from(header.counts.answers) + usize::from(header.counts.authorities);
         for _ in 0..skipped {
             Record::read(&mut decoder).map_err(|_| form_err)?;
         }
         for _ in 0..header.counts.additionals {
             let record = Record::read(&mut decoder).map_err(|_| form_err)?;
+            match record.record_type() {
+                RecordType::TSIG => signature = Some(Signature::Tsig),
+                RecordType::SIG => signature = Some(Signature::Sig0),
+                _ => {}
+            }
             if record.record_type() == RecordType::OPT {
                 if edns.is_some() || !record.name.is_root() {
                     return Err(form_err);
@@ -139,6 +156,7 @@ impl<'a> ParsedQuery<'a> {
             qtype: u16::from(query.query_type()),
             qclass: u16::from(query.query_class()),
             edns,
+            signature,
         })
     }
 

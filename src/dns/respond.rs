@@ -17,7 +17,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::flags;
-use super::query::{ParsedQuery, Rejection};
+use super::query::{ParsedQuery, Rejection, Signature};
 use crate::snapshot::SnapshotStore;
 use crate::zone::{Lookup, Prepared, Zone, ZoneSet, MAX_MESSAGE_LEN};
 
@@ -194,6 +194,14 @@ impl Responder {
                 return Outcome::Reply;
             }
         }
+        // No key is configured, so every signed query is signed with a key we do not know:
+        // NOTAUTH for TSIG (RFC 8945 §5.2.2.1, BADKEY), REFUSED for SIG(0) (RFC 2931). Never
+        // an unsigned answer to a signed question.
+        match query.signature {
+            Some(Signature::Tsig) => return reply.rcode_only(out, ResponseCode::NotAuth, false),
+            Some(Signature::Sig0) => return reply.rcode_only(out, ResponseCode::Refused, false),
+            None => {}
+        }
 
         if query.is_in(&self.registry_apex) {
             let guard = self.registry.load();
@@ -227,7 +235,8 @@ impl Responder {
     ) -> Outcome {
         let query = reply.query;
         if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
-            return reply.rcode_only(out, ResponseCode::Refused, true);
+            // Not an answer from the zone's data: no AA.
+            return reply.rcode_only(out, ResponseCode::Refused, false);
         }
         if is_transfer(query.qtype) {
             return reply.rcode_only(out, ResponseCode::NotImp, true);

@@ -247,6 +247,12 @@ impl ConsulClient {
             .user_agent(concat!("snapdns/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            // A blocking query sits idle on its connection for up to --blocking-wait: probes find
+            // a registry that vanished without closing it (the per-request deadline, wait +
+            // wait/16 + --request-timeout, is the watchdog behind them).
+            .tcp_keepalive(Duration::from_secs(15))
+            .tcp_keepalive_interval(Duration::from_secs(5))
+            .tcp_keepalive_retries(3)
             .tls_backend_rustls();
         if let Some(ca_file) = &config.ca_file {
             let pem = read(ca_file)?;

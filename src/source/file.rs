@@ -57,7 +57,11 @@ impl FileSource {
         let state = match file::load(&self.path) {
             Ok(state) => Arc::new(state),
             Err(err) => {
-                error!("{err}; keeping the previous snapshot");
+                if self.store.current().is_some() {
+                    error!("{err}; keeping the previous snapshot");
+                } else {
+                    error!("{err}; no registry data yet: registry names get SERVFAIL until the file loads");
+                }
                 self.status
                     .failed(CHANNEL, FaultKind::BadResponse, err.to_string());
                 return;

@@ -74,6 +74,9 @@ pub fn publish(
         Ok(snapshot) => Arc::new(snapshot),
         Err(error) => {
             match origin {
+                Origin::File(path) if previous.is_none() => {
+                    error!(path = %path.display(), %error, "registry file not served; no registry data yet: registry names get SERVFAIL")
+                }
                 Origin::File(path) => {
                     error!(path = %path.display(), %error, "registry file not served; keeping the previous snapshot")
                 }

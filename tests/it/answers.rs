@@ -551,3 +551,55 @@ fn every_alias_of_an_instance_set_gets_the_same_records() {
         );
     }
 }
+
+/// A query with `record` (owner, type, class, rdata) added to its additional section.
+fn with_additional(name: &str, owner: &[u8], rtype: u16, class: u16, rdata: &[u8]) -> Vec<u8> {
+    let mut query = query_message(name, RecordType::A, None).to_vec().unwrap();
+    query[11] += 1; // ARCOUNT
+    query.extend_from_slice(owner);
+    query.extend_from_slice(&rtype.to_be_bytes());
+    query.extend_from_slice(&class.to_be_bytes());
+    query.extend_from_slice(&[0, 0, 0, 0]); // TTL
+    query.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    query.extend_from_slice(rdata);
+    query
+}
+
+/// Signed queries are never answered unsigned: no key is configured, so a TSIG-signed query
+/// gets NOTAUTH (RFC 8945, unknown key) and a SIG(0)-signed one REFUSED; a query of a class
+/// we do not serve gets REFUSED without AA (issue 10, item 14).
+#[test]
+fn signed_queries_and_foreign_classes_are_refused_without_authority() {
+    let server = Server::demo(&[], &[]);
+    // TSIG: key "k.", hmac-sha256, time signed, fudge 300, a 32-byte MAC, original ID, no error.
+    let mut tsig = b"\x0bhmac-sha256\x00".to_vec();
+    tsig.extend_from_slice(&[0, 0, 0x65, 0x00, 0x00, 0x00, 0x01, 0x2c, 0, 32]);
+    tsig.extend_from_slice(&[0xab; 32]);
+    tsig.extend_from_slice(&[0x12, 0x34, 0, 0, 0, 0]);
+    let signed = with_additional("web.service.consul.", b"\x01k\x00", 250, 255, &tsig);
+    let reply = Message::from_vec(&udp_raw(server.addr, &signed).unwrap()).unwrap();
+    assert_rcode(&reply, ResponseCode::NotAuth);
+    assert!(reply.answers.is_empty() && !reply.metadata.authoritative);
+
+    // SIG(0): type covered 0, algorithm 15, labels 0, TTL 0, expiration, inception, key tag,
+    // signer "k.", a 64-byte signature.
+    let mut sig = vec![
+        0, 0, 15, 0, 0, 0, 0, 0, 0x70, 0, 0, 0, 0x60, 0, 0, 0, 0x12, 0x34,
+    ];
+    sig.extend_from_slice(b"\x01k\x00");
+    sig.extend_from_slice(&[0xcd; 64]);
+    let signed = with_additional("web.service.consul.", b"\x00", 24, 255, &sig);
+    let reply = Message::from_vec(&udp_raw(server.addr, &signed).unwrap()).unwrap();
+    assert_rcode(&reply, ResponseCode::Refused);
+    assert!(reply.answers.is_empty() && !reply.metadata.authoritative);
+
+    // CHAOS class: REFUSED, not authoritative.
+    let mut chaos = query_message("web.service.consul.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    let len = chaos.len();
+    chaos[len - 1] = 3; // QCLASS CH
+    let reply = Message::from_vec(&udp_raw(server.addr, &chaos).unwrap()).unwrap();
+    assert_rcode(&reply, ResponseCode::Refused);
+    assert!(!reply.metadata.authoritative);
+}

@@ -50,6 +50,17 @@ fn never_loaded_registry_answers_servfail() {
     let server = Server::start(&["--registry", &missing]);
     let answer = udp(server.addr, "web.service.consul.", RecordType::A);
     assert_rcode(&answer, ResponseCode::ServFail);
+    // The log says what is served: nothing yet, not "the previous snapshot" (issue 10, item 14).
+    assert!(
+        !server.log().contains("previous snapshot"),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("no registry data yet"),
+        "{}",
+        server.log()
+    );
     std::thread::sleep(Duration::from_millis(1)); // keep the tempdir alive until here
 }
 

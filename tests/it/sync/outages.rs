@@ -206,3 +206,55 @@ fn sync_without_registry_or_disk_is_503_until_the_first_sync() {
     assert_eventually!(service_addresses(&server, "web") == web_addresses());
     assert_eq!(health(&server).0, 200);
 }
+
+/// The registry hangs (requests accepted, never answered) and then drops those connections,
+/// twenty times in a row: every change made meanwhile still reaches DNS, with blocking queries
+/// long enough that a request stuck on a dead connection would show (issue 10, item 13).
+#[test]
+fn sync_follows_changes_after_the_registry_hangs_and_drops_connections() {
+    let (consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let server = start_syncing(
+        &consul.url(),
+        &[
+            "--blocking-wait",
+            "30s",
+            "--request-timeout",
+            "2s",
+            "--sync-interval",
+            "10m",
+        ],
+    );
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    let last_id = |consul: &Standin| {
+        consul
+            .requests()
+            .iter()
+            .filter_map(|r| r["id"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    for round in 0..20 {
+        let critical = round % 2 == 0;
+        let mark = last_id(&consul);
+        consul.fault(&json!({"mode": "hang"}));
+        consul.set_check(
+            "n1",
+            "service:web-8080-n1",
+            if critical { "critical" } else { "passing" },
+        );
+        // The watches answer the change; what snapdns asks next hangs.
+        assert_eventually!(
+            consul
+                .requests()
+                .iter()
+                .any(|r| r["id"].as_u64() > Some(mark) && r["status"].is_null()),
+            "round {round}: no hung request"
+        );
+        consul.clear_faults(); // closes the hung connections without an answer
+        assert_eventually!(
+            service_addresses(&server, "web").contains(&"10.1.0.1".to_string()) != critical,
+            "round {round}: the change never reached DNS\n{}",
+            server.log()
+        );
+    }
+}
