@@ -12,6 +12,7 @@
 mod cache;
 mod reply;
 mod upstream;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -110,10 +111,7 @@ impl Forwarder {
         }
         let key = cache_key(&parsed, &client);
         let response = match self.lookup(&key, &client).await {
-            Ok(cached) => {
-                let sections = cached.sections_at(Instant::now());
-                client.answer(cached.rcode, cached.authentic_data, sections, limit)
-            }
+            Ok(cached) => client.answer_cached(&cached, Instant::now(), limit),
             Err(_) => client.error(ResponseCode::ServFail),
         };
         Some(response)
@@ -142,8 +140,7 @@ impl Forwarder {
         };
         self.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
         self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-        let sections = cached.sections_at(Instant::now());
-        Some(client.answer(cached.rcode, cached.authentic_data, sections, limits.limit))
+        Some(client.answer_cached(&cached, Instant::now(), limits.limit))
     }
 
     async fn lookup(
@@ -164,11 +161,12 @@ impl Forwarder {
             // Ask in lower case: the cached answer serves every spelling of the name.
             let mut question = client.query.clone();
             question.set_name(question.name().to_lowercase());
-            let message = self
+            let (message, bytes) = self
                 .upstreams
                 .exchange(&question, client.dnssec_ok(), client.checking_disabled())
                 .await?;
-            Ok::<_, AllFailed>(Arc::new(Cached::new(message, &self.policy, Instant::now())))
+            let cached = Cached::new(message, &bytes, &self.policy, Instant::now());
+            Ok::<_, AllFailed>(Arc::new(cached))
         };
         let entry = self
             .cache

@@ -559,3 +559,47 @@ fn an_upstream_that_timed_out_is_tried_last() {
     );
     assert_eq!(good.seen().len(), 10);
 }
+
+/// Forwarded answers keep the upstream's own encoding (only ID, flags, question case, TTLs and
+/// OPT change): Knot compresses an MX answer's names better than a re-encoding would, so the
+/// answer must not grow and lose its additional records, or set TC, on the way (issue 10,
+/// item 14).
+#[test]
+fn forwarded_answers_are_no_larger_than_the_upstream_sent() {
+    let mut zone = String::from(
+        "$ORIGIN example.test.\n$TTL 300\n\
+         @ IN SOA ns.example.test. hostmaster.example.test. 1 3600 900 604800 60\n\
+         @ IN NS ns\nns IN A 127.0.0.1\n",
+    );
+    for i in 0..60 {
+        zone.push_str(&format!(
+            "mx IN MX {i} mail{i}.example.test.\nmail{i} IN A 192.0.2.{i}\n"
+        ));
+    }
+    let knot = Knot::start("example.test.", &zone);
+    let server = Server::demo(&[knot.upstream()], &["--max-udp-size", "4096"]);
+    let query = query_message("MX.Example.Test.", RecordType::MX, Some(3000))
+        .to_vec()
+        .unwrap();
+    let direct = support_tcp_raw(knot.addr, &query);
+    assert!(direct.len() < 3000, "Knot's answer fits: {}", direct.len());
+    for _ in 0..2 {
+        // A miss, then a cache hit: both in Knot's encoding.
+        let reply = udp_raw(server.addr, &query).expect("an answer");
+        assert_eq!(reply.len(), direct.len(), "as long as Knot's own answer");
+        let ours = Message::from_vec(&reply).unwrap();
+        let theirs = Message::from_vec(&direct).unwrap();
+        assert!(!ours.metadata.truncation);
+        assert!(ours.metadata.recursion_available);
+        assert_eq!(ours.queries[0].name().to_string(), "MX.Example.Test.");
+        assert_eq!(ours.answers.len(), 60);
+        assert_eq!(ours.additionals.len(), theirs.additionals.len());
+        assert_eq!(rdata(&ours.answers), rdata(&theirs.answers));
+        assert!(ours.answers.iter().all(|r| r.ttl <= 300));
+        assert_eq!(ours.edns.as_ref().map(|e| e.max_payload()), Some(4096));
+    }
+}
+
+fn support_tcp_raw(addr: std::net::SocketAddr, query: &[u8]) -> Vec<u8> {
+    crate::support::dns_client::tcp_raw(addr, query)
+}

@@ -10,6 +10,8 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record};
 use moka::Expiry;
 
+use super::wire::Wire;
+
 /// TTLs above this are treated as 0 (RFC 2181 §8: the high bit must not be set).
 const MAX_TTL: u32 = i32::MAX as u32;
 
@@ -47,6 +49,8 @@ pub(super) struct Cached {
     answers: Vec<Record>,
     authorities: Vec<Record>,
     additionals: Vec<Record>,
+    /// The same records as the upstream encoded them, when that encoding can be reused.
+    pub(super) wire: Option<Wire>,
     stored_at: Instant,
     lifetime: Duration,
 }
@@ -65,7 +69,8 @@ impl Cached {
     /// without answers) lives for its SOA's `min(TTL, MINIMUM)` capped by `max_negative`, and
     /// that SOA is served with the remaining negative TTL (RFC 2308 §5). A negative answer
     /// without an SOA, or an answer without records, is passed on but not kept (lifetime 0).
-    pub(super) fn new(message: Message, policy: &TtlPolicy, now: Instant) -> Self {
+    /// `bytes` is the upstream's message as received.
+    pub(super) fn new(message: Message, bytes: &[u8], policy: &TtlPolicy, now: Instant) -> Self {
         let negative =
             message.metadata.response_code == ResponseCode::NXDomain || message.answers.is_empty();
         let mut answers = message.answers;
@@ -97,12 +102,15 @@ impl Cached {
             Some(ttl) => ttl,
             None => 0,
         };
+        let counts = [answers.len(), authorities.len(), additionals.len()];
+        let wire = Wire::new(bytes).filter(|wire| wire.counts().map(usize::from) == counts);
         Self {
             rcode: message.metadata.response_code,
             authentic_data: message.metadata.authentic_data,
             answers,
             authorities,
             additionals,
+            wire,
             stored_at: now,
             lifetime: Duration::from_secs(u64::from(lifetime)),
         }
@@ -113,10 +121,24 @@ impl Cached {
         self.lifetime
     }
 
+    /// Whole seconds since storing.
+    fn age(&self, now: Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.stored_at).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// The TTLs to serve at `now`, in section order (answers, authorities, additionals).
+    pub(super) fn ttls_at(&self, now: Instant) -> impl Iterator<Item = u32> + '_ {
+        let age = self.age(now);
+        self.answers
+            .iter()
+            .chain(&self.authorities)
+            .chain(&self.additionals)
+            .map(move |record| record.ttl.saturating_sub(age))
+    }
+
     /// The records to serve at `now`: each TTL minus the whole seconds since storing.
     pub(super) fn sections_at(&self, now: Instant) -> Sections {
-        let age = u32::try_from(now.saturating_duration_since(self.stored_at).as_secs())
-            .unwrap_or(u32::MAX);
+        let age = self.age(now);
         let count_down = |records: &[Record]| -> Vec<Record> {
             records
                 .iter()
@@ -222,6 +244,7 @@ mod tests {
         let now = Instant::now();
         let cached = Cached::new(
             response(ResponseCode::NoError, vec![a(300), a(120)], vec![]),
+            &[],
             &POLICY,
             now,
         );
@@ -251,6 +274,7 @@ mod tests {
                 vec![a(5), a(86_400), a(u32::MAX)],
                 vec![],
             ),
+            &[],
             &policy,
             now,
         );
@@ -268,6 +292,7 @@ mod tests {
         // RFC 2308 §5: min(SOA TTL, SOA MINIMUM).
         let nxdomain = Cached::new(
             response(ResponseCode::NXDomain, vec![], vec![soa(3600, 60)]),
+            &[],
             &POLICY,
             now,
         );
@@ -282,12 +307,14 @@ mod tests {
         );
         let nodata = Cached::new(
             response(ResponseCode::NoError, vec![], vec![soa(45, 600)]),
+            &[],
             &POLICY,
             now,
         );
         assert_eq!(nodata.lifetime(), Duration::from_secs(45));
         let capped = Cached::new(
             response(ResponseCode::NXDomain, vec![], vec![soa(86_400, 86_400)]),
+            &[],
             &POLICY,
             now,
         );
@@ -312,6 +339,7 @@ mod tests {
         };
         let cached = Cached::new(
             response(ResponseCode::NXDomain, vec![], vec![soa(60, 60)]),
+            &[],
             &policy,
             Instant::now(),
         );
@@ -323,6 +351,7 @@ mod tests {
         let now = Instant::now();
         let no_soa = Cached::new(
             response(ResponseCode::NXDomain, vec![], vec![]),
+            &[],
             &POLICY,
             now,
         );
@@ -334,6 +363,7 @@ mod tests {
         );
         let chain_no_soa = Cached::new(
             response(ResponseCode::NXDomain, vec![cname.clone()], vec![]),
+            &[],
             &POLICY,
             now,
         );
@@ -344,6 +374,7 @@ mod tests {
         );
         let chain = Cached::new(
             response(ResponseCode::NXDomain, vec![cname], vec![soa(60, 30)]),
+            &[],
             &POLICY,
             now,
         );

@@ -4,10 +4,11 @@
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::HINFO;
 use hickory_proto::rr::{RData, Record};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
+use std::time::Instant;
 use tracing::debug;
 
-use super::cache::Sections;
+use super::cache::{Cached, Sections};
 use crate::dns::flags;
 use crate::dns::query::{EdnsInfo, ParsedQuery};
 
@@ -56,6 +57,56 @@ impl<'q> Client<'q> {
     /// CD as sent.
     pub(super) fn checking_disabled(&self) -> bool {
         self.checking_disabled
+    }
+
+    /// A cached answer at `now`, cut to `limit` bytes: in the upstream's own encoding when it
+    /// was kept ([`Wire`]), else re-encoded by [`Self::answer`].
+    pub(super) fn answer_cached(&self, cached: &Cached, now: Instant, limit: usize) -> Vec<u8> {
+        if let Some(bytes) = self.answer_wire(cached, now, limit) {
+            return bytes;
+        }
+        let sections = cached.sections_at(now);
+        self.answer(cached.rcode, cached.authentic_data, sections, limit)
+    }
+
+    /// The upstream's records behind our header, question (the client's case) and OPT: with
+    /// the additional section, or without it (no TC needed, RFC 2181 §9). `None` when there is
+    /// no kept encoding or neither fits.
+    fn answer_wire(&self, cached: &Cached, now: Instant, limit: usize) -> Option<Vec<u8>> {
+        let wire = cached.wire.as_ref()?;
+        if wire.question_len() != self.question.len() {
+            return None;
+        }
+        let opt = self.opt_record();
+        let [answers, authorities, additionals] = wire.counts();
+        for with_additionals in [true, false] {
+            let mut out = Vec::with_capacity(limit.min(4096));
+            out.extend_from_slice(&self.id.to_be_bytes());
+            out.extend_from_slice(&self.flags(cached.rcode, cached.authentic_data));
+            let additional_count =
+                if with_additionals { additionals } else { 0 } + u16::from(opt.is_some());
+            for count in [1, answers, authorities, additional_count] {
+                out.extend_from_slice(&count.to_be_bytes());
+            }
+            out.extend_from_slice(self.question);
+            wire.write(&mut out, cached.ttls_at(now), with_additionals);
+            if let Some(opt) = &opt {
+                out.extend_from_slice(opt);
+            }
+            if out.len() <= limit {
+                return Some(out);
+            }
+        }
+        None
+    }
+
+    /// Our OPT record for a client that sent one, encoded by hickory.
+    fn opt_record(&self) -> Option<Vec<u8>> {
+        let client_edns = self.edns?;
+        let mut edns = Edns::new();
+        edns.set_max_payload(self.max_udp_size)
+            .set_dnssec_ok(client_edns.dnssec_ok);
+        Record::from(&edns).to_bytes().ok()
     }
 
     /// The answer, cut to `limit` bytes: first without the additional section (which needs no
@@ -133,19 +184,29 @@ impl<'q> Client<'q> {
         message
     }
 
-    /// Header and question written out directly, for when hickory cannot encode the message.
-    fn error_by_hand(&self, rcode: ResponseCode) -> Vec<u8> {
-        let mut out = Vec::with_capacity(12 + self.question.len());
-        out.extend_from_slice(&self.id.to_be_bytes());
+    /// The two flag bytes of our responses, as [`Self::header`] sets them: QR, RD as asked,
+    /// RA, AD when the upstream validated and the client understands it, CD as asked, `rcode`.
+    fn flags(&self, rcode: ResponseCode, authentic_data: bool) -> [u8; 2] {
         let mut high = flags::QR;
         if self.recursion_desired {
             high |= flags::RD;
         }
         let mut low = flags::RA | rcode.low();
+        if authentic_data && self.wants_authentic_data {
+            low |= flags::AD;
+        }
         if self.checking_disabled {
             low |= flags::CD;
         }
-        out.extend_from_slice(&[high, low, 0, 1, 0, 0, 0, 0, 0, 0]);
+        [high, low]
+    }
+
+    /// Header and question written out directly, for when hickory cannot encode the message.
+    fn error_by_hand(&self, rcode: ResponseCode) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + self.question.len());
+        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&self.flags(rcode, false));
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(self.question);
         out
     }

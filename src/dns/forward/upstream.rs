@@ -114,7 +114,7 @@ impl Upstreams {
         question: &Query,
         dnssec_ok: bool,
         checking_disabled: bool,
-    ) -> Result<Message, AllFailed> {
+    ) -> Result<(Message, Vec<u8>), AllFailed> {
         let now = self.now_ms();
         let mut order: Vec<&Upstream> = self.upstreams.iter().collect();
         order.sort_by_key(|upstream| upstream.held_until.load(Ordering::Relaxed) > now);
@@ -125,9 +125,9 @@ impl Upstreams {
                 Err(_) => Err(AttemptError::Timeout(self.timeout)),
             };
             match result {
-                Ok(message) => {
+                Ok(answer) => {
                     upstream.held_until.store(0, Ordering::Relaxed);
-                    return Ok(message);
+                    return Ok(answer);
                 }
                 Err(error) => {
                     self.metrics
@@ -152,14 +152,9 @@ impl Upstreams {
         question: &Query,
         dnssec_ok: bool,
         checking_disabled: bool,
-    ) -> Result<Message, AttemptError> {
+    ) -> Result<(Message, Vec<u8>), AttemptError> {
         let query = request(question, dnssec_ok, checking_disabled);
-        let mut response = upstream
-            .udp
-            .send(query)
-            .first_answer()
-            .await?
-            .into_message();
+        let (mut response, mut bytes) = upstream.udp.send(query).first_answer().await?.into_parts();
         check(question, &response)?;
         if response.metadata.truncation {
             let tcp = TcpClientStream::exchange(
@@ -172,11 +167,11 @@ impl Upstreams {
             .await?;
             // A new request: the TCP multiplexer assigns its own random ID.
             let query = request(question, dnssec_ok, checking_disabled);
-            response = tcp.send(query).first_answer().await?.into_message();
+            (response, bytes) = tcp.send(query).first_answer().await?.into_parts();
             check(question, &response)?;
         }
         match response.metadata.response_code {
-            ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
+            ResponseCode::NoError | ResponseCode::NXDomain => Ok((response, bytes)),
             other => Err(AttemptError::Rcode(other)),
         }
     }
