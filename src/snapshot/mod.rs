@@ -239,4 +239,35 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&reused(&first), &reused(&rebuilt)));
     }
+
+    /// One service with `instances` instances on as many nodes, every check passing.
+    pub(crate) fn one_large_service(instances: usize) -> Arc<RegistryState> {
+        let entries = (0..instances)
+            .map(|i| {
+                let address = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+                let mut entry = entry(&format!("node-{i}"), &address, "big", 8080, "passing");
+                entry.service.id = format!("big-{i}");
+                entry
+            })
+            .collect();
+        state(&[("big", entries)], 1)
+    }
+
+    /// Build time of one large service, for docs/PERFORMANCE.md (not asserted):
+    /// `SNAPDNS_BUILD_SIZES=4000,16000 cargo test --release --lib build_time -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement, run by hand"]
+    fn build_time_of_one_large_service() {
+        let sizes = std::env::var("SNAPDNS_BUILD_SIZES").unwrap_or_else(|_| "4000,16000".into());
+        for size in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
+            let state = one_large_service(size);
+            let started = std::time::Instant::now();
+            let snapshot = Snapshot::build(state, SystemTime::now(), &options()).unwrap();
+            let took = started.elapsed();
+            eprintln!(
+                "one service with {size} instances: built in {took:?} ({} names)",
+                snapshot.zone.name_count()
+            );
+        }
+    }
 }
