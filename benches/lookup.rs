@@ -160,7 +160,7 @@ fn bench_lookup(c: &mut Criterion) {
     }
     group.finish();
 
-    let responder = responder(65535);
+    let wide = responder(65535);
     let mut truncate = c.benchmark_group("truncate");
     truncate.throughput(Throughput::Elements(1));
     for service in ["big-60", "big-500"] {
@@ -177,7 +177,7 @@ fn bench_lookup(c: &mut Criterion) {
             let mut scratch = Scratch::default();
             truncate.bench_function(label, |b| {
                 b.iter(|| {
-                    responder.respond(
+                    wide.respond(
                         black_box(&bytes),
                         client,
                         Transport::Udp,
