@@ -160,7 +160,7 @@ fn bench_lookup(c: &mut Criterion) {
     }
     group.finish();
 
-    let wide = responder(65535);
+    let wide = crate::responder(65535);
     let mut truncate = c.benchmark_group("truncate");
     truncate.throughput(Throughput::Elements(1));
     for service in ["big-60", "big-500"] {
