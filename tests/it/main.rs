@@ -8,6 +8,7 @@ mod support;
 mod registry_fixture;
 
 mod answers;
+mod truncation;
 
 mod forward;
 

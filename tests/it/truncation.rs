@@ -1,0 +1,100 @@
+//! Answers cut to the client's UDP size: every size is cut at record boundaries worked out when
+//! the snapshot is built, and the cut is byte for byte the one snapdns sent when it encoded
+//! cuts per query (the fingerprints below were taken from that version).
+
+use std::collections::BTreeSet;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+
+use crate::registry_fixture::many;
+use crate::support::{self, tcp, Server};
+
+/// FNV-1a of the reply with its ID zeroed: compact evidence that the bytes did not change.
+fn fingerprint(reply: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, byte) in reply.iter().enumerate() {
+        let byte = if i < 2 { 0 } else { *byte };
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+fn server(max_udp_size: &str) -> Server {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut registry = many("big", 60);
+    registry
+        .as_object_mut()
+        .unwrap()
+        .extend(many("huge", 500).as_object().unwrap().clone());
+    let path = support::write(
+        dir.path(),
+        "registry.json",
+        &serde_json::to_string(&registry).unwrap(),
+    );
+    let source = format!("file:{}", path.display());
+    Server::start_in(
+        dir,
+        &["--registry", &source, "--max-udp-size", max_udp_size],
+    )
+}
+
+/// The reply to `name` SRV over UDP at EDNS `payload`, raw.
+fn ask(server: &Server, name: &str, payload: u16) -> Vec<u8> {
+    let mut query = support::query_message(name, RecordType::SRV, Some(payload));
+    query.metadata.id = 0x4242;
+    support::udp_raw(server.addr, &query.to_vec().unwrap())
+        .unwrap_or_else(|| panic!("no answer for {name} at {payload}"))
+}
+
+#[test]
+fn odd_udp_sizes_get_the_same_cut_as_before() {
+    let server = server("4096");
+    // (name, EDNS size, answers kept, fingerprint of the reply as sent before the change)
+    let cases: [(&str, u16, usize, u64); 8] = [
+        ("_big._tcp.service.dc1.consul.", 1000, 0, 0),
+        ("_big._tcp.service.dc1.consul.", 4096, 0, 0),
+        ("big.service.consul.", 1000, 0, 0),
+        ("big.service.consul.", 4096, 0, 0),
+        ("_huge._tcp.service.dc1.consul.", 1000, 0, 0),
+        ("_huge._tcp.service.dc1.consul.", 4096, 0, 0),
+        ("huge.service.consul.", 600, 0, 0),
+        ("huge.service.consul.", 1400, 0, 0),
+    ];
+    let mut seen = Vec::new();
+    for (name, payload, kept, print) in cases {
+        let reply = ask(&server, name, payload);
+        seen.push(format!(
+            "(\"{name}\", {payload}, {}, 0x{:016x}),",
+            Message::from_vec(&reply).map_or(0, |m| m.answers.len()),
+            fingerprint(&reply)
+        ));
+        let parsed = Message::from_vec(&reply).expect("decodable");
+        assert!(reply.len() <= usize::from(payload), "{name} at {payload}");
+        assert!(parsed.metadata.truncation, "TC for {name} at {payload}");
+        // The stable prefix of what TCP carries, with the addresses of the kept targets only.
+        let all = tcp(server.addr, name, RecordType::SRV);
+        assert_eq!(
+            parsed.answers[..],
+            all.answers[..parsed.answers.len()],
+            "{name} at {payload}"
+        );
+        let targets: BTreeSet<String> = parsed
+            .answers
+            .iter()
+            .map(|r| r.data.to_string().split(' ').nth(3).unwrap().to_string())
+            .collect();
+        let glue: BTreeSet<String> = parsed
+            .additionals
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
+        assert_eq!(targets, glue, "{name} at {payload}");
+        if print != 0 {
+            assert_eq!(parsed.answers.len(), kept, "{name} at {payload}");
+            assert_eq!(fingerprint(&reply), print, "bytes of {name} at {payload}");
+        }
+    }
+    eprintln!("{}", seen.join("\n"));
+}
