@@ -2,7 +2,9 @@
 //! registry of 1,000 services x 5 instances (the load benchmark's default data set).
 //!
 //! `cargo bench --bench lookup`. No sockets: this isolates parsing, lookup and patching so a
-//! regression shows without a load test.
+//! regression shows without a load test. The `truncate` group asks SRV of a 60- and a
+//! 500-instance service at odd EDNS sizes with `--max-udp-size 65535`: every one of them is
+//! cut to the client's size.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -73,24 +75,37 @@ fn options() -> ZoneOptions {
 }
 
 fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
+    query_sized(name, qtype, edns.then_some(1232))
+}
+
+fn query_sized(name: &str, qtype: RecordType, payload: Option<u16>) -> Vec<u8> {
     let mut message = Message::new(4242, MessageType::Query, OpCode::Query);
     message.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    if edns {
+    if let Some(payload) = payload {
         let mut opt = Edns::new();
-        opt.set_max_payload(1232);
+        opt.set_max_payload(payload);
         message.set_edns(opt);
     }
     message.to_vec().unwrap()
 }
 
-fn responder() -> Responder {
+/// The load benchmark's data set plus two large services, `big-60` and `big-500`.
+fn responder(max_udp_size: u16) -> Responder {
     let store = SnapshotStore::default();
-    let snapshot =
-        Snapshot::build(Arc::new(registry(1000, 5)), SystemTime::now(), &options()).unwrap();
+    let mut state = registry(1000, 5);
+    for (name, size) in [("big-60", 60), ("big-500", 500)] {
+        let mut big = registry(1, size).services.pop_first().unwrap().1;
+        for (i, entry) in big.iter_mut().enumerate() {
+            entry.service.service = name.into();
+            entry.node.node = format!("{name}-node-{i}");
+        }
+        state.services.insert(name.into(), big);
+    }
+    let snapshot = Snapshot::build(Arc::new(state), SystemTime::now(), &options()).unwrap();
     store.publish(Arc::new(snapshot));
     let apex = wire_key(&Name::from_ascii("consul.").unwrap()).unwrap();
     let policy = AnswerPolicy {
-        max_udp_size: 1232,
+        max_udp_size,
         shuffle: true,
         forwarding: false,
         allow_recursion: Vec::new(),
@@ -104,7 +119,7 @@ fn responder() -> Responder {
 }
 
 fn bench_lookup(c: &mut Criterion) {
-    let responder = responder();
+    let responder = responder(1232);
     let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let cases = [
         ("a", query("web-500.service.consul.", RecordType::A, false)),
@@ -144,6 +159,37 @@ fn bench_lookup(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    let wide = crate::responder(65535);
+    let mut truncate = c.benchmark_group("truncate");
+    truncate.throughput(Throughput::Elements(1));
+    for service in ["big-60", "big-500"] {
+        let name = format!("{service}.service.consul.");
+        let mut sizes = vec![None];
+        sizes.extend([600, 1000, 1400, 4096, 65535].map(Some));
+        for payload in sizes {
+            let bytes = query_sized(&name, RecordType::SRV, payload);
+            let label = match payload {
+                Some(payload) => format!("{service}_srv_edns{payload}"),
+                None => format!("{service}_srv_512"),
+            };
+            let mut out = Vec::with_capacity(65535);
+            let mut scratch = Scratch::default();
+            truncate.bench_function(label, |b| {
+                b.iter(|| {
+                    wide.respond(
+                        black_box(&bytes),
+                        client,
+                        Transport::Udp,
+                        &mut out,
+                        &mut scratch,
+                    );
+                    black_box(out.len())
+                })
+            });
+        }
+    }
+    truncate.finish();
 
     let mut builds = c.benchmark_group("snapshot_build");
     builds.sample_size(10);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::ProtoError;
+use rustc_hash::FxHashSet;
 
 use super::SnapshotStats;
 use crate::registry::{HealthEntry, Node, RegistryState};
@@ -302,23 +303,20 @@ impl Context<'_> {
         owners.extend(self.names(&[service], "service", datacenter));
         owners.extend(self.names(&[&rfc_service, "_tcp"], "service", datacenter));
 
-        let tags: BTreeSet<String> = instances
-            .iter()
-            .flat_map(|s| s.entry.service.tags.iter().map(|t| t.to_ascii_lowercase()))
-            .collect();
-        for tag in &tags {
-            let tagged: Vec<usize> = (0..instances.len())
-                .filter(|&i| {
-                    instances[i]
-                        .entry
-                        .service
-                        .tags
-                        .iter()
-                        .any(|t| t.eq_ignore_ascii_case(tag))
-                })
-                .collect();
+        // Every tag with the instances carrying it, in one pass: a registry can have as many
+        // tags as instances.
+        let mut tags: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, served) in instances.iter().enumerate() {
+            for tag in &served.entry.service.tags {
+                let tagged = tags.entry(tag.to_ascii_lowercase()).or_default();
+                if tagged.last() != Some(&index) {
+                    tagged.push(index);
+                }
+            }
+        }
+        for (tag, tagged) in tags {
             let owners = sets.entry(tagged).or_default();
-            owners.extend(self.names(&[tag, service], "service", datacenter));
+            owners.extend(self.names(&[&tag, service], "service", datacenter));
             if tag != "tcp" && !tag.contains('.') {
                 let rfc_tag = format!("_{tag}");
                 owners.extend(self.names(&[&rfc_service, &rfc_tag], "service", datacenter));
@@ -344,13 +342,13 @@ impl Context<'_> {
         {
             for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
                 let mut records: Vec<Record> = Vec::new();
+                let mut addresses: FxHashSet<IpAddr> = FxHashSet::default();
                 let mut first_host: Option<String> = None;
                 for served in instances {
                     match service_address(served.entry, family) {
                         Some((Address::Ip(ip), _)) if family_matches(ip, family) => {
-                            let record = ip_record(owner, ttl, ip);
-                            if !records.contains(&record) {
-                                records.push(record);
+                            if addresses.insert(ip) {
+                                records.push(ip_record(owner, ttl, ip));
                             }
                         }
                         Some((Address::Host(host), _)) if first_host.is_none() => {
@@ -377,6 +375,7 @@ impl Context<'_> {
 
             let mut srv_records: Vec<Record> = Vec::new();
             let mut additionals: Vec<Record> = Vec::new();
+            let mut glued: FxHashSet<(Name, IpAddr)> = FxHashSet::default();
             let mut seen: BTreeSet<(String, String, u16)> = BTreeSet::new();
             for served in instances {
                 let Some((address, origin)) = service_address(served.entry, Family::Any) else {
@@ -405,9 +404,8 @@ impl Context<'_> {
                             self.addr_name(*ip, &served.datacenter)
                         };
                         let Some(target) = target else { continue };
-                        let glue = ip_record(&target, ttl, *ip);
-                        if !additionals.contains(&glue) {
-                            additionals.push(glue);
+                        if glued.insert((target.clone(), *ip)) {
+                            additionals.push(ip_record(&target, ttl, *ip));
                         }
                         if !node_form {
                             self.add_addr_name(zone, &target, *ip);

@@ -9,14 +9,18 @@
 mod build;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwapOption, Guard};
+use tracing::warn;
 
 pub use build::{BuildError, ZoneOptions};
 
 use crate::registry::RegistryState;
 use crate::zone::Zone;
+
+/// A build longer than this is logged.
+const SLOW_BUILD: Duration = Duration::from_secs(1);
 
 /// One published view of the registry: the prepared registry zone plus the state it came from.
 #[derive(Debug)]
@@ -63,8 +67,20 @@ impl Snapshot {
         fetched_at: SystemTime,
         options: &ZoneOptions,
     ) -> Result<Self, BuildError> {
+        let started = Instant::now();
         let previous = previous.map(|snapshot| (snapshot.state.as_ref(), &snapshot.fragments));
         let (zone, stats, fragments) = build::registry_zone(&state, options, previous)?;
+        let took = started.elapsed();
+        if took > SLOW_BUILD {
+            // Answers keep coming from the previous snapshot meanwhile: worth knowing why.
+            warn!(
+                took_ms = took.as_millis() as u64,
+                services = stats.services,
+                instances = stats.instances,
+                names = zone.name_count(),
+                "slow snapshot build"
+            );
+        }
         Ok(Self {
             zone,
             state,
@@ -238,5 +254,59 @@ mod tests {
                 .clone()
         };
         assert!(Arc::ptr_eq(&reused(&first), &reused(&rebuilt)));
+    }
+
+    /// One service with `instances` instances on as many nodes, every check passing.
+    pub(crate) fn one_large_service(instances: usize) -> Arc<RegistryState> {
+        let entries = (0..instances)
+            .map(|i| {
+                let address = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+                let mut entry = entry(&format!("node-{i}"), &address, "big", 8080, "passing");
+                entry.service.id = format!("big-{i}");
+                entry
+            })
+            .collect();
+        state(&[("big", entries)], 1)
+    }
+
+    #[test]
+    fn one_service_with_20000_instances_builds_with_a_trimmed_srv_answer() {
+        // Before builds were linear this took minutes (quadratic in instances per service).
+        let snapshot =
+            Snapshot::build(one_large_service(20_000), SystemTime::now(), &options()).unwrap();
+        let key = crate::zone::wire_key(&"_big._tcp.service.dc1.consul.".parse().unwrap()).unwrap();
+        let crate::zone::Lookup::Answer(srv) = snapshot.zone.lookup(&key, 33) else {
+            panic!("no SRV answer");
+        };
+        assert!(srv.is_truncated());
+        assert!(srv.wire().len() <= crate::zone::MAX_MESSAGE_LEN);
+        // 20,000 x (3/4)^n: the first that fits into 64 KiB.
+        assert_eq!(srv.answer_count(), 474);
+        let key = crate::zone::wire_key(&"big.service.consul.".parse().unwrap()).unwrap();
+        assert!(matches!(
+            snapshot.zone.lookup(&key, 1),
+            crate::zone::Lookup::Answer(a) if a.is_truncated() && a.answer_count() > 1000
+        ));
+    }
+
+    /// Build time of one large service, for docs/PERFORMANCE.md (not asserted):
+    /// `SNAPDNS_BUILD_SIZES=4000,16000 cargo test --release --lib build_time -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement, run by hand"]
+    fn build_time_of_one_large_service() {
+        let sizes = std::env::var("SNAPDNS_BUILD_SIZES").unwrap_or_else(|_| "4000,16000".into());
+        for size in sizes
+            .split(',')
+            .filter_map(|s| s.trim().parse::<usize>().ok())
+        {
+            let state = one_large_service(size);
+            let started = std::time::Instant::now();
+            let snapshot = Snapshot::build(state, SystemTime::now(), &options()).unwrap();
+            let took = started.elapsed();
+            eprintln!(
+                "one service with {size} instances: built in {took:?} ({} names)",
+                snapshot.zone.name_count()
+            );
+        }
     }
 }

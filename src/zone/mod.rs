@@ -8,10 +8,14 @@
 //! This module does no I/O and knows nothing about Consul or sockets.
 
 mod builder;
+mod cuts;
 mod prepared;
 
 pub use builder::{wire_key, Fragment, FragmentBuilder, ZoneBuilder};
-pub use prepared::{Prepared, MAX_MESSAGE_LEN, PREPARED_BUDGETS};
+pub use prepared::{Prepared, MAX_MESSAGE_LEN};
+
+#[cfg(test)]
+pub(crate) use prepared::encoded_so_far;
 
 use std::sync::Arc;
 

@@ -15,14 +15,16 @@ use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, Que
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::ProtoError;
+use rustc_hash::FxHashSet;
+
+use super::cuts::Cuts;
 
 /// The largest DNS message: the TCP length prefix is 16 bits.
 pub const MAX_MESSAGE_LEN: usize = 65_535;
 
-/// Size budgets for which a truncated encoding is prepared alongside the full one: UDP without
-/// EDNS (512), EDNS clients advertising 512 (HAProxy's default; 512 minus our 11-byte OPT
-/// record) and the default `--max-udp-size` 1232 (minus OPT). Other budgets are cut per query.
-pub const PREPARED_BUDGETS: [usize; 3] = [512, 501, 1221];
+/// The smallest budget a response is ever cut to: a UDP client's 512 bytes minus our 11-byte
+/// OPT record. Responses up to this size always fit and get no [`Cuts`].
+pub(super) const SMALLEST_BUDGET: usize = 512 - 11;
 
 /// A response for one (name, type), encoded when the zone was built.
 #[derive(Clone, Debug)]
@@ -39,17 +41,17 @@ pub struct Prepared {
     /// Offsets of compression pointers that point past the question, to move when the response
     /// is sent for an alias with a shorter question.
     relocations: Box<[u16]>,
-    /// Truncated encodings (TC set, longest prefix of the answers that fits) for the
-    /// [`PREPARED_BUDGETS`] this response exceeds.
-    variants: Box<[(u16, Self)]>,
+    /// Where to cut the response for a client whose limit it exceeds (see [`Cuts`]); `None`
+    /// when it fits every limit.
+    cuts: Option<Box<Cuts>>,
 }
 
 impl Prepared {
     /// Encodes the response for `owner`/`qtype` with the given sections.
     ///
-    /// When the records do not fit into [`MAX_MESSAGE_LEN`], the answers are cut to the longest
-    /// prefix that fits (additionals follow the kept answers) and the response is marked
-    /// truncated, so even TCP clients learn the answer is incomplete.
+    /// When the records do not fit into [`MAX_MESSAGE_LEN`], the answers are cut to a prefix
+    /// that fits (a quarter fewer at a time; additionals follow the kept answers) and the
+    /// response is marked truncated, so even TCP clients learn the answer is incomplete.
     pub fn encode(
         owner: &Name,
         qtype: RecordType,
@@ -58,36 +60,69 @@ impl Prepared {
         additionals: &[Record],
     ) -> Result<Self, ProtoError> {
         let owner = owner.to_lowercase();
-        let mut keep = answers.len();
-        loop {
-            let kept = &answers[..keep];
-            let cut = keep < answers.len();
-            let kept_additionals;
-            let extra = if cut {
-                kept_additionals = additionals_for(kept, additionals);
-                kept_additionals.as_slice()
-            } else {
-                additionals
-            };
-            match Self::emit(&owner, qtype, kept, authorities, extra, cut) {
-                Ok(mut prepared) => {
-                    let variants: Vec<(u16, Self)> = PREPARED_BUDGETS
-                        .iter()
-                        .filter(|budget| prepared.wire.len() > **budget)
-                        .filter_map(|budget| {
-                            let variant =
-                                Self::longest_prefix(&owner, qtype, kept, extra, *budget)?;
-                            Some((*budget as u16, variant))
-                        })
-                        .collect();
-                    prepared.variants = variants.into_boxed_slice();
-                    return Ok(prepared);
+        let (mut prepared, cuts) =
+            match Self::emit(&owner, qtype, answers, authorities, additionals, false) {
+                Ok(prepared) => {
+                    let cuts = (prepared.wire.len() > SMALLEST_BUDGET)
+                        .then(|| Cuts::new(&owner, qtype, answers, additionals))
+                        .flatten();
+                    (prepared, cuts)
                 }
-                // Over 64 KiB: keep fewer answers.
-                Err(_) if keep > 1 => keep = keep * 3 / 4,
-                Err(error) => return Err(error),
+                Err(error) if answers.len() <= 1 => return Err(error),
+                Err(error) => Self::trim(&owner, qtype, answers, authorities, additionals, error)?,
+            };
+        if let Some((cuts, base)) = cuts {
+            // The cuts copy the answers from the wire: they must be the ones measured.
+            let same = prepared.wire.get(12..base.len()) == base.get(12..)
+                && cuts.answer_count() == prepared.answer_count();
+            if same {
+                prepared.cuts = Some(Box::new(cuts));
             }
         }
+        Ok(prepared)
+    }
+
+    /// The records are over 64 KiB: the first of `answers.len()` times 3/4, 9/16, ... answers
+    /// that fits. The sizes of every prefix are measured once, so only the one that fits is
+    /// encoded (each encoding of a large answer costs as much as the measuring).
+    #[allow(clippy::type_complexity)]
+    fn trim(
+        owner: &Name,
+        qtype: RecordType,
+        answers: &[Record],
+        authorities: &[Record],
+        additionals: &[Record],
+        mut error: ProtoError,
+    ) -> Result<(Self, Option<(Cuts, Vec<u8>)>), ProtoError> {
+        // The cuts leave out the authority section, so they only measure responses without one.
+        let measured = if authorities.is_empty() {
+            Cuts::new(owner, qtype, answers, additionals)
+        } else {
+            None
+        };
+        let mut keep = answers.len();
+        while keep > 1 {
+            keep = keep * 3 / 4;
+            if let Some((cuts, _)) = &measured {
+                if !cuts.size(keep).is_some_and(|size| size <= MAX_MESSAGE_LEN) {
+                    continue;
+                }
+            }
+            let kept = &answers[..keep];
+            let extra = additionals_for(kept, additionals);
+            match Self::emit(owner, qtype, kept, authorities, &extra, true) {
+                Ok(prepared) => {
+                    let cuts = measured.map(|(mut cuts, mut base)| {
+                        cuts.limit(keep);
+                        base.truncate(cuts.answers_end());
+                        (cuts, base)
+                    });
+                    return Ok((prepared, cuts));
+                }
+                Err(failed) => error = failed,
+            }
+        }
+        Err(error)
     }
 
     /// One pass of hickory's encoder, noting where the answer section starts and ends.
@@ -99,36 +134,10 @@ impl Prepared {
         additionals: &[Record],
         truncated: bool,
     ) -> Result<Self, ProtoError> {
-        let mut wire = Vec::with_capacity(64 + 32 * (answers.len() + additionals.len()));
-        let mut encoder = BinEncoder::new(&mut wire);
-        let place = encoder.place::<Header>()?;
-        Query::query(owner.clone(), qtype).emit(&mut encoder)?;
-        let answers_start = encoder.offset();
-        for record in answers {
-            record.emit(&mut encoder)?;
-        }
-        let answers_end = encoder.offset();
-        for record in authorities.iter().chain(additionals) {
-            record.emit(&mut encoder)?;
-        }
-        let count = |n: usize| u16::try_from(n).map_err(|_| ProtoError::from("too many records"));
-        let mut metadata = Metadata::new(0, MessageType::Response, OpCode::Query);
-        metadata.authoritative = true;
-        metadata.truncation = truncated;
-        metadata.response_code = ResponseCode::NoError;
-        let header = Header {
-            metadata,
-            counts: HeaderCounts {
-                queries: 1,
-                answers: count(answers.len())?,
-                authorities: count(authorities.len())?,
-                additionals: count(additionals.len())?,
-            },
-        };
-        place.replace(&mut encoder, header)?;
-        if wire.len() > MAX_MESSAGE_LEN {
-            return Err(ProtoError::from("message over 64 KiB"));
-        }
+        let (wire, answers_start, ends) =
+            encode_message(owner, qtype, answers, authorities, additionals, truncated)?;
+        let answers_end = ends.get(answers.len().wrapping_sub(1)).copied();
+        let answers_end = answers_end.unwrap_or(answers_start);
         let uniform_answer_len = uniform_len(answers, answers_end - answers_start);
         Ok(Self {
             wire: wire.into_boxed_slice(),
@@ -138,12 +147,14 @@ impl Prepared {
             uniform_answer_len,
             truncated,
             relocations: Box::new([]),
-            variants: Box::new([]),
+            cuts: None,
         })
     }
 
-    /// The response cut to `budget` bytes: the longest prefix of `answers` that fits with the
-    /// additional records that belong to it, TC set. The same rule as the per-query cut.
+    /// The response cut to `budget` bytes by encoding: the longest prefix of `answers` that
+    /// fits with the additional records that belong to it, TC set. What [`Cuts`] replaced,
+    /// kept as the tests' reference.
+    #[cfg(test)]
     pub(crate) fn longest_prefix(
         owner: &Name,
         qtype: RecordType,
@@ -169,12 +180,25 @@ impl Prepared {
         best
     }
 
-    /// The prepared truncated encoding for exactly this budget, if there is one.
-    pub fn variant(&self, budget: usize) -> Option<&Self> {
-        self.variants
-            .iter()
-            .find(|(b, _)| usize::from(*b) == budget)
-            .map(|(_, variant)| variant)
+    /// Writes into `out` (cleared first) the response cut to `budget` bytes for a client
+    /// whose question is `question` (the encoded one or an alias's, possibly shorter): the
+    /// longest prefix of the answers that fits, with the additional records that belong to it,
+    /// TC set, ID 0. Copies bytes prepared when the zone was built; nothing is encoded.
+    /// False when there is nothing to cut (the response fits every limit).
+    pub fn write_cut(&self, budget: usize, question: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        let Some(cuts) = self.cuts.as_deref() else {
+            return false;
+        };
+        let Some(keep) = cuts.answers_for(budget) else {
+            return false;
+        };
+        out.extend_from_slice(&self.wire[..12]);
+        out.extend_from_slice(question);
+        let shift = (12 + question.len()) as isize - self.question_end() as isize;
+        cuts.write(&self.wire, keep, shift, out);
+        out[2] |= 0x02;
+        true
     }
 
     /// Encodes one response to be shared by several owners with the same records. `owner` must
@@ -202,14 +226,16 @@ impl Prepared {
             prepared.question_end(),
             prepared.answers_end as usize,
         )?;
-        for (_, variant) in prepared.variants.iter_mut() {
-            variant.relocations = relocations(
-                &variant.wire,
-                variant.question_end(),
-                variant.answers_end as usize,
-            )?;
+        if prepared.cuts.as_ref().is_some_and(|cuts| !cuts.shareable()) {
+            return None;
         }
         Some(prepared)
+    }
+
+    /// Where the response is cut for small clients.
+    #[cfg(test)]
+    pub(crate) fn cuts(&self) -> Option<&Cuts> {
+        self.cuts.as_deref()
     }
 
     /// Offset just past the question (header, name, type and class).
@@ -252,7 +278,7 @@ impl Prepared {
 /// The additional records that belong to the given answers: those whose owner is a name the
 /// answers point at (SRV targets, CNAME targets, NS and MX hosts).
 fn additionals_for(answers: &[Record], additionals: &[Record]) -> Vec<Record> {
-    let targets: Vec<Name> = answers.iter().filter_map(target_of).collect();
+    let targets: FxHashSet<&Name> = answers.iter().filter_map(target_of).collect();
     additionals
         .iter()
         .filter(|extra| targets.contains(&extra.name))
@@ -260,15 +286,104 @@ fn additionals_for(answers: &[Record], additionals: &[Record]) -> Vec<Record> {
         .collect()
 }
 
-fn target_of(record: &Record) -> Option<Name> {
+/// The name an answer record points at, whose addresses go in the additional section.
+pub(super) fn target_of(record: &Record) -> Option<&Name> {
     use hickory_proto::rr::RData;
     match &record.data {
-        RData::SRV(srv) => Some(srv.target.clone()),
-        RData::CNAME(cname) => Some(cname.0.clone()),
-        RData::NS(ns) => Some(ns.0.clone()),
-        RData::MX(mx) => Some(mx.exchange.clone()),
+        RData::SRV(srv) => Some(&srv.target),
+        RData::CNAME(cname) => Some(&cname.0),
+        RData::NS(ns) => Some(&ns.0),
+        RData::MX(mx) => Some(&mx.exchange),
         _ => None,
     }
+}
+
+/// Encodes a response: header (ID 0, AA, NOERROR), the question, then the sections. Returns
+/// the message, where the answers start and where each record ends, in section order.
+fn encode_message(
+    owner: &Name,
+    qtype: RecordType,
+    answers: &[Record],
+    authorities: &[Record],
+    additionals: &[Record],
+    truncated: bool,
+) -> Result<(Vec<u8>, usize, Vec<usize>), ProtoError> {
+    let records = answers.len() + authorities.len() + additionals.len();
+    #[cfg(test)]
+    count_pass(0);
+    let mut wire = Vec::with_capacity(64 + 32 * records.min(4096));
+    let mut ends = Vec::with_capacity(records);
+    let mut encoder = BinEncoder::new(&mut wire);
+    let place = encoder.place::<Header>()?;
+    Query::query(owner.clone(), qtype).emit(&mut encoder)?;
+    let answers_start = encoder.offset();
+    for record in answers.iter().chain(authorities).chain(additionals) {
+        record.emit(&mut encoder)?;
+        ends.push(encoder.offset());
+        #[cfg(test)]
+        count_records(1);
+    }
+    let count = |n: usize| u16::try_from(n).map_err(|_| ProtoError::from("too many records"));
+    let mut metadata = Metadata::new(0, MessageType::Response, OpCode::Query);
+    metadata.authoritative = true;
+    metadata.truncation = truncated;
+    metadata.response_code = ResponseCode::NoError;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts {
+            queries: 1,
+            answers: count(answers.len())?,
+            authorities: count(authorities.len())?,
+            additionals: count(additionals.len())?,
+        },
+    };
+    place.replace(&mut encoder, header)?;
+    if wire.len() > MAX_MESSAGE_LEN {
+        return Err(ProtoError::from("message over 64 KiB"));
+    }
+    Ok((wire, answers_start, ends))
+}
+
+/// A truncated response with `answers` and `additionals` (no authority section), as a cut is
+/// encoded, with where each record ends.
+pub(super) fn encode_sections(
+    owner: &Name,
+    qtype: RecordType,
+    answers: &[Record],
+    additionals: &[Record],
+) -> Result<(Vec<u8>, Vec<usize>), ProtoError> {
+    encode_message(owner, qtype, answers, &[], additionals, true)
+        .map(|(wire, _, ends)| (wire, ends))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Messages encoded and records in them, on this thread: the tests count work with it.
+    static ENCODED: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Counts one encoding pass that wrote `records` records.
+#[cfg(test)]
+pub(super) fn count_pass(records: usize) {
+    ENCODED.with(|cell| {
+        let (passes, total) = cell.get();
+        cell.set((passes + 1, total + records));
+    });
+}
+
+/// Counts records written by the pass under way.
+#[cfg(test)]
+fn count_records(records: usize) {
+    ENCODED.with(|cell| {
+        let (passes, total) = cell.get();
+        cell.set((passes, total + records));
+    });
+}
+
+/// Messages encoded and records encoded in them on this thread so far.
+#[cfg(test)]
+pub(crate) fn encoded_so_far() -> (usize, usize) {
+    ENCODED.with(std::cell::Cell::get)
 }
 
 /// Finds the compression pointers in the additional section of a shared response (the answer

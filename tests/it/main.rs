@@ -32,7 +32,9 @@ mod shutdown;
 mod static_zones;
 /// Sync from Consul: changes, outages, disk, self-preservation, security.
 mod sync;
-
+/// DNS over TCP under hostile clients: connection caps, buffers, deadlines.
 mod tcp;
 /// Rules of the source tree.
 mod tidy;
+/// Answers cut to any UDP size at record boundaries.
+mod truncation;
