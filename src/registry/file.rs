@@ -34,8 +34,10 @@ pub enum FileError {
     },
 }
 
-/// Parses registry file contents. The registry index is 0: a file has none.
+/// Parses registry file contents. The registry index is 0: a file has none. A UTF-8 byte
+/// order mark at the start (as some Windows editors write) is skipped.
 pub fn parse(path: &Path, text: &str) -> Result<RegistryState, FileError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let services: BTreeMap<String, Vec<HealthEntry>> =
         serde_json::from_str(text).map_err(|error| FileError::Parse {
             path: path.to_path_buf(),
@@ -90,6 +92,13 @@ fn strip_position(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let text = "\u{feff}{\"web\": []}";
+        let state = parse(Path::new("registry.json"), text).unwrap();
+        assert!(state.services.contains_key("web"));
+    }
 
     #[test]
     fn parse_error_names_line_and_column() {

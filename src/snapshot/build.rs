@@ -8,11 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV};
+use hickory_proto::rr::rdata::{CNAME, NS, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::ProtoError;
 use rustc_hash::FxHashSet;
 
+use super::address::{
+    addr_label, datacenter_of, family_matches, fqdn, ip_record, node_address, service_address,
+    Address, Family, Origin,
+};
 use super::SnapshotStats;
 use crate::registry::{HealthEntry, Node, RegistryState};
 use crate::zone::{Fragment, FragmentBuilder, Zone, ZoneBuilder};
@@ -46,26 +50,6 @@ pub enum BuildError {
 struct Served<'a> {
     entry: &'a HealthEntry,
     datacenter: String,
-}
-
-/// Where an address came from decides the SRV target form.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    Service,
-    Node,
-}
-
-#[derive(Clone, PartialEq, Eq)]
-enum Address {
-    Ip(IpAddr),
-    Host(String),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Family {
-    V4,
-    V6,
-    Any,
 }
 
 /// The fragments a registry zone was assembled from, kept with the snapshot so the next build
@@ -346,10 +330,10 @@ impl Context<'_> {
                 let mut first_host: Option<String> = None;
                 for served in instances {
                     match service_address(served.entry, family) {
-                        Some((Address::Ip(ip), _)) if family_matches(ip, family) => {
-                            if addresses.insert(ip) {
-                                records.push(ip_record(owner, ttl, ip));
-                            }
+                        Some((Address::Ip(ip), _))
+                            if family_matches(ip, family) && addresses.insert(ip) =>
+                        {
+                            records.push(ip_record(owner, ttl, ip));
                         }
                         Some((Address::Host(host), _)) if first_host.is_none() => {
                             first_host = Some(host);
@@ -484,99 +468,6 @@ impl Context<'_> {
             .ok()?
             .append_domain(self.domain)
             .ok()
-    }
-}
-
-/// Consul's hex form of an address: 8 digits for IPv4, 32 for IPv6, lower case.
-pub(crate) fn addr_label(ip: IpAddr) -> String {
-    let bytes: Vec<u8> = match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The address Consul picks for an instance and a query family, and whether it came from the
-/// service or the node: the service's tagged `lan_ipv6`/`lan_ipv4`, then `Service.Address`,
-/// then the same on the node. No fallback from an unusable service address to the node.
-fn service_address(entry: &HealthEntry, family: Family) -> Option<(Address, Origin)> {
-    let service = &entry.service;
-    let tagged = |key: &str| {
-        service
-            .tagged_addresses
-            .get(key)
-            .map(|t| t.address.as_str())
-            .filter(|a| !a.is_empty())
-    };
-    if let Some(address) = translate(
-        tagged("lan_ipv4"),
-        tagged("lan_ipv6"),
-        &service.address,
-        family,
-    ) {
-        return Some((address, Origin::Service));
-    }
-    node_address(&entry.node, family).map(|address| (address, Origin::Node))
-}
-
-fn node_address(node: &Node, family: Family) -> Option<Address> {
-    let tagged = |key: &str| {
-        node.tagged_addresses
-            .get(key)
-            .map(String::as_str)
-            .filter(|a| !a.is_empty())
-    };
-    translate(
-        tagged("lan_ipv4"),
-        tagged("lan_ipv6"),
-        &node.address,
-        family,
-    )
-}
-
-/// `translateAddressAccept`: IPv6 tagged address if accepted, then IPv4, then the default.
-fn translate(v4: Option<&str>, v6: Option<&str>, default: &str, family: Family) -> Option<Address> {
-    let pick = match family {
-        Family::V6 => v6,
-        Family::V4 => v4,
-        Family::Any => v6.or(v4),
-    };
-    let text = pick.unwrap_or(default).trim();
-    if text.is_empty() {
-        return None;
-    }
-    Some(match text.parse::<IpAddr>() {
-        Ok(ip) => Address::Ip(ip),
-        Err(_) => Address::Host(text.to_string()),
-    })
-}
-
-fn family_matches(ip: IpAddr, family: Family) -> bool {
-    matches!(
-        (ip, family),
-        (IpAddr::V4(_), Family::V4) | (IpAddr::V6(_), Family::V6) | (_, Family::Any)
-    )
-}
-
-fn ip_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
-    let data = match ip {
-        IpAddr::V4(v4) => RData::A(A(v4)),
-        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-    };
-    Record::from_rdata(owner.clone(), ttl, data)
-}
-
-fn fqdn(host: &str) -> Option<Name> {
-    let mut name = Name::from_ascii(host).ok()?;
-    name.set_fqdn(true);
-    Some(name)
-}
-
-fn datacenter_of(node: &Node, local_dc: &str) -> String {
-    if node.datacenter.is_empty() {
-        local_dc.to_string()
-    } else {
-        node.datacenter.to_ascii_lowercase()
     }
 }
 

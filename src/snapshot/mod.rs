@@ -6,6 +6,7 @@
 //! [`SnapshotStore::load`] per query and never see a half-built state. This module does no
 //! I/O and names neither tokio, reqwest nor hickory-server.
 
+mod address;
 mod build;
 
 use std::sync::Arc;
