@@ -32,6 +32,13 @@ pub fn health(reading: &Reading, started: SystemTime) -> (StatusCode, Value) {
             "services": s.stats.services,
             "instances": s.stats.instances,
             "passing_instances": s.stats.passing_instances,
+            "skipped": s
+                .skipped
+                .reasons()
+                .map(|(reason, count, example)| {
+                    (reason.to_string(), json!({"count": count, "example": example}))
+                })
+                .collect::<serde_json::Map<String, Value>>(),
         })
     });
     let source_json = match &view.source {

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record};
 
+use super::names::is_hostname;
 use crate::registry::{HealthEntry, Node};
 
 /// Where an address came from decides the SRV target form.
@@ -117,7 +118,11 @@ pub(super) fn ip_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
     Record::from_rdata(owner.clone(), ttl, data)
 }
 
+/// `host` as an absolute name, when it is a valid hostname ([`is_hostname`]).
 pub(super) fn fqdn(host: &str) -> Option<Name> {
+    if !is_hostname(host) {
+        return None;
+    }
     let mut name = Name::from_ascii(host).ok()?;
     name.set_fqdn(true);
     Some(name)

@@ -17,7 +17,8 @@ use super::address::{
     addr_label, datacenter_of, family_matches, fqdn, ip_record, node_address, service_address,
     Address, Family, Origin,
 };
-use super::SnapshotStats;
+use super::names::{is_label, served_services};
+use super::{Skipped, SnapshotStats};
 use crate::registry::{HealthEntry, Node, RegistryState};
 use crate::zone::{Fragment, FragmentBuilder, Zone, ZoneBuilder};
 
@@ -71,7 +72,7 @@ pub(super) fn registry_zone(
     state: &RegistryState,
     options: &ZoneOptions,
     previous: Option<(&RegistryState, &Fragments)>,
-) -> Result<(Zone, SnapshotStats, Fragments), BuildError> {
+) -> Result<(Zone, SnapshotStats, Skipped, Fragments), BuildError> {
     let previous = previous.filter(|(_, fragments)| fragments.options.as_ref() == Some(options));
     let domain = options.domain.to_lowercase();
     let local_dc = options.datacenter.to_ascii_lowercase();
@@ -134,17 +135,17 @@ pub(super) fn registry_zone(
         options: Some(options.clone()),
         services: Vec::with_capacity(state.services.len()),
     };
-    // Both states are sorted by service name: walk them side by side, reusing the fragment of
-    // every service whose entries did not change.
-    let mut old = previous.map(|(old_state, old)| {
-        old_state
-            .services
-            .iter()
-            .zip(old.services.iter())
-            .peekable()
-    });
-    let mut to_build: Vec<(usize, &String, &Vec<HealthEntry>)> = Vec::new();
-    for (key, entries) in &state.services {
+    let mut skipped = Skipped::default();
+    let services = served_services(state, &mut skipped);
+    // Both are sorted by service name: walk them side by side, reusing the fragment of every
+    // service whose entries did not change.
+    let old_services =
+        previous.map(|(old_state, _)| served_services(old_state, &mut Skipped::default()));
+    let mut old = previous
+        .zip(old_services.as_ref())
+        .map(|((_, old), old_services)| old_services.iter().zip(old.services.iter()).peekable());
+    let mut to_build: Vec<(usize, &String, &Vec<&HealthEntry>)> = Vec::new();
+    for (key, entries) in &services {
         let mut reused = None;
         if let Some(old) = old.as_mut() {
             while old.peek().is_some_and(|((old_key, _), _)| *old_key < key) {
@@ -177,7 +178,7 @@ pub(super) fn registry_zone(
         .map(|(_, fragment)| fragment.as_ref())
         .collect();
     let zone = zone.build_with(&parts)?;
-    Ok((zone, stats, fragments))
+    Ok((zone, stats, skipped, fragments))
 }
 
 /// Runs `job` over `items`, on several threads when there are many.
@@ -210,17 +211,18 @@ struct Context<'a> {
 impl Context<'_> {
     /// The answers of one registry service: its passing instances grouped by datacenter, in
     /// one stable order on every replica (node, instance ID, port).
-    fn service_fragment(&self, key: &str, entries: &[HealthEntry], apex_key: &[u8]) -> Fragment {
+    /// `service` is the lower-cased name all `entries` serve ([`served_services`]).
+    fn service_fragment(
+        &self,
+        service: &str,
+        entries: &[&HealthEntry],
+        apex_key: &[u8],
+    ) -> Fragment {
         let mut groups: BTreeMap<(String, String), Vec<Served<'_>>> = BTreeMap::new();
-        for entry in entries.iter().filter(|entry| entry.is_passing()) {
+        for entry in entries.iter().copied().filter(|entry| entry.is_passing()) {
             let datacenter = datacenter_of(&entry.node, self.local_dc);
-            let service = if entry.service.service.is_empty() {
-                key
-            } else {
-                &entry.service.service
-            };
             groups
-                .entry((datacenter.clone(), service.to_ascii_lowercase()))
+                .entry((datacenter.clone(), service.to_string()))
                 .or_default()
                 .push(Served { entry, datacenter });
         }
@@ -242,7 +244,11 @@ impl Context<'_> {
         // A node shared with other services is encoded in each of their fragments; the zone
         // keeps the first (services in name order), so answers do not depend on build order.
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-        for entry in entries {
+        for entry in entries
+            .iter()
+            .copied()
+            .filter(|entry| is_label(&entry.node.node))
+        {
             let datacenter = datacenter_of(&entry.node, self.local_dc);
             if seen.insert((datacenter.clone(), entry.node.node.to_ascii_lowercase())) {
                 self.add_node(&mut builder, &datacenter, &entry.node);
@@ -291,7 +297,7 @@ impl Context<'_> {
         // tags as instances.
         let mut tags: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, served) in instances.iter().enumerate() {
-            for tag in &served.entry.service.tags {
+            for tag in served.entry.service.tags.iter().filter(|tag| is_label(tag)) {
                 let tagged = tags.entry(tag.to_ascii_lowercase()).or_default();
                 if tagged.last() != Some(&index) {
                     tagged.push(index);

@@ -8,7 +8,9 @@
 
 mod address;
 mod build;
+mod names;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,8 +36,39 @@ pub struct Snapshot {
     pub fetched_at: SystemTime,
     /// Counts for health and metrics.
     pub stats: SnapshotStats,
+    /// Registry entries, or parts of them, that DNS does not serve, and why.
+    pub skipped: Skipped,
     /// The encoded parts the zone was assembled from, reused by the next build.
     fragments: build::Fragments,
+}
+
+/// What a build left out of DNS, by reason: how many, and the first example (in registry
+/// order, so every replica reports the same one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Skipped(BTreeMap<&'static str, (usize, String)>);
+
+impl Skipped {
+    /// Counts one more `what` left out for `reason`.
+    pub(crate) fn add(&mut self, reason: &'static str, what: &str) {
+        // Registry data can be anything: the example shown is short.
+        let slot = self
+            .0
+            .entry(reason)
+            .or_insert_with(|| (0, what.chars().take(64).collect()));
+        slot.0 += 1;
+    }
+
+    /// Each reason with its count and example.
+    pub fn reasons(&self) -> impl Iterator<Item = (&'static str, usize, &str)> + '_ {
+        self.0
+            .iter()
+            .map(|(reason, (count, example))| (*reason, *count, example.as_str()))
+    }
+
+    /// True when nothing was left out.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// What a snapshot holds, for health and metrics.
@@ -70,7 +103,7 @@ impl Snapshot {
     ) -> Result<Self, BuildError> {
         let started = Instant::now();
         let previous = previous.map(|snapshot| (snapshot.state.as_ref(), &snapshot.fragments));
-        let (zone, stats, fragments) = build::registry_zone(&state, options, previous)?;
+        let (zone, stats, skipped, fragments) = build::registry_zone(&state, options, previous)?;
         let took = started.elapsed();
         if took > SLOW_BUILD {
             // Answers keep coming from the previous snapshot meanwhile: worth knowing why.
@@ -87,6 +120,7 @@ impl Snapshot {
             state,
             fetched_at,
             stats,
+            skipped,
             fragments,
         })
     }

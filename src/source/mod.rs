@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::registry::RegistryState;
 use crate::snapshot::{BuildError, Snapshot, SnapshotStore, ZoneOptions};
@@ -91,6 +91,19 @@ pub fn publish(
         }
     };
     let stats = snapshot.stats;
+    // What DNS leaves out of the registry, when it differs from what the served snapshot left
+    // out: one line per reason, with a count and an example. `/health` always shows it.
+    if previous
+        .as_ref()
+        .is_none_or(|p| p.skipped != snapshot.skipped)
+    {
+        for (reason, count, example) in snapshot.skipped.reasons() {
+            warn!(
+                reason,
+                count, example, "registry entries not served: {reason}"
+            );
+        }
+    }
     match origin {
         Origin::File(path) => info!(
             path = %path.display(),
