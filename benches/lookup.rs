@@ -94,6 +94,7 @@ fn responder() -> Responder {
         shuffle: true,
         forwarding: false,
         allow_recursion: Vec::new(),
+        rrl: Default::default(),
     };
     Responder::new(
         store,

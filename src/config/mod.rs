@@ -269,6 +269,7 @@ impl Config {
             shuffle: _,
             forwarding: _,
             allow_recursion: _,
+            rrl: _,
         } = answer;
         if *registry != new.registry {
             keys.push("registry");
