@@ -91,10 +91,9 @@ impl AnswerArgs {
     fn rrl(&self) -> Result<RrlSettings, ConfigError> {
         let defaults = RrlSettings::default();
         let bounded = |key: &str, value: Option<u32>, default: u32, max: u32| match value {
-            Some(value) if value > max => Err(ConfigError::new(
-                key,
-                format!("{value} is above {max}"),
-            )),
+            Some(value) if value > max => {
+                Err(ConfigError::new(key, format!("{value} is above {max}")))
+            }
             value => Ok(value.unwrap_or(default)),
         };
         let rate = bounded("rrl-rate", self.rrl_rate, defaults.rate, MAX_RRL_RATE)?;

@@ -131,7 +131,10 @@ impl RateLimiter {
         if take(&bucket.next, settings.rate, now) {
             return Verdict::Send;
         }
-        let limited = bucket.limited.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let limited = bucket
+            .limited
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
         if settings.slip != 0 && limited % settings.slip == 0 {
             Verdict::Slip
         } else {
@@ -366,7 +369,10 @@ mod tests {
         let now = 10 * SECOND;
         let allowed = (0..100).filter(|_| take(&next, 10, now)).count();
         assert_eq!(allowed, 10, "the burst is one second's worth");
-        assert!(!take(&next, 10, now + SECOND / 20), "half an interval later");
+        assert!(
+            !take(&next, 10, now + SECOND / 20),
+            "half an interval later"
+        );
         assert!(take(&next, 10, now + SECOND / 10), "one interval later");
         assert!(!take(&next, 10, now + SECOND / 10));
         // Idle for long: the budget refills to the burst, not beyond.
@@ -415,7 +421,10 @@ mod tests {
         let v4 = |last: u8| IpAddr::V4(Ipv4Addr::new(192, 0, 2, last));
         assert_eq!(limiter.check(&one, &[], v4(1), &web, now), Verdict::Send);
         // Same /24, same name in another case: the same flow.
-        assert_eq!(limiter.check(&one, &[], v4(2), &web_upper, now), Verdict::Drop);
+        assert_eq!(
+            limiter.check(&one, &[], v4(2), &web_upper, now),
+            Verdict::Drop
+        );
         // Another name, another flow.
         assert_eq!(limiter.check(&one, &[], v4(2), &db, now), Verdict::Send);
         // Another /24.
@@ -430,8 +439,14 @@ mod tests {
         // Exempt networks and a rate of 0 are never limited.
         let exempt: Vec<IpNet> = vec!["192.0.2.0/24".parse().unwrap()];
         for _ in 0..10 {
-            assert_eq!(limiter.check(&one, &exempt, v4(1), &web, now), Verdict::Send);
-            assert_eq!(limiter.check(&settings(0, 0), &[], v4(1), &web, now), Verdict::Send);
+            assert_eq!(
+                limiter.check(&one, &exempt, v4(1), &web, now),
+                Verdict::Send
+            );
+            assert_eq!(
+                limiter.check(&settings(0, 0), &[], v4(1), &web, now),
+                Verdict::Send
+            );
         }
     }
 
@@ -442,22 +457,47 @@ mod tests {
         let one = settings(1, 0);
         let client = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
         let nx = |name: &str| response(name, ResponseCode::NXDomain, 0, true);
-        assert_eq!(limiter.check(&one, &[], client, &nx("a.consul."), now), Verdict::Send);
-        assert_eq!(limiter.check(&one, &[], client, &nx("b.consul."), now), Verdict::Drop);
-        assert_eq!(limiter.check(&one, &[], client, &nx("b.example."), now), Verdict::Send);
+        assert_eq!(
+            limiter.check(&one, &[], client, &nx("a.consul."), now),
+            Verdict::Send
+        );
+        assert_eq!(
+            limiter.check(&one, &[], client, &nx("b.consul."), now),
+            Verdict::Drop
+        );
+        assert_eq!(
+            limiter.check(&one, &[], client, &nx("b.example."), now),
+            Verdict::Send
+        );
         let refused = |name: &str| response(name, ResponseCode::Refused, 0, false);
-        assert_eq!(limiter.check(&one, &[], client, &refused("x.example."), now), Verdict::Send);
-        assert_eq!(limiter.check(&one, &[], client, &refused("y.example."), now), Verdict::Drop);
+        assert_eq!(
+            limiter.check(&one, &[], client, &refused("x.example."), now),
+            Verdict::Send
+        );
+        assert_eq!(
+            limiter.check(&one, &[], client, &refused("y.example."), now),
+            Verdict::Drop
+        );
         // NODATA is per name, like positive answers.
         let nodata = |name: &str| response(name, ResponseCode::NoError, 0, false);
-        assert_eq!(limiter.check(&one, &[], client, &nodata("c.consul."), now), Verdict::Send);
-        assert_eq!(limiter.check(&one, &[], client, &nodata("d.consul."), now), Verdict::Send);
+        assert_eq!(
+            limiter.check(&one, &[], client, &nodata("c.consul."), now),
+            Verdict::Send
+        );
+        assert_eq!(
+            limiter.check(&one, &[], client, &nodata("d.consul."), now),
+            Verdict::Send
+        );
     }
 
     #[test]
     fn the_table_stays_one_size_under_spoofed_sources() {
         let limiter = RateLimiter::default();
-        assert_eq!(limiter.buckets(), 0, "nothing allocated before the first check");
+        assert_eq!(
+            limiter.buckets(),
+            0,
+            "nothing allocated before the first check"
+        );
         let reply = response("web.service.consul.", ResponseCode::NoError, 1, false);
         let now = at(&limiter, 1.0);
         for source in 0..200_000u32 {
