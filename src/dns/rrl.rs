@@ -135,7 +135,7 @@ impl RateLimiter {
             .limited
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_add(1);
-        if settings.slip != 0 && limited % settings.slip == 0 {
+        if settings.slip != 0 && limited.is_multiple_of(settings.slip) {
             Verdict::Slip
         } else {
             Verdict::Drop
