@@ -109,6 +109,7 @@ fn responder(max_udp_size: u16) -> Responder {
         shuffle: true,
         forwarding: false,
         allow_recursion: Vec::new(),
+        rrl: Default::default(),
     };
     Responder::new(
         store,

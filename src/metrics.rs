@@ -50,6 +50,10 @@ pub struct Metrics {
     pub forwards_over_limit: AtomicU64,
     /// TCP connections closed at once: `--max-tcp-clients` or the address's share was taken.
     pub tcp_clients_refused: AtomicU64,
+    /// UDP responses dropped by response rate limiting.
+    pub rrl_dropped: AtomicU64,
+    /// UDP responses sent truncated (TC=1, no records) by response rate limiting.
+    pub rrl_slipped: AtomicU64,
     /// Configuration reloads applied.
     pub reloads_ok: AtomicU64,
     /// Configuration reloads rejected.

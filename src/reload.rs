@@ -12,9 +12,10 @@
 //!   being answered throughout: each sees either the old zone set or the new one.
 //!
 //! The zones directory (and the zone files in it) and the answering policy (`max-udp-size`,
-//! `no-shuffle`, `allow-recursion`) take effect at run time. Every other setting is fixed when
-//! the server starts ([`Config::restart_only_changes`]); a reload that changes one applies the
-//! rest and logs a warning naming each such key (see docs/deploy.md, "Reloading").
+//! `no-shuffle`, `allow-recursion`, the `rrl-*` limits) take effect at run time. Every other
+//! setting is fixed when the server starts ([`Config::restart_only_changes`]); a reload that
+//! changes one applies the rest and logs a warning naming each such key (see docs/deploy.md,
+//! "Reloading").
 
 use std::sync::Arc;
 

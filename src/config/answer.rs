@@ -1,12 +1,13 @@
-//! The answer section: the UDP size cap, shuffling and who may recurse, validated into the
-//! responder's [`AnswerPolicy`]. Every setting here is applied by SIGHUP.
+//! The answer section: the UDP size cap, shuffling, who may recurse and response rate
+//! limiting, validated into the responder's [`AnswerPolicy`]. Every setting here is applied by
+//! SIGHUP.
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::values::network;
 use super::ConfigError;
-use crate::dns::AnswerPolicy;
+use crate::dns::{AnswerPolicy, RrlSettings};
 
 /// Flags (and file keys) of the answer section.
 #[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]
@@ -28,7 +29,34 @@ pub struct AnswerArgs {
     #[arg(long, value_name = "CIDR")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow_recursion: Vec<String>,
+
+    /// Response rate limiting: UDP responses a second per client prefix and response (name
+    /// and class) to clients outside --allow-recursion; 0 turns it off. [default: 200]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rrl_rate: Option<u32>,
+
+    /// Every Nth rate-limited response is sent truncated (TC=1) so real clients retry over
+    /// TCP, the others are dropped; 0 drops them all, 1 truncates them all. [default: 2]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rrl_slip: Option<u32>,
+
+    /// IPv4 clients share a rate limit per prefix of this length (0 to 32). [default: 24]
+    #[arg(long, value_name = "BITS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rrl_ipv4_prefix: Option<u8>,
+
+    /// IPv6 clients share a rate limit per prefix of this length (0 to 128). [default: 56]
+    #[arg(long, value_name = "BITS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rrl_ipv6_prefix: Option<u8>,
 }
+
+/// Highest `--rrl-rate`: the bucket arithmetic counts in nanoseconds.
+const MAX_RRL_RATE: u32 = 1_000_000;
+/// Highest `--rrl-slip`, as BIND allows.
+const MAX_RRL_SLIP: u32 = 10;
 
 impl AnswerArgs {
     /// Validates the answer section; `forwarding` says whether there are upstreams at all.
@@ -56,6 +84,37 @@ impl AnswerArgs {
             shuffle: !self.no_shuffle,
             forwarding,
             allow_recursion,
+            rrl: self.rrl()?,
+        })
+    }
+
+    fn rrl(&self) -> Result<RrlSettings, ConfigError> {
+        let defaults = RrlSettings::default();
+        let bounded = |key: &str, value: Option<u32>, default: u32, max: u32| match value {
+            Some(value) if value > max => {
+                Err(ConfigError::new(key, format!("{value} is above {max}")))
+            }
+            value => Ok(value.unwrap_or(default)),
+        };
+        let rate = bounded("rrl-rate", self.rrl_rate, defaults.rate, MAX_RRL_RATE)?;
+        let slip = bounded("rrl-slip", self.rrl_slip, defaults.slip, MAX_RRL_SLIP)?;
+        let ipv4_prefix = bounded(
+            "rrl-ipv4-prefix",
+            self.rrl_ipv4_prefix.map(u32::from),
+            defaults.ipv4_prefix.into(),
+            32,
+        )?;
+        let ipv6_prefix = bounded(
+            "rrl-ipv6-prefix",
+            self.rrl_ipv6_prefix.map(u32::from),
+            defaults.ipv6_prefix.into(),
+            128,
+        )?;
+        Ok(RrlSettings {
+            rate,
+            slip,
+            ipv4_prefix: ipv4_prefix as u8,
+            ipv6_prefix: ipv6_prefix as u8,
         })
     }
 }

@@ -269,6 +269,7 @@ impl Config {
             shuffle: _,
             forwarding: _,
             allow_recursion: _,
+            rrl: _,
         } = answer;
         if *registry != new.registry {
             keys.push("registry");
@@ -316,6 +317,20 @@ mod tests {
         args.answer.max_udp_size = Some(100);
         let error = Config::from_args(&args, &Environment::default()).unwrap_err();
         assert_eq!(error.key, "max-udp-size");
+        for (key, set) in [
+            (
+                "rrl-rate",
+                (|a: &mut AnswerArgs| a.rrl_rate = Some(2_000_000)) as fn(&mut _),
+            ),
+            ("rrl-slip", |a| a.rrl_slip = Some(11)),
+            ("rrl-ipv4-prefix", |a| a.rrl_ipv4_prefix = Some(33)),
+            ("rrl-ipv6-prefix", |a| a.rrl_ipv6_prefix = Some(129)),
+        ] {
+            let mut args = ServeArgs::default();
+            set(&mut args.answer);
+            let error = Config::from_args(&args, &Environment::default()).unwrap_err();
+            assert_eq!(error.key, key);
+        }
     }
 
     #[test]
@@ -326,7 +341,10 @@ mod tests {
         args.server.listen = vec!["127.0.0.2:8600".into()];
         args.answer.no_shuffle = true;
         args.answer.max_udp_size = Some(4096);
+        args.answer.rrl_rate = Some(5);
+        args.answer.rrl_ipv6_prefix = Some(48);
         let new = config(args);
+        assert_eq!(new.answer.rrl.rate, 5);
         assert_eq!(old.restart_only_changes(&new), ["listen"]);
         assert!(old.restart_only_changes(&old.clone()).is_empty());
 

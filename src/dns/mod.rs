@@ -8,6 +8,7 @@ mod flags;
 pub mod forward;
 pub mod query;
 pub mod respond;
+pub mod rrl;
 pub mod tcp;
 pub mod tcp_clients;
 pub mod udp;
@@ -15,6 +16,7 @@ pub mod udp;
 use std::sync::Arc;
 
 pub use respond::{AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, Transport};
+pub use rrl::{RateLimiter, RrlSettings, Verdict};
 pub use tcp::TcpHandler;
 pub use tcp_clients::TcpClients;
 

@@ -21,6 +21,7 @@ use rand::{Rng, SeedableRng};
 
 use super::flags;
 use super::query::{ParsedQuery, Rejection, Signature};
+use super::rrl::RrlSettings;
 use crate::snapshot::SnapshotStore;
 use crate::zone::{Lookup, Prepared, Zone, ZoneSet, MAX_MESSAGE_LEN};
 
@@ -60,8 +61,10 @@ pub struct AnswerPolicy {
     pub shuffle: bool,
     /// Forwarding is configured (there are upstreams).
     pub forwarding: bool,
-    /// Clients allowed to recurse (RA=1, forwarded names answered).
+    /// Clients allowed to recurse (RA=1, forwarded names answered); also exempt from RRL.
     pub allow_recursion: Vec<IpNet>,
+    /// Response rate limiting of UDP answers to everyone else.
+    pub rrl: RrlSettings,
 }
 
 /// The sizes a forwarded reply keeps to, fixed by the answering policy in force when the
@@ -145,6 +148,12 @@ impl Responder {
     /// The answering policy in force.
     pub fn policy(&self) -> Arc<AnswerPolicy> {
         self.policy.load_full()
+    }
+
+    /// Runs `f` with the answering policy in force, without taking a reference count (the UDP
+    /// workers ask per response).
+    pub fn with_policy<R>(&self, f: impl FnOnce(&AnswerPolicy) -> R) -> R {
+        f(&self.policy.load())
     }
 
     /// True when `client` may recurse through this server.
@@ -573,6 +582,7 @@ mod tests {
             shuffle: true,
             forwarding: false,
             allow_recursion: Vec::new(),
+            rrl: RrlSettings::default(),
         };
         let apex = wire_key(&Name::from_ascii("consul.").unwrap()).unwrap();
         Responder::new(store, &apex, Arc::default(), policy)

@@ -1,19 +1,23 @@
 //! The UDP fast path: one blocking socket per thread (SO_REUSEPORT), answering in place.
 //!
 //! Each worker owns its receive and send buffers and its [`Scratch`], so answering a local
-//! name allocates nothing, spawns nothing and takes no lock. Forwarded names are handed to
-//! the tokio runtime and answered from there through the same socket.
+//! name allocates nothing, spawns nothing and takes no lock. Every local response passes the
+//! response rate limiter ([`super::rrl`], shared by the workers, lock-free) before it is sent.
+//! Forwarded names are handed to the tokio runtime and answered from there through the same
+//! socket.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::debug;
 
 use super::respond::{ForwardLimits, Outcome, Responder, Scratch, Transport};
+use super::rrl::{self, RateLimiter, Verdict};
 use super::Forwarding;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
@@ -54,6 +58,8 @@ pub fn spawn_workers(
     metrics: Arc<Metrics>,
     drain: Drain,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
+    // One flow table for every socket and address: a flow's budget is the server's.
+    let limiter = Arc::new(RateLimiter::default());
     sockets
         .into_iter()
         .enumerate()
@@ -64,6 +70,7 @@ pub fn spawn_workers(
                 forwarding: forwarding.clone(),
                 metrics: metrics.clone(),
                 drain: drain.clone(),
+                limiter: limiter.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("udp-{index}"))
@@ -78,6 +85,7 @@ struct Worker {
     forwarding: Forwarding,
     metrics: Arc<Metrics>,
     drain: Drain,
+    limiter: Arc<RateLimiter>,
 }
 
 impl Worker {
@@ -102,7 +110,7 @@ impl Worker {
                     continue;
                 }
             };
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let message = &request[..len];
             match self.responder.respond(
                 message,
@@ -112,6 +120,9 @@ impl Worker {
                 &mut scratch,
             ) {
                 Outcome::Reply => {
+                    if !self.rate_limit(peer, &mut response, started) {
+                        continue;
+                    }
                     self.metrics.observe_answer(&response, started);
                     if let Err(error) = self.socket.send_to(&response, peer) {
                         debug!(%error, %peer, "udp send failed");
@@ -123,10 +134,36 @@ impl Worker {
         }
     }
 
+    /// Applies response rate limiting to a local response: false when it is dropped; a
+    /// slipped one is cut to its truncated form in place.
+    fn rate_limit(&self, peer: SocketAddr, response: &mut Vec<u8>, now: Instant) -> bool {
+        let verdict = self.responder.with_policy(|policy| {
+            self.limiter.check(
+                &policy.rrl,
+                &policy.allow_recursion,
+                peer.ip(),
+                response,
+                now,
+            )
+        });
+        match verdict {
+            Verdict::Send => true,
+            Verdict::Slip => {
+                rrl::slip(response);
+                self.metrics.rrl_slipped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Verdict::Drop => {
+                self.metrics.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
     /// Forwarding awaits upstreams: do it on the runtime, answer through a socket clone.
     fn forward(&self, message: &[u8], peer: SocketAddr, limits: ForwardLimits) {
         // A cache hit is answered right here: no task, no hand-off to another thread.
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         if let Some(response) = self.forwarding.resolve_cached(message, limits) {
             self.metrics.observe_answer(&response, started);
             if let Err(error) = self.socket.send_to(&response, peer) {
@@ -141,7 +178,7 @@ impl Worker {
         let in_flight = self.drain.track();
         self.forwarding.runtime.spawn(async move {
             let _in_flight = in_flight;
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             if let Some(response) = forwarding.resolve(&query, limits).await {
                 metrics.observe_answer(&response, started);
                 if let Err(error) = socket.send_to(&response, peer) {

@@ -134,6 +134,20 @@ fn encode_dns(e: &mut DescriptorEncoder<'_>, m: &Metrics) -> Result<(), std::fmt
         None,
         m.tcp_clients_refused.load(Ordering::Relaxed),
     )?;
+    counter(
+        e,
+        "snapdns_rrl_dropped",
+        "UDP responses dropped by response rate limiting (--rrl-rate).",
+        None,
+        m.rrl_dropped.load(Ordering::Relaxed),
+    )?;
+    counter(
+        e,
+        "snapdns_rrl_slipped",
+        "UDP responses sent truncated (TC=1) instead of dropped by rate limiting (--rrl-slip).",
+        None,
+        m.rrl_slipped.load(Ordering::Relaxed),
+    )?;
 
     Ok(())
 }

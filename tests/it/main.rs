@@ -26,6 +26,8 @@ mod metrics;
 mod reload;
 /// Five replicas behind Unbound and dnsmasq.
 mod replicas;
+/// Response rate limiting of UDP answers.
+mod rrl;
 /// SIGTERM draining.
 mod shutdown;
 /// Static zones from `--zones-dir`.
