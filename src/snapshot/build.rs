@@ -347,7 +347,9 @@ impl Context<'_> {
                 for served in instances {
                     match service_address(served.entry, family) {
                         Some((Address::Ip(ip), _)) if family_matches(ip, family) => {
-                            if addresses.insert(ip) {
+                            // Each address once, in first-seen order.
+                            let first = addresses.insert(ip);
+                            if first {
                                 records.push(ip_record(owner, ttl, ip));
                             }
                         }

@@ -104,7 +104,7 @@ impl Prepared {
         while keep > 1 {
             keep = keep * 3 / 4;
             if let Some((cuts, _)) = &measured {
-                if !cuts.size(keep).is_some_and(|size| size <= MAX_MESSAGE_LEN) {
+                if cuts.size(keep).is_none_or(|size| size > MAX_MESSAGE_LEN) {
                     continue;
                 }
             }
