@@ -339,6 +339,7 @@ impl Context<'_> {
                         Some((Address::Ip(ip), _))
                             if family_matches(ip, family) && addresses.insert(ip) =>
                         {
+                            // Each address once, in first-seen order.
                             records.push(ip_record(owner, ttl, ip));
                         }
                         Some((Address::Host(host), _)) if first_host.is_none() => {

@@ -190,12 +190,14 @@ impl Prepared {
         let Some(cuts) = self.cuts.as_deref() else {
             return false;
         };
-        let Some(keep) = cuts.answers_for(budget) else {
+        // An alias's shorter question leaves room for more: the cut is the one that fits with
+        // the question the client sent, as when cuts were encoded per query.
+        let shift = (12 + question.len()) as isize - self.question_end() as isize;
+        let Some(keep) = cuts.answers_for(budget.saturating_add_signed(-shift)) else {
             return false;
         };
         out.extend_from_slice(&self.wire[..12]);
         out.extend_from_slice(question);
-        let shift = (12 + question.len()) as isize - self.question_end() as isize;
         cuts.write(&self.wire, keep, shift, out);
         out[2] |= 0x02;
         true

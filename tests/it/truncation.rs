@@ -1,6 +1,7 @@
 //! Answers cut to the client's UDP size: every size is cut at record boundaries worked out when
-//! the snapshot is built, and the cut is byte for byte the one snapdns sent when it encoded
-//! cuts per query (the fingerprints below were taken from that version).
+//! the snapshot is built, and the cut is the one snapdns sent when it encoded cuts per query:
+//! the same records, and for the name the answer was encoded for, the same bytes (the
+//! fingerprints below were taken from that version).
 
 use std::collections::BTreeSet;
 
@@ -108,6 +109,12 @@ fn odd_udp_sizes_get_the_same_cut_as_before() {
             .collect();
         assert_eq!(targets, glue, "{name} at {payload}");
         assert_eq!(parsed.answers.len(), kept, "{name} at {payload}");
+        // An alias shares the longest name's encoding, whose additional records can be
+        // compressed differently from an encoding around the alias's question (hickory keeps
+        // 64 names to compress against): the same records, not always the same bytes.
+        if !name.starts_with('_') {
+            continue;
+        }
         assert_eq!(fingerprint(&reply), print, "bytes of {name} at {payload}");
     }
 }
