@@ -47,6 +47,10 @@ fn main() -> ExitCode {
         let reloads = reload_requests(args);
         snapdns::app::run_with_reloads(config, shutdown, reloads).await
     });
+    // The server has drained within its grace period. Work still on a blocking thread (a
+    // snapshot build of a huge registry change) is abandoned, not waited for: dropping the
+    // runtime would wait for it however long it takes.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

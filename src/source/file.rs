@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
-use tracing::error;
+use tracing::{error, info};
 
 use super::status::{SnapshotOrigin, SourceStatus};
 use super::{publish, Origin};
@@ -87,15 +87,19 @@ impl FileSource {
             }
             let stamp = FileStamp::of(&self.path);
             if stamp != self.last_stamp {
-                // Snapshot building is CPU work; keep it off the runtime's worker threads.
-                self = match tokio::task::spawn_blocking(move || {
+                info!(path = %self.path.display(), "registry file changed; loading it");
+                // Snapshot building is CPU work; keep it off the runtime's worker threads. A
+                // build still running at shutdown is abandoned: nothing of it was published.
+                let loading = tokio::task::spawn_blocking(move || {
                     self.load_once();
                     self
-                })
-                .await
-                {
-                    Ok(source) => source,
-                    Err(_) => break,
+                });
+                self = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    loaded = loading => match loaded {
+                        Ok(source) => source,
+                        Err(_) => break,
+                    },
                 };
             }
         }

@@ -80,3 +80,25 @@ fn sigterm_finishes_an_in_flight_query_and_exits_0() {
     // The HTTP listener too.
     assert!(TcpStream::connect_timeout(&server.http.unwrap(), Duration::from_millis(500)).is_err());
 }
+
+/// SIGTERM during a long snapshot build (a huge registry change) does not wait for the build:
+/// it is abandoned and nothing of it is published (issue 10, item 7).
+#[test]
+fn sigterm_abandons_a_snapshot_build_in_progress() {
+    let registry = crate::support::registry::many("huge", 20_000);
+    let (mut server, path) = Server::with_registry_file(&registry, &["--no-forward"]);
+    assert_eq!(server.log_count("registry file loaded"), 1);
+    // A change to one instance: the whole file is parsed and the service built again.
+    let mut changed = registry.clone();
+    changed["huge"][0]["Service"]["Port"] = serde_json::json!(1);
+    crate::support::registry::replace_registry_file(&path, &changed);
+    assert_eventually!(server.log_count("registry file changed; loading it") == 1);
+    server.signal("TERM");
+    assert!(server.wait_exit().success());
+    assert_eq!(
+        server.log_count("registry file loaded"),
+        1,
+        "the build in progress was abandoned, not finished: {}",
+        server.log()
+    );
+}
