@@ -516,8 +516,8 @@ fn limit(policy: &AnswerPolicy, query: &ParsedQuery<'_>, transport: Transport) -
     }
 }
 
-/// IPv4-mapped IPv6 clients match IPv4 networks.
-fn canonical(ip: IpAddr) -> IpAddr {
+/// IPv4-mapped IPv6 clients count as IPv4: they match IPv4 networks and prefixes.
+pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,

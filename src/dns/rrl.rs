@@ -21,6 +21,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 
 use super::flags;
+use super::respond::canonical;
 
 /// Buckets in the table (a power of two): 1 MiB, allocated when first used.
 pub const TABLE_SIZE: usize = 1 << 16;
@@ -298,14 +299,6 @@ fn mask_u128(prefix: u8) -> u128 {
     match prefix {
         0 => 0,
         p => u128::MAX << (128 - u32::from(p.min(128))),
-    }
-}
-
-/// IPv4-mapped IPv6 clients count as IPv4 (and match IPv4 networks).
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
     }
 }
 

@@ -6,14 +6,14 @@
 
 use std::collections::HashSet;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
 use crate::assert_eventually;
-use crate::support::dns_client::{dig, query_message, sorted_rdata};
+use crate::support::dns_client::{dig, query_message, sorted_rdata, tcp_raw_from};
 use crate::support::metrics::metric;
 use crate::support::registry::demo_registry;
 use crate::support::server::Server;
@@ -95,30 +95,8 @@ fn burst(server: &Server, source: &str, count: u16) -> Tally {
 
 /// A TCP query for [`NAME`] from `local`.
 fn tcp_from(local: &str, server: SocketAddr) -> Message {
-    let socket = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .unwrap();
-    socket
-        .bind(&local.parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.connect(&server.into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
     let query = query_message(NAME, RecordType::A, None).to_vec().unwrap();
-    use std::io::{Read, Write};
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&query);
-    stream.write_all(&framed).unwrap();
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).unwrap();
-    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut reply).unwrap();
-    Message::from_vec(&reply).unwrap()
+    Message::from_vec(&tcp_raw_from(local, server, &query)).unwrap()
 }
 
 fn demo(extra: &[&str]) -> Server {

@@ -3,15 +3,14 @@
 //! for clients that never read. Server-side socket states come from `ss` (iproute2).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
 use crate::assert_eventually;
-use crate::support::dns_client::{query_message, rdata, udp};
+use crate::support::dns_client::{query_message, rdata, tcp_connect_from, udp};
 use crate::support::registry::many;
 use crate::support::server::Server;
 
@@ -33,24 +32,6 @@ fn server_side(port: u16) -> Vec<(u64, u64)> {
             Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
         })
         .collect()
-}
-
-fn connect_from(local: &str, server: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .unwrap();
-    socket
-        .bind(&local.parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.connect(&server.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
 }
 
 fn framed_query(name: &str, qtype: RecordType) -> Vec<u8> {
@@ -81,20 +62,20 @@ fn connections_beyond_the_cap_or_an_address_share_are_closed() {
             "2",
         ],
     );
-    let mut first = connect_from("127.0.0.1:0", server.addr);
-    let mut second = connect_from("127.0.0.1:0", server.addr);
+    let mut first = tcp_connect_from("127.0.0.1:0", server.addr);
+    let mut second = tcp_connect_from("127.0.0.1:0", server.addr);
     for stream in [&mut first, &mut second] {
         let reply = ask(stream, "web-01.node.consul.").expect("admitted");
         assert_eq!(rdata(&reply.answers), ["10.0.1.11"]);
     }
     // 127.0.0.1's share is two: a third connection from it is closed at once.
-    let mut third = connect_from("127.0.0.1:0", server.addr);
+    let mut third = tcp_connect_from("127.0.0.1:0", server.addr);
     let mut buf = [0u8; 1];
     assert_eq!(third.read(&mut buf).unwrap_or(0), 0, "closed by the server");
     // Another address still has room, then the total of three is reached.
-    let mut other = connect_from("127.0.0.2:0", server.addr);
+    let mut other = tcp_connect_from("127.0.0.2:0", server.addr);
     assert!(ask(&mut other, "web-01.node.consul.").is_some());
-    let mut fourth = connect_from("127.0.0.3:0", server.addr);
+    let mut fourth = tcp_connect_from("127.0.0.3:0", server.addr);
     assert_eq!(fourth.read(&mut buf).unwrap_or(0), 0, "total reached");
     assert_eq!(
         crate::support::metrics::metric(&server, "snapdns_tcp_clients_refused_total"),
@@ -108,7 +89,7 @@ fn connections_beyond_the_cap_or_an_address_share_are_closed() {
     drop(first);
     assert_eventually!(
         {
-            let mut again = connect_from("127.0.0.1:0", server.addr);
+            let mut again = tcp_connect_from("127.0.0.1:0", server.addr);
             ask(&mut again, "web-01.node.consul.").is_some()
         },
         "a slot frees when a client leaves"

@@ -68,10 +68,32 @@ pub fn udp_edns(addr: SocketAddr, name: &str, qtype: RecordType, edns: Option<u1
 
 /// Sends raw bytes over TCP (length-prefixed) and returns the raw reply.
 pub fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+    tcp_raw_from("127.0.0.1:0", addr, bytes)
+}
+
+/// A TCP connection to `server` from the local address `local` (`127.0.0.2:0`, say), with a
+/// 10 s read timeout.
+pub fn tcp_connect_from(local: &str, server: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(server),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    socket
+        .bind(&local.parse::<SocketAddr>().unwrap().into())
         .unwrap();
+    socket.connect(&server.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// Sends raw bytes over TCP (length-prefixed) from `local` and returns the raw reply.
+pub fn tcp_raw_from(local: &str, addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = tcp_connect_from(local, addr);
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
     stream.write_all(&framed).unwrap();
