@@ -81,7 +81,13 @@ pub fn fixture_registry() -> RegistryState {
             } else {
                 format!("10.9.{}.{}", i / 250, i % 250 + 1)
             };
-            let mut e = entry("big", &format!("big-{i}"), &format!("big-node-{i}"), &address, 8000);
+            let mut e = entry(
+                "big",
+                &format!("big-{i}"),
+                &format!("big-node-{i}"),
+                &address,
+                8000,
+            );
             e.service.tags = vec![format!("shard{}", i % 7), "v1".into()];
             e
         })
@@ -135,7 +141,13 @@ pub fn fixture_registry() -> RegistryState {
     ] {
         state.services.insert(
             key.to_string(),
-            vec![entry(service, &format!("{key}-1"), "alias-node", "10.7.0.1", 80)],
+            vec![entry(
+                service,
+                &format!("{key}-1"),
+                "alias-node",
+                "10.7.0.1",
+                80,
+            )],
         );
     }
     state.index = 7;
@@ -208,9 +220,16 @@ pub fn answer_and_check(
     let mut out = Vec::with_capacity(4096);
     let outcome = responder.respond(query, client, transport, &mut out, scratch);
     if outcome != Outcome::Reply {
-        assert!(out.is_empty(), "{outcome:?} with {} bytes written", out.len());
+        assert!(
+            out.is_empty(),
+            "{outcome:?} with {} bytes written",
+            out.len()
+        );
         if outcome == Outcome::Forward {
-            assert!(responder.may_recurse(client), "forwarded for a client without recursion");
+            assert!(
+                responder.may_recurse(client),
+                "forwarded for a client without recursion"
+            );
         }
         return (outcome, out);
     }
@@ -222,9 +241,21 @@ pub fn answer_and_check(
     );
     let reply = Message::from_vec(&out)
         .unwrap_or_else(|e| panic!("reply does not decode: {e}; reply {out:02x?}"));
-    assert!(query.len() >= 2, "replied to a {}-byte message", query.len());
-    assert_eq!(reply.metadata.id, u16::from_be_bytes([query[0], query[1]]), "reply ID");
-    assert_eq!(reply.metadata.message_type, MessageType::Response, "QR=0 in a reply");
+    assert!(
+        query.len() >= 2,
+        "replied to a {}-byte message",
+        query.len()
+    );
+    assert_eq!(
+        reply.metadata.id,
+        u16::from_be_bytes([query[0], query[1]]),
+        "reply ID"
+    );
+    assert_eq!(
+        reply.metadata.message_type,
+        MessageType::Response,
+        "QR=0 in a reply"
+    );
     if let (Ok(asked), Some(echoed)) = (Message::from_vec(query), reply.queries.first()) {
         if let Some(question) = asked.queries.first() {
             assert_eq!(question, echoed, "question not echoed");
@@ -237,8 +268,16 @@ pub fn answer_and_check(
 /// (bit 0), the client (bit 1: one allowed to recurse, or not) and `--max-udp-size` (bits 2-3).
 pub fn check_respond(responder: &Responder, scratch: &mut Scratch, data: &[u8]) {
     let id = data.get(1).copied().unwrap_or(0);
-    let transport = if id & 1 == 0 { Transport::Udp } else { Transport::Tcp };
-    let client = if id & 2 == 0 { RECURSING_CLIENT } else { OTHER_CLIENT };
+    let transport = if id & 1 == 0 {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
+    let client = if id & 2 == 0 {
+        RECURSING_CLIENT
+    } else {
+        OTHER_CLIENT
+    };
     let max_udp_size = MAX_UDP_SIZES[usize::from(id >> 2) & 3];
     if responder.policy().max_udp_size != max_udp_size {
         responder.set_policy(policy(max_udp_size));
@@ -298,7 +337,13 @@ pub fn check_registry_json(data: &[u8]) {
             };
             for edns in [None, Some(1232)] {
                 let query = query_bytes(owner.clone(), qtype, edns);
-                answer_and_check(&responder, &query, RECURSING_CLIENT, Transport::Udp, &mut scratch);
+                answer_and_check(
+                    &responder,
+                    &query,
+                    RECURSING_CLIENT,
+                    Transport::Udp,
+                    &mut scratch,
+                );
             }
         }
     }
@@ -372,9 +417,19 @@ pub fn check_zone_file(dir: &Path, data: &[u8]) {
         (missing, RecordType::A),
     ] {
         let Some(name) = name else { continue };
-        for (transport, edns) in [(Transport::Udp, None), (Transport::Udp, Some(1232)), (Transport::Tcp, None)] {
+        for (transport, edns) in [
+            (Transport::Udp, None),
+            (Transport::Udp, Some(1232)),
+            (Transport::Tcp, None),
+        ] {
             let query = query_bytes(name.clone(), qtype, edns);
-            answer_and_check(&responder, &query, RECURSING_CLIENT, transport, &mut scratch);
+            answer_and_check(
+                &responder,
+                &query,
+                RECURSING_CLIENT,
+                transport,
+                &mut scratch,
+            );
         }
     }
 }
@@ -407,14 +462,20 @@ pub fn check_forward_reply(data: &[u8]) {
     let question = Message::from_vec(upstream)
         .ok()
         .and_then(|message| message.queries.first().cloned())
-        .unwrap_or_else(|| Query::query(Name::from_ascii("example.com.").expect("name"), RecordType::A));
+        .unwrap_or_else(|| {
+            Query::query(
+                Name::from_ascii("example.com.").expect("name"),
+                RecordType::A,
+            )
+        });
     let mut message = Message::new(0x2b2b, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
     message.metadata.checking_disabled = selector & 0x80 != 0;
     message.add_query(question.clone());
     if let Some(payload) = payload {
         let mut edns = Edns::new();
-        edns.set_max_payload(payload).set_dnssec_ok(selector & 0x40 != 0);
+        edns.set_max_payload(payload)
+            .set_dnssec_ok(selector & 0x40 != 0);
         message.set_edns(edns);
     }
     let Ok(query) = message.to_vec() else {
@@ -429,7 +490,11 @@ pub fn check_forward_reply(data: &[u8]) {
     let Some(out) = fuzz_upstream_reply(&query, upstream, limits) else {
         return;
     };
-    assert!(out.len() <= limit, "forwarded reply of {} bytes over {limit}", out.len());
+    assert!(
+        out.len() <= limit,
+        "forwarded reply of {} bytes over {limit}",
+        out.len()
+    );
     let reply = Message::from_vec(&out)
         .unwrap_or_else(|e| panic!("forwarded reply does not decode: {e}; reply {out:02x?}"));
     assert_eq!(reply.metadata.id, 0x2b2b, "reply ID");

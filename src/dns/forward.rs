@@ -184,9 +184,8 @@ impl Forwarder {
 
 /// For the fuzz targets only (`fuzz/`), not an API: the reply a client sending `query` gets
 /// when the upstream answered with the bytes `upstream`, through the same decoding, TTL
-/// capping and client framing as a real exchange (the question check and the network are
-/// left out, so any upstream bytes reach the reply code). `None` when `query` is not a
-/// query or `upstream` does not decode.
+/// capping and client framing as a real exchange (only the network is left out). `None`
+/// when `query` is not a query, or `upstream` does not decode or is not an answer to it.
 #[doc(hidden)]
 pub fn fuzz_upstream_reply(
     query: &[u8],
@@ -196,6 +195,7 @@ pub fn fuzz_upstream_reply(
     let parsed = ParsedQuery::parse(query).ok()?;
     let client = Client::new(&parsed, query, limits.advertised)?;
     let message = hickory_proto::op::Message::from_vec(upstream).ok()?;
+    upstream::check(&client.query, &message).ok()?;
     if !matches!(
         message.metadata.response_code,
         ResponseCode::NoError | ResponseCode::NXDomain
@@ -210,12 +210,7 @@ pub fn fuzz_upstream_reply(
     let now = Instant::now();
     let cached = Cached::new(message, &policy, now);
     let sections = cached.sections_at(now);
-    Some(client.answer(
-        cached.rcode,
-        cached.authentic_data,
-        sections,
-        limits.limit,
-    ))
+    Some(client.answer(cached.rcode, cached.authentic_data, sections, limits.limit))
 }
 
 /// What a forwarded answer is cached under: the name, type and class asked, and the DO and CD

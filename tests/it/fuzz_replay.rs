@@ -66,7 +66,11 @@ fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
         .map(|entry| entry.expect("dir entry").path())
         .filter(|path| path.is_file())
         .map(|path| {
-            let name = path.file_name().expect("name").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
             (name, std::fs::read(&path).expect("read input"))
         })
         .collect();
@@ -144,7 +148,10 @@ fn mutation() {
     let seeds: Vec<(&str, Vec<Vec<u8>>)> = TARGETS
         .iter()
         .map(|target| {
-            let files = inputs("seeds", target).into_iter().map(|(_, d)| d).collect();
+            let files = inputs("seeds", target)
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
             (*target, files)
         })
         .collect();
@@ -198,7 +205,10 @@ fn write_seeds() {
         ("web-01.node.consul.", RecordType::A),
         ("web-01.node.dc1.consul.", RecordType::TXT),
         ("0a00010b.addr.dc1.consul.", RecordType::A),
-        ("20010db8000000000000000000000053.addr.dc1.consul.", RecordType::AAAA),
+        (
+            "20010db8000000000000000000000053.addr.dc1.consul.",
+            RecordType::AAAA,
+        ),
         ("consul.", RecordType::SOA),
         ("consul.", RecordType::NS),
         ("ns.consul.", RecordType::A),
@@ -209,7 +219,14 @@ fn write_seeds() {
         ("consul.", RecordType::AXFR),
     ];
     // The second ID byte picks transport, client and --max-udp-size in the respond target.
-    let payloads = [None, Some(512), Some(1000), Some(1232), Some(4096), Some(65535)];
+    let payloads = [
+        None,
+        Some(512),
+        Some(1000),
+        Some(1232),
+        Some(4096),
+        Some(65535),
+    ];
     for (i, (name, qtype)) in questions.iter().enumerate() {
         let payload = payloads[i % payloads.len()];
         let mut bytes = checks::query_bytes(Name::from_ascii(name).unwrap(), *qtype, payload);
@@ -233,9 +250,17 @@ fn write_seeds() {
     let opt_ttl = version.len() - 6; // OPT TTL: ext. rcode, version, flags
     version[opt_ttl + 1] = 1;
     write("respond", "edns-version-1", &version);
-    write("respond", "header-only", &[0x12, 0x34, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    write(
+        "respond",
+        "header-only",
+        &[0x12, 0x34, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
 
-    write("registry_json", "demo.registry.json", checks::DEMO_REGISTRY.as_bytes());
+    write(
+        "registry_json",
+        "demo.registry.json",
+        checks::DEMO_REGISTRY.as_bytes(),
+    );
     let small = serde_json::to_vec(&serde_json::json!({
         "web": [{"Node": {"Node": "n1", "Address": "10.0.0.1", "Datacenter": "dc1"},
                  "Service": {"ID": "web-1", "Service": "web", "Tags": ["v1"], "Port": 80},
@@ -284,21 +309,30 @@ fn write_seeds() {
             hickory_proto::op::OpCode::Query,
         );
         message.add_query(hickory_proto::op::Query::query(asked.clone(), *qtype));
-        let data = match qtype {
-            RecordType::AAAA => hickory_proto::rr::RData::AAAA("2001:db8::1".parse().unwrap()),
-            RecordType::TXT => hickory_proto::rr::RData::TXT(
-                hickory_proto::rr::rdata::TXT::new(vec!["x".repeat(200); 4]),
-            ),
-            _ => hickory_proto::rr::RData::A("192.0.2.7".parse().unwrap()),
-        };
+        let data =
+            match qtype {
+                RecordType::AAAA => hickory_proto::rr::RData::AAAA("2001:db8::1".parse().unwrap()),
+                RecordType::TXT => hickory_proto::rr::RData::TXT(
+                    hickory_proto::rr::rdata::TXT::new(vec!["x".repeat(200); 4]),
+                ),
+                _ => hickory_proto::rr::RData::A("192.0.2.7".parse().unwrap()),
+            };
         for ttl in [30, 300, 0] {
-            message.add_answer(hickory_proto::rr::Record::from_rdata(asked.clone(), ttl, data.clone()));
+            message.add_answer(hickory_proto::rr::Record::from_rdata(
+                asked.clone(),
+                ttl,
+                data.clone(),
+            ));
         }
         let mut edns = hickory_proto::op::Edns::new();
         edns.set_max_payload(1232);
         message.set_edns(edns);
         let bytes = message.to_vec().unwrap();
-        write("forward_reply", &format!("answer-{i:02}"), &[&[i as u8][..], &bytes].concat());
+        write(
+            "forward_reply",
+            &format!("answer-{i:02}"),
+            &[&[i as u8][..], &bytes].concat(),
+        );
     }
     let mut nx = hickory_proto::op::Message::new(
         9,
@@ -322,5 +356,9 @@ fn write_seeds() {
         300,
         hickory_proto::rr::RData::SOA(soa),
     ));
-    write("forward_reply", "nxdomain", &[&[2u8][..], &nx.to_vec().unwrap()].concat());
+    write(
+        "forward_reply",
+        "nxdomain",
+        &[&[2u8][..], &nx.to_vec().unwrap()].concat(),
+    );
 }
