@@ -180,6 +180,36 @@ impl Forwarder {
     }
 }
 
+/// For the fuzz targets only (`fuzz/`), not an API: the reply a client sending `query` gets
+/// when the upstream answered with the bytes `upstream`, through the same decoding, TTL
+/// capping and client framing as a real exchange (only the network is left out). `None`
+/// when `query` is not a query, or `upstream` does not decode or is not an answer to it.
+#[doc(hidden)]
+pub fn fuzz_upstream_reply(
+    query: &[u8],
+    upstream: &[u8],
+    limits: ForwardLimits,
+) -> Option<Vec<u8>> {
+    let parsed = ParsedQuery::parse(query).ok()?;
+    let client = Client::new(&parsed, query, limits.advertised)?;
+    let message = hickory_proto::op::Message::from_vec(upstream).ok()?;
+    upstream::check(&client.query, &message).ok()?;
+    if !matches!(
+        message.metadata.response_code,
+        ResponseCode::NoError | ResponseCode::NXDomain
+    ) {
+        return Some(client.error(ResponseCode::ServFail));
+    }
+    let policy = TtlPolicy {
+        min: 0,
+        max: 86_400,
+        max_negative: 3_600,
+    };
+    let now = Instant::now();
+    let cached = Cached::new(message, upstream, &policy, now);
+    Some(client.answer_cached(&cached, now, limits.limit))
+}
+
 /// What a forwarded answer is cached under: the name, type and class asked, and the DO and CD
 /// bits, which change what an upstream answers.
 fn cache_key(parsed: &ParsedQuery<'_>, client: &Client<'_>) -> CacheKey {

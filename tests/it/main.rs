@@ -14,6 +14,8 @@ mod config;
 mod file_registry;
 /// Forwarding to upstreams and the cache.
 mod forward;
+/// The fuzz targets' seeds and findings on stable, and the random-mutation fallback.
+mod fuzz_replay;
 /// glibc's resolver (`getent`) as a client.
 mod glibc;
 /// HAProxy's DNS service discovery as a client.

@@ -217,7 +217,7 @@ fn request(question: &Query, dnssec_ok: bool, checking_disabled: bool) -> DnsReq
 /// A reply must be a response to a standard query with exactly our question (names compare
 /// case-insensitively). hickory's UDP stream already drops others while waiting; over TCP
 /// this is the only check besides the ID.
-fn check(question: &Query, response: &Message) -> Result<(), AttemptError> {
+pub(super) fn check(question: &Query, response: &Message) -> Result<(), AttemptError> {
     let matches = response.metadata.message_type == MessageType::Response
         && response.metadata.op_code == OpCode::Query
         && matches!(response.queries.as_slice(), [only] if only == question);
