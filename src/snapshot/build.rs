@@ -76,43 +76,7 @@ pub(super) fn registry_zone(
     let previous = previous.filter(|(_, fragments)| fragments.options.as_ref() == Some(options));
     let domain = options.domain.to_lowercase();
     let local_dc = options.datacenter.to_ascii_lowercase();
-    let serial = serial_of(state);
-    let ns_name = Name::from_ascii("ns")?.append_domain(&domain)?;
-    let soa = Record::from_rdata(
-        domain.clone(),
-        options.negative_ttl,
-        RData::SOA(SOA::new(
-            ns_name.clone(),
-            Name::from_ascii("hostmaster")?.append_domain(&domain)?,
-            serial,
-            3600,
-            600,
-            86400,
-            options.negative_ttl,
-        )),
-    );
-    let mut zone = ZoneBuilder::new(&domain, soa, serial);
-    let ns = Record::from_rdata(
-        domain.clone(),
-        options.node_ttl,
-        RData::NS(NS(ns_name.clone())),
-    );
-    let ns_glue: Vec<Record> = options
-        .nameserver_addresses
-        .iter()
-        .map(|ip| ip_record(&ns_name, options.node_ttl, *ip))
-        .collect();
-    zone.add_answer(&domain, RecordType::NS, &[ns], &ns_glue);
-    for rtype in [RecordType::A, RecordType::AAAA] {
-        let glue: Vec<Record> = ns_glue
-            .iter()
-            .filter(|r| r.record_type() == rtype)
-            .cloned()
-            .collect();
-        if !glue.is_empty() {
-            zone.add_answer(&ns_name, rtype, &glue, &[]);
-        }
-    }
+    let zone = apex(&domain, serial_of(state), options)?;
 
     let mut stats = SnapshotStats {
         services: state.services.len(),
@@ -179,6 +143,48 @@ pub(super) fn registry_zone(
         .collect();
     let zone = zone.build_with(&parts)?;
     Ok((zone, stats, skipped, fragments))
+}
+
+/// The zone's builder with its apex: the SOA (serial `serial`), the NS record naming
+/// `ns.<domain>`, and that name's addresses as glue and as its own answers.
+fn apex(domain: &Name, serial: u32, options: &ZoneOptions) -> Result<ZoneBuilder, BuildError> {
+    let ns_name = Name::from_ascii("ns")?.append_domain(domain)?;
+    let soa = Record::from_rdata(
+        domain.clone(),
+        options.negative_ttl,
+        RData::SOA(SOA::new(
+            ns_name.clone(),
+            Name::from_ascii("hostmaster")?.append_domain(domain)?,
+            serial,
+            3600,
+            600,
+            86400,
+            options.negative_ttl,
+        )),
+    );
+    let mut zone = ZoneBuilder::new(domain, soa, serial);
+    let ns = Record::from_rdata(
+        domain.clone(),
+        options.node_ttl,
+        RData::NS(NS(ns_name.clone())),
+    );
+    let ns_glue: Vec<Record> = options
+        .nameserver_addresses
+        .iter()
+        .map(|ip| ip_record(&ns_name, options.node_ttl, *ip))
+        .collect();
+    zone.add_answer(domain, RecordType::NS, &[ns], &ns_glue);
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        let glue: Vec<Record> = ns_glue
+            .iter()
+            .filter(|r| r.record_type() == rtype)
+            .cloned()
+            .collect();
+        if !glue.is_empty() {
+            zone.add_answer(&ns_name, rtype, &glue, &[]);
+        }
+    }
+    Ok(zone)
 }
 
 /// Runs `job` over `items`, on several threads when there are many.

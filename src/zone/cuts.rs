@@ -161,22 +161,7 @@ impl Cuts {
             sizes.push(message.len());
         }
         // Larger cuts: the answers, then every kept additional record plain.
-        let mut by_from: Vec<(usize, usize)> = extras
-            .iter()
-            .map(|extra| (usize::from(extra.from), usize::from(extra.plain.1)))
-            .collect();
-        by_from.sort_unstable();
-        let mut plain_total = 0;
-        let mut next = 0;
-        for k in 0..=answers.len() {
-            while next < by_from.len() && by_from[next].0 <= k {
-                plain_total += by_from[next].1;
-                next += 1;
-            }
-            if k >= exact {
-                sizes.push(cuts.answer_end(k) + plain_total);
-            }
-        }
+        sizes.extend(cuts.plain_sizes(&extras, exact));
         for extra in &mut extras {
             if extra.packed != extra.plain {
                 extra.pointer = owner_pointer(slice(&arena, extra.packed))
@@ -193,6 +178,29 @@ impl Cuts {
         cuts.verbatim = verbatim.into_boxed_slice();
         cuts.arena = arena.into_boxed_slice();
         Some((cuts, base))
+    }
+
+    /// The sizes of the cuts keeping `exact` answers and more, where every kept additional
+    /// record is written plain after the answers.
+    fn plain_sizes(&self, extras: &[Extra], exact: usize) -> Vec<usize> {
+        let mut by_from: Vec<(usize, usize)> = extras
+            .iter()
+            .map(|extra| (usize::from(extra.from), usize::from(extra.plain.1)))
+            .collect();
+        by_from.sort_unstable();
+        let mut sizes = Vec::new();
+        let mut plain_total = 0;
+        let mut next = 0;
+        for k in 0..=self.answer_ends.len() {
+            while next < by_from.len() && by_from[next].0 <= k {
+                plain_total += by_from[next].1;
+                next += 1;
+            }
+            if k >= exact {
+                sizes.push(self.answer_end(k) + plain_total);
+            }
+        }
+        sizes
     }
 
     /// Offset just past the last answer the cuts cover.
