@@ -103,7 +103,17 @@ impl Cached {
             None => 0,
         };
         let counts = [answers.len(), authorities.len(), additionals.len()];
-        let wire = Wire::new(bytes).filter(|wire| wire.counts().map(usize::from) == counts);
+        let records: Vec<&Record> = answers
+            .iter()
+            .chain(&authorities)
+            .chain(&additionals)
+            .collect();
+        let wire = Wire::new(bytes)
+            .filter(|wire| wire.counts().map(usize::from) == counts)
+            .and_then(|wire| {
+                let question = bytes.get(12..12 + wire.question_len())?;
+                wire.verified(question, &records)
+            });
         Self {
             rcode: message.metadata.response_code,
             authentic_data: message.metadata.authentic_data,

@@ -6,9 +6,12 @@
 //!
 //! Compression pointers in the records point at offsets from the start of the message, so the
 //! records are written back at the offset they came from: after a 12-byte header and a question
-//! of the same length (the same name, in the client's case).
+//! of the same length (the same name, in the client's case). An upstream can point into the
+//! header, whose bytes differ in our reply (found by the `forward_reply` fuzz target): a
+//! layout is kept only when the records decode to the same thing behind any header we write
+//! ([`Wire::verified`]); otherwise the answer is re-encoded.
 
-use hickory_proto::op::{Header, Query};
+use hickory_proto::op::{Header, Message, Query};
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
@@ -78,6 +81,55 @@ impl Wire {
         })
     }
 
+    /// `self`, if its records decode to `expected` (name, type, class and data, in section
+    /// order; TTLs aside) behind every header we may write: any ID and flags, with or without
+    /// the additional section and our OPT record. `question` is the upstream's, as it was sent.
+    pub(super) fn verified(self, question: &[u8], expected: &[&Record]) -> Option<Self> {
+        if question.len() != self.question_len() {
+            return None;
+        }
+        let [answers, authorities, additionals] = self.counts;
+        for with_additionals in [true, false] {
+            let kept = if with_additionals { additionals } else { 0 };
+            for (id_and_flags, extra) in [([0u8; 4], 0u16), ([0xff, 0xff, 0x81, 0xb0], 1)] {
+                let mut message = id_and_flags.to_vec();
+                // QR and opcode QUERY in the flags whatever else is set, so it parses as ours.
+                message[2] = (message[2] & 0x87) | 0x80;
+                for count in [1, answers, authorities, kept + extra] {
+                    message.extend_from_slice(&count.to_be_bytes());
+                }
+                message.extend_from_slice(question);
+                self.write(&mut message, std::iter::repeat(0), with_additionals);
+                if extra == 1 {
+                    // An OPT record, as our replies may carry.
+                    message.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+                }
+                let decoded = Message::from_vec(&message).ok()?;
+                let records: Vec<&Record> = decoded
+                    .answers
+                    .iter()
+                    .chain(&decoded.authorities)
+                    .chain(&decoded.additionals)
+                    .collect();
+                let wanted = if with_additionals {
+                    expected
+                } else {
+                    &expected[..expected.len() - usize::from(additionals)]
+                };
+                let same = records.len() == wanted.len()
+                    && records.iter().zip(wanted).all(|(got, want)| {
+                        got.name == want.name
+                            && got.dns_class == want.dns_class
+                            && got.data == want.data
+                    });
+                if !same {
+                    return None;
+                }
+            }
+        }
+        Some(self)
+    }
+
     /// Records per section, as kept: answers, authorities, additionals.
     pub(super) fn counts(&self) -> [u16; 3] {
         self.counts
@@ -115,7 +167,7 @@ impl Wire {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::{Edns, Message, MessageType, OpCode};
+    use hickory_proto::op::{Edns, MessageType, OpCode};
     use hickory_proto::rr::rdata::{A, MX};
     use hickory_proto::rr::RData;
 
