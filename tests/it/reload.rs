@@ -285,21 +285,9 @@ fn sighup_applies_a_new_udp_size_cap_from_the_config_file() {
 #[test]
 fn sighup_applies_the_udp_size_cap_to_forwarded_answers_too() {
     let upstream = FakeUpstream::start(Behaviour::Answer, [192, 0, 2, 99]);
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let config = write(dir.path(), "snapdns.toml", "max-udp-size = 1232\n");
-    let registry = demo_registry();
     let upstream_addr = upstream.addr.to_string();
-    let server = Server::start_in(
-        dir.clone(),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--registry",
-            &registry,
-            "--upstream",
-            &upstream_addr,
-        ],
-    );
+    let (server, config) =
+        Server::demo_with_config("max-udp-size = 1232\n", &["--upstream", &upstream_addr]);
     let forwarded = |name: &str| udp_edns(server.addr, name, RecordType::A, Some(8192));
     let before = forwarded("before.example.test.");
     assert_eq!(rdata(&before.answers), ["192.0.2.99"]);

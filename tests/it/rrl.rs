@@ -15,9 +15,7 @@ use hickory_proto::rr::RecordType;
 use crate::assert_eventually;
 use crate::support::dns_client::{dig, query_message, sorted_rdata, tcp_raw_from};
 use crate::support::metrics::metric;
-use crate::support::registry::demo_registry;
 use crate::support::server::Server;
-use crate::support::write;
 
 const NAME: &str = "web.service.consul.";
 const OUTSIDE: &str = "127.0.0.2:0";
@@ -181,20 +179,8 @@ fn recursive_clients_and_a_rate_of_zero_are_never_limited() {
 
 #[test]
 fn sighup_applies_new_rate_limits() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let config = write(dir.path(), "snapdns.toml", "rrl-rate = 0\n");
-    let registry = demo_registry();
-    let server = Server::start_in(
-        dir.clone(),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--registry",
-            &registry,
-            "--allow-recursion",
-            "127.0.0.1/32",
-        ],
-    );
+    let (server, config) =
+        Server::demo_with_config("rrl-rate = 0\n", &["--allow-recursion", "127.0.0.1/32"]);
     assert_eq!(burst(&server, OUTSIDE, 20).full, 20);
 
     std::fs::write(&config, "rrl-rate = 1\nrrl-slip = 1\n").unwrap();

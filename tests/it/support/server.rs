@@ -101,6 +101,25 @@ impl Server {
         Self::start(&args)
     }
 
+    /// snapdns serving the demo registry with `config` as its `--config` file (written to
+    /// `snapdns.toml` in its working directory) and `extra` flags; returns the file's path too,
+    /// for the test to change it and send SIGHUP.
+    pub fn demo_with_config(config: &str, extra: &[&str]) -> (Self, PathBuf) {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let path = dir.path().join("snapdns.toml");
+        std::fs::write(&path, config).expect("write config");
+        let registry = demo_registry();
+        let path_text = path.to_str().expect("utf-8 path").to_string();
+        let mut args = vec![
+            "--config",
+            path_text.as_str(),
+            "--registry",
+            registry.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        (Self::start_in(dir, &args), path)
+    }
+
     /// snapdns serving `registry`, written to `registry.json` in its working directory, with
     /// `extra` flags; returns the file's path too, for the test to change it.
     pub fn with_registry_file(registry: &Value, extra: &[&str]) -> (Self, PathBuf) {
