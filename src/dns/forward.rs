@@ -10,6 +10,7 @@
 //! [`Responder`]: super::Responder
 
 mod cache;
+mod connected_udp;
 mod reply;
 mod upstream;
 mod wire;

@@ -18,6 +18,7 @@ use crate::support::dns_client::{
 };
 use crate::support::fake_upstream::{Behaviour, FakeUpstream};
 use crate::support::knot::{example_zone, txt, Knot, BIG_TXT, MEDIUM_TXT, STATIC_ZONE};
+use crate::support::metrics::metric;
 use crate::support::server::Server;
 use crate::support::{free_port, write};
 
@@ -558,6 +559,39 @@ fn an_upstream_that_timed_out_is_tried_last() {
         silent.seen()
     );
     assert_eq!(good.seen().len(), 10);
+}
+
+/// An upstream whose port is closed fails at once (the ICMP port unreachable), not after
+/// `--upstream-timeout`: with a 60 s timeout, the client (which waits 2 s) still gets the
+/// next upstream's answer, and SERVFAIL when there is no other (issue 10, item 2).
+#[test]
+fn a_closed_upstream_port_fails_at_once() {
+    let closed = format!("127.0.0.1:{}", free_port());
+    let good = FakeUpstream::start(Behaviour::Answer, ANSWER);
+    let server = Server::demo(
+        &[closed.clone(), good.addr.to_string()],
+        &["--upstream-timeout", "60s"],
+    );
+    let reply = udp(server.addr, "first.example.test.", RecordType::A);
+    assert_forwarded(&reply, ResponseCode::NoError);
+    assert_eq!(rdata(&reply.answers), ["192.0.2.99"]);
+    assert_eq!(
+        metric(&server, "snapdns_upstream_failures_total"),
+        Some(1.0),
+        "the closed upstream was tried first and failed"
+    );
+    let again = udp(server.addr, "second.example.test.", RecordType::A);
+    assert_eq!(rdata(&again.answers), ["192.0.2.99"]);
+    assert_eq!(
+        metric(&server, "snapdns_upstream_failures_total"),
+        Some(1.0),
+        "the failed upstream is held down and tried last"
+    );
+    assert_eq!(good.seen().len(), 2);
+
+    let alone = Server::demo(&[closed], &["--upstream-timeout", "60s"]);
+    let failed = udp(alone.addr, "www.example.test.", RecordType::A);
+    assert_forwarded(&failed, ResponseCode::ServFail);
 }
 
 /// Forwarded answers keep the upstream's own encoding (only ID, flags, question case, TTLs and

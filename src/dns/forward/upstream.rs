@@ -2,7 +2,8 @@
 //!
 //! hickory-net does the parts that make a relay safe: every UDP query goes out from a fresh
 //! socket on a random port with a random ID, and replies from another address, with another
-//! ID or another question are dropped while waiting (`UdpClientStream`). Over TCP, the
+//! ID or another question are dropped while waiting (`UdpClientStream`); the sockets are
+//! connected ([`super::connected_udp`]), so a port unreachable fails the attempt at once. Over TCP, the
 //! multiplexer matches IDs and this module checks the question. Here: the order of
 //! upstreams, the per-upstream deadline, the TCP retry of truncated answers, and which
 //! rcodes count as failures.
@@ -15,13 +16,13 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{
     DnsRequest, DnsRequestOptions, Edns, Message, MessageType, OpCode, Query, ResponseCode,
 };
-use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::net::tcp::TcpClientStream;
 use hickory_server::net::udp::UdpClientStream;
 use hickory_server::net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
 use hickory_server::net::NetError;
 use tracing::{debug, warn};
 
+use super::connected_udp::ConnectedUdpRuntime;
 use crate::metrics::Metrics;
 
 /// The UDP payload we advertise upstream: the DNS Flag Day 2020 size, which avoids IP
@@ -39,7 +40,8 @@ pub(super) enum AttemptError {
     /// No usable answer within the per-upstream timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// The network layer failed (connection refused, reset, decode error).
+    /// The network layer failed (port unreachable, connection refused or reset, decode
+    /// error).
     #[error("{0}")]
     Net(#[from] NetError),
     /// The upstream answered with an rcode that means "ask someone else".
@@ -59,7 +61,7 @@ pub(super) struct AllFailed;
 pub(super) struct Upstreams {
     upstreams: Vec<Upstream>,
     timeout: Duration,
-    provider: TokioRuntimeProvider,
+    provider: ConnectedUdpRuntime,
     metrics: Arc<Metrics>,
     started: Instant,
     /// Milliseconds after `started` of the last "every upstream failed" warning.
@@ -69,7 +71,7 @@ pub(super) struct Upstreams {
 struct Upstream {
     addr: SocketAddr,
     /// Shared UDP exchange: each query still gets its own socket, port and ID.
-    udp: DnsExchange<TokioRuntimeProvider>,
+    udp: DnsExchange<ConnectedUdpRuntime>,
     /// Milliseconds after `Upstreams::started` until which this upstream is tried last.
     held_until: AtomicU64,
 }
@@ -78,7 +80,7 @@ impl Upstreams {
     /// Sets up one UDP exchange per upstream. Must run inside the tokio runtime (the exchange
     /// spawns its background task there).
     pub(super) fn new(addrs: &[SocketAddr], timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        let provider = TokioRuntimeProvider::new();
+        let provider = ConnectedUdpRuntime::default();
         let upstreams = addrs
             .iter()
             .map(|addr| Upstream {
