@@ -277,12 +277,14 @@ impl Config {
         compare!(ConsulConfig, *consul, new.consul;
             restart: url => "registry", token => "token-file", ca_file => "ca-file",
                 client_identity => "client-cert", datacenter => "datacenter",
-                consistent => "consistent", request_timeout => "request-timeout";
+                consistent => "consistent", request_timeout => "request-timeout",
+                connections => "registry-connections", streams => "registry-streams";
             reload:;
             copies:);
         compare!(SyncSettings, *sync, new.sync;
             restart: sync_interval => "sync-interval", blocking_wait => "blocking-wait",
                 max_concurrent_requests => "max-concurrent-requests",
+                watch_mode => "watch-mode",
                 self_preservation_threshold => "self-preservation-threshold",
                 self_preservation_window => "self-preservation-window",
                 state_dir => "state-dir";

@@ -12,7 +12,7 @@ use super::values::{duration, nonzero_duration};
 use super::ConfigError;
 use crate::registry::consul::ConsulConfig;
 use crate::snapshot::ZoneOptions;
-use crate::source::consul::SyncSettings;
+use crate::source::consul::{SyncSettings, WatchMode};
 
 pub use crate::source::RegistrySource;
 
@@ -88,6 +88,18 @@ pub struct ConsulArgs {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<String>,
+
+    /// Most connections open to the registry at once: Consul refuses more than
+    /// `limits.http_max_conns_per_client` (200 by default) from one address. [default: 128]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_connections: Option<usize>,
+
+    /// Requests in flight per registry connection when Consul speaks HTTP/2 (over HTTPS; Go's
+    /// server allows 250). [default: 100]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_streams: Option<usize>,
 }
 
 impl ConsulArgs {
@@ -154,6 +166,8 @@ impl ConsulArgs {
             client_identity,
             datacenter: datacenter.to_string(),
             consistent: self.consistent,
+            connections: at_least_one("registry-connections", self.registry_connections, 128)?,
+            streams: at_least_one("registry-streams", self.registry_streams, 100)?,
             request_timeout: nonzero_duration(
                 "request-timeout",
                 self.request_timeout.as_deref(),
@@ -167,20 +181,30 @@ impl ConsulArgs {
 #[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct SyncArgs {
-    /// Full resync period, jittered by up to a tenth either way. [default: 30s]
+    /// Full resync period, jittered by up to a tenth either way: a safety net, since the
+    /// watches follow every change. [default: 1h]
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_interval: Option<String>,
 
-    /// How long a blocking query waits for a change (Consul caps it at 10m). [default: 60s]
+    /// How long a blocking query waits for a change (Consul caps it at 10m); each watch costs
+    /// one request per wait when nothing changes. [default: 10m]
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocking_wait: Option<String>,
 
-    /// Registry requests in flight at once during a resync. [default: 8]
+    /// Registry requests in flight at once during a resync. [default: 16]
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<usize>,
+
+    /// How changes are followed: `per-service` (a blocking query per service: a change costs
+    /// that service), `cluster` (two cluster-wide blocking queries: a change costs the whole
+    /// check list), or `auto` (per-service when every service's query fits the connection
+    /// budget). [default: auto]
+    #[arg(long, value_name = "MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_mode: Option<String>,
 
     /// Self-preservation: a sync that would drop more than this share of the served instances
     /// at once is treated as a fault (0 disables). [default: 0.5]
@@ -203,7 +227,7 @@ impl SyncArgs {
         state_dir: PathBuf,
         zone: &ZoneOptions,
     ) -> Result<SyncSettings, ConfigError> {
-        let max_concurrent_requests = self.max_concurrent_requests.unwrap_or(8);
+        let max_concurrent_requests = self.max_concurrent_requests.unwrap_or(16);
         if max_concurrent_requests == 0 {
             return Err(ConfigError::new(
                 "max-concurrent-requests",
@@ -220,7 +244,7 @@ impl SyncArgs {
         let blocking_wait = duration(
             "blocking-wait",
             self.blocking_wait.as_deref(),
-            Duration::from_secs(60),
+            Duration::from_secs(600),
         )?;
         if blocking_wait > Duration::from_secs(600) {
             return Err(ConfigError::new(
@@ -232,9 +256,20 @@ impl SyncArgs {
             sync_interval: nonzero_duration(
                 "sync-interval",
                 self.sync_interval.as_deref(),
-                Duration::from_secs(30),
+                Duration::from_secs(3600),
             )?,
             blocking_wait,
+            watch_mode: match self.watch_mode.as_deref().unwrap_or("auto") {
+                "auto" => WatchMode::Auto,
+                "per-service" => WatchMode::PerService,
+                "cluster" => WatchMode::Cluster,
+                _ => {
+                    return Err(ConfigError::new(
+                        "watch-mode",
+                        "must be auto, per-service or cluster",
+                    ))
+                }
+            },
             max_concurrent_requests,
             self_preservation_threshold,
             self_preservation_window: duration(
@@ -246,6 +281,17 @@ impl SyncArgs {
             datacenter: zone.datacenter.clone(),
             zone: zone.clone(),
         })
+    }
+}
+
+fn at_least_one(
+    key: &'static str,
+    value: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::new(key, "must be at least 1")),
+        n => Ok(n),
     }
 }
 

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING};
@@ -34,6 +36,10 @@ pub struct ConsulConfig {
     pub consistent: bool,
     /// Timeout of one request; blocking queries get their wait on top.
     pub request_timeout: Duration,
+    /// Most connections open to Consul at once.
+    pub connections: usize,
+    /// Requests in flight per connection when Consul speaks HTTP/2.
+    pub streams: usize,
 }
 
 impl std::fmt::Debug for ConsulConfig {
@@ -219,7 +225,11 @@ pub struct Blocking {
 /// A client for one Consul agent or server.
 #[derive(Clone, Debug)]
 pub struct ConsulClient {
-    http: reqwest::Client,
+    /// One connection pool per lane (see [`ConsulClient::new`]).
+    lanes: Arc<[reqwest::Client]>,
+    lane: usize,
+    /// An answer came over HTTP/2.
+    http2: Arc<AtomicBool>,
     base: Url,
     config: ConsulConfig,
 }
@@ -241,38 +251,62 @@ impl ConsulClient {
         }
         // We ask for gzip ourselves and decode it here, so the bytes on the wire can be counted.
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-        let mut builder = reqwest::Client::builder()
-            .no_gzip()
-            .default_headers(headers)
-            .user_agent(concat!("snapdns/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            // A blocking query sits idle on its connection for up to --blocking-wait: probes find
-            // a registry that vanished without closing it (the per-request deadline, wait +
-            // wait/16 + --request-timeout, is the watchdog behind them).
-            .tcp_keepalive(Duration::from_secs(15))
-            .tcp_keepalive_interval(Duration::from_secs(5))
-            .tcp_keepalive_retries(3)
-            .tls_backend_rustls();
-        if let Some(ca_file) = &config.ca_file {
-            let pem = read(ca_file)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ConsulError::Setup(format!("{}: {e}", ca_file.display())))?;
-            builder = builder.tls_certs_only(certs);
+        let identity = match &config.client_identity {
+            Some((cert, key)) => {
+                let mut pem = read(cert)?;
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    ConsulError::Setup(format!("{} / {}: {e}", cert.display(), key.display()))
+                })?)
+            }
+            None => None,
+        };
+        let roots = match &config.ca_file {
+            Some(ca_file) => Some(
+                reqwest::Certificate::from_pem_bundle(&read(ca_file)?)
+                    .map_err(|e| ConsulError::Setup(format!("{}: {e}", ca_file.display())))?,
+            ),
+            None => None,
+        };
+        // One client is one connection pool. Over HTTP/1.1 a pool opens a connection per request
+        // in flight, so one pool and the callers' budget suffice; over HTTP/2 a pool multiplexes
+        // everything onto one connection, so more streams than one connection allows need more
+        // pools ("lanes"). Lanes that are never used never connect.
+        let lanes = if base.scheme() == "https" {
+            config.connections
+        } else {
+            1
+        };
+        let lanes = (0..lanes)
+            .map(|_| client(&config, &headers, roots.as_ref(), identity.as_ref()))
+            .collect::<Result<Arc<[_]>, _>>()?;
+        Ok(Self {
+            lanes,
+            lane: 0,
+            http2: Arc::new(AtomicBool::new(false)),
+            base,
+            config,
+        })
+    }
+
+    /// The same client, sending on lane `lane` (modulo the number of lanes).
+    pub fn on_lane(&self, lane: usize) -> Self {
+        Self {
+            lane: lane % self.lanes.len(),
+            ..self.clone()
         }
-        if let Some((cert, key)) = &config.client_identity {
-            let mut pem = read(cert)?;
-            pem.push(b'\n');
-            pem.extend(read(key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                ConsulError::Setup(format!("{} / {}: {e}", cert.display(), key.display()))
-            })?;
-            builder = builder.identity(identity);
+    }
+
+    /// How many requests may be in flight at once within the connection budget, and on how
+    /// many lanes: over HTTP/2 (seen in an answer) every lane is one connection carrying
+    /// `--registry-streams` requests; over HTTP/1.1 every request is a connection.
+    pub fn capacity(&self) -> (usize, usize) {
+        if self.http2.load(Ordering::Relaxed) {
+            (self.lanes.len() * self.config.streams, self.lanes.len())
+        } else {
+            (self.config.connections, 1)
         }
-        let http = builder
-            .build()
-            .map_err(|e| ConsulError::Setup(error_chain(&e)))?;
-        Ok(Self { http, base, config })
     }
 
     /// The base URL for logs, without its user info.
@@ -297,9 +331,14 @@ impl ConsulClient {
     }
 
     /// `GET /v1/health/service/<name>`: every instance of one service, unfiltered (the snapshot
-    /// build filters health, so warning and critical instances are known too).
-    pub async fn service(&self, name: &str) -> Result<Fetched<Vec<HealthEntry>>, ConsulError> {
-        self.get(&["health", "service", name], None).await
+    /// build filters health, so warning and critical instances are known too). Blocking on
+    /// this service's own index when `blocking` is given.
+    pub async fn service(
+        &self,
+        name: &str,
+        blocking: Option<Blocking>,
+    ) -> Result<Fetched<Vec<HealthEntry>>, ConsulError> {
+        self.get(&["health", "service", name], blocking).await
     }
 
     async fn get<T: DeserializeOwned>(
@@ -330,12 +369,14 @@ impl ConsulClient {
         }
         url.set_query(Some(&query));
         let send = async {
-            let response = self
-                .http
+            let response = self.lanes[self.lane]
                 .get(url)
                 .send()
                 .await
                 .map_err(|e| transport_error(&path, &e))?;
+            if response.version() == reqwest::Version::HTTP_2 {
+                self.http2.store(true, Ordering::Relaxed);
+            }
             let status = response.status();
             let headers = response.headers().clone();
             let body = response
@@ -387,6 +428,41 @@ impl ConsulClient {
             json_bytes: json.len() as u64,
         })
     }
+}
+
+/// One connection pool with the TLS roots, client identity and headers of `config`.
+fn client(
+    config: &ConsulConfig,
+    headers: &HeaderMap,
+    roots: Option<&Vec<reqwest::Certificate>>,
+    identity: Option<&reqwest::Identity>,
+) -> Result<reqwest::Client, ConsulError> {
+    let mut builder = reqwest::Client::builder()
+        .no_gzip()
+        .default_headers(headers.clone())
+        .user_agent(concat!("snapdns/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        // A blocking query sits idle on its connection for up to --blocking-wait: probes find
+        // a registry that vanished without closing it (the per-request deadline, wait +
+        // wait/16 + --request-timeout, is the watchdog behind them).
+        .tcp_keepalive(Duration::from_secs(15))
+        .tcp_keepalive_interval(Duration::from_secs(5))
+        .tcp_keepalive_retries(3)
+        // Streams that wait minutes for a change: the server's PINGs keep them, ours find a
+        // dead connection.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_while_idle(true)
+        .tls_backend_rustls();
+    if let Some(roots) = roots {
+        builder = builder.tls_certs_only(roots.clone());
+    }
+    if let Some(identity) = identity {
+        builder = builder.identity(identity.clone());
+    }
+    builder
+        .build()
+        .map_err(|e| ConsulError::Setup(error_chain(&e)))
 }
 
 /// Gunzips the body when Consul compressed it (it does for bodies of 1400 bytes or more).
@@ -559,6 +635,8 @@ mod tests {
             datacenter: "dc1".into(),
             consistent: false,
             request_timeout: Duration::from_secs(1),
+            connections: 1,
+            streams: 1,
         };
         assert!(!format!("{config:?}").contains("s3cr3t"));
     }

@@ -187,6 +187,10 @@ pub struct StatusView {
     pub last_contact_ms: u64,
     /// Self-preservation.
     pub preservation: PreservationStatus,
+    /// Changes are followed by a blocking query per service (else by the cluster-wide ones).
+    pub per_service_watches: bool,
+    /// Services with their own blocking query.
+    pub service_watches: usize,
     /// Persistence (Consul source only).
     pub persistence: Option<PersistStatus>,
     /// Where the served snapshot came from.
@@ -238,6 +242,8 @@ impl SourceStatus {
             known_leader: None,
             last_contact_ms: 0,
             preservation: PreservationStatus::default(),
+            per_service_watches: false,
+            service_watches: 0,
             persistence: persistence.map(|dir| PersistStatus {
                 dir,
                 ..PersistStatus::default()

@@ -34,6 +34,27 @@ pub(super) fn check_map(checks: Vec<HealthCheck>) -> CheckMap {
         .collect()
 }
 
+/// The check list the registry state implies: the baseline of a checks watch that starts after
+/// the state was fetched, so that its first answer names only what changed since.
+pub(super) fn implied_checks(truth: &RegistryState) -> CheckMap {
+    truth
+        .services
+        .values()
+        .flatten()
+        .flat_map(|entry| entry.checks.iter())
+        .map(|c| {
+            (
+                (c.node.clone(), c.check_id.clone()),
+                CheckSig {
+                    status: c.status.clone(),
+                    service_name: c.service_name.clone(),
+                    service_id: c.service_id.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
 /// Services added, removed or with changed tags.
 pub(super) fn diff_catalog(old: &ServiceList, new: &ServiceList) -> BTreeSet<String> {
     let mut changed: BTreeSet<String> = old

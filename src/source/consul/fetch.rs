@@ -13,8 +13,8 @@ use crate::registry::{HealthCheck, HealthEntry, RegistryState};
 
 /// Every answer of a full resync.
 pub(super) struct FullAnswer {
-    /// `/v1/health/state/any`: the baseline of the checks watch.
-    pub(super) checks: Fetched<Vec<HealthCheck>>,
+    /// `/v1/health/state/any`: the baseline of the checks watch (cluster mode only).
+    pub(super) checks: Option<Fetched<Vec<HealthCheck>>>,
     /// `/v1/catalog/services`: the baseline of the catalog watch.
     pub(super) catalog: Fetched<ServiceList>,
     /// `/v1/health/service/<name>` for every service in the catalog.
@@ -28,8 +28,8 @@ pub(super) struct Merged {
     /// The registry's index went backwards since the current state (snapshot restore, or a
     /// lagging server): the new state replaces the current one whole.
     pub(super) backwards: bool,
-    /// The baseline of the checks watch.
-    pub(super) checks: Fetched<Vec<HealthCheck>>,
+    /// The baseline of the checks watch (cluster mode only).
+    pub(super) checks: Option<Fetched<Vec<HealthCheck>>>,
     /// The baseline of the catalog watch.
     pub(super) catalog: Fetched<ServiceList>,
     /// Services fetched.
@@ -51,7 +51,7 @@ impl FullAnswer {
             services,
         } = self;
         let mut truth = RegistryState {
-            index: checks.index.max(catalog.index),
+            index: checks.as_ref().map_or(0, |c| c.index).max(catalog.index),
             services: BTreeMap::new(),
         };
         let fetched = services.len();
@@ -91,11 +91,12 @@ pub(super) struct RunningFull {
 }
 
 impl RunningFull {
-    /// Starts a full resync with at most `concurrency` requests in flight.
-    pub(super) fn start(client: ConsulClient, concurrency: usize) -> Self {
+    /// Starts a full resync with at most `concurrency` requests in flight; `with_checks`
+    /// reads the cluster-wide check list too.
+    pub(super) fn start(client: ConsulClient, concurrency: usize, with_checks: bool) -> Self {
         Self {
             started: Instant::now(),
-            handle: tokio::spawn(fetch_all(client, concurrency)),
+            handle: tokio::spawn(fetch_all(client, concurrency, with_checks)),
         }
     }
 
@@ -124,10 +125,14 @@ pub(super) async fn join_full(running: &mut Option<RunningFull>) -> (Instant, Fu
 
 /// The check list first, then the catalog, then every service: the baselines the watches diff
 /// against are never newer than the service data.
-async fn fetch_all(client: ConsulClient, concurrency: usize) -> FullResult {
+async fn fetch_all(client: ConsulClient, concurrency: usize, with_checks: bool) -> FullResult {
     let mut cost = Cost::default();
     let result = async {
-        let checks = with_retries(|| client.checks(None), &mut cost).await?;
+        let checks = if with_checks {
+            Some(with_retries(|| client.checks(None), &mut cost).await?)
+        } else {
+            None
+        };
         let catalog = with_retries(|| client.services(None), &mut cost).await?;
         catalog.ensure_readable()?;
         let names = catalog.value.keys().cloned().collect();
@@ -158,7 +163,7 @@ pub(super) async fn fetch_services(
             let client = client.clone();
             running.spawn(async move {
                 let mut cost = Cost::default();
-                let result = with_retries(|| client.service(&name), &mut cost).await;
+                let result = with_retries(|| client.service(&name, None), &mut cost).await;
                 (name, result, cost)
             });
         }

@@ -8,7 +8,6 @@ use tracing::{debug, info, warn};
 
 use super::preserve::Event;
 use super::retry::Cost;
-use super::watches::WatchResult;
 use super::SyncTask;
 use crate::registry::consul::{ConsulError, Fetched};
 use crate::source::status::{SyncKind, SyncReport, Transition};
@@ -87,7 +86,7 @@ impl SyncTask {
     }
 
     /// Counts a watch request.
-    pub(super) fn count_request(&self, result: &WatchResult) {
+    pub(super) fn count_request<T>(&self, result: &Result<Fetched<T>, ConsulError>) {
         self.status.update(|view| {
             view.totals.requests += 1;
             if let Ok(fetched) = result {

@@ -25,9 +25,11 @@ mod pending;
 mod persister;
 pub mod preserve;
 mod retry;
+mod service_sync;
+mod service_watches;
 mod watches;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,6 +53,8 @@ use persister::persist_loop;
 pub use persister::{restore, PERSIST_INTERVAL};
 use preserve::SelfPreservation;
 use retry::{jittered, Backoff, Cost};
+use service_sync::Unpublished;
+use service_watches::{ServiceAnswer, ServiceWatches};
 use watches::{Endpoint, WatchResult, WatchValue, Watches};
 
 /// A catalog change that names no service triggers a full resync at most this often.
@@ -73,13 +77,27 @@ pub struct SyncSettings {
     pub state_dir: PathBuf,
     /// The datacenter (recorded in the state file).
     pub datacenter: String,
+    /// How changes are followed.
+    pub watch_mode: WatchMode,
     /// The zone shape for snapshot builds.
     pub zone: ZoneOptions,
+}
+
+/// How the sync follows changes between full resyncs (`--watch-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchMode {
+    /// Per-service when every service's blocking query fits the connection budget.
+    Auto,
+    /// A blocking query per service, whatever the budget.
+    PerService,
+    /// The two cluster-wide blocking queries.
+    Cluster,
 }
 
 /// What woke the sync loop.
 enum Wake {
     Watch(Endpoint, u64, WatchResult),
+    Service(ServiceAnswer),
     Full(Instant, FullResult),
     Timer,
 }
@@ -113,6 +131,18 @@ pub struct SyncTask {
     full_backoff: Backoff,
     change_backoff: Backoff,
     persist: watch::Sender<Option<Arc<Persisted>>>,
+    /// Per-service watches (per-service mode only).
+    services: ServiceWatches,
+    /// Per-service mode is on.
+    per_service: bool,
+    /// The mode was chosen once.
+    planned: bool,
+    /// The index each service was last fetched at.
+    service_index: HashMap<String, u64>,
+    /// Service changes applied and not yet published.
+    unpublished: Option<Unpublished>,
+    /// The next publish of service changes waits until then.
+    publish_free_at: Instant,
 }
 
 impl SyncTask {
@@ -156,6 +186,12 @@ impl SyncTask {
             full_backoff: Backoff::new(Duration::from_millis(500), cap),
             change_backoff: Backoff::new(Duration::from_millis(250), cap),
             persist: watch::channel(None).0,
+            services: ServiceWatches::new(cap),
+            per_service: false,
+            planned: false,
+            service_index: HashMap::new(),
+            unpublished: None,
+            publish_free_at: now,
             settings,
         }
     }
@@ -171,12 +207,15 @@ impl SyncTask {
         info!(url = self.client.url(), "registry sync started");
         loop {
             if self.synced {
-                self.watches.arm(&self.client, self.settings.blocking_wait);
+                let checks = !self.per_service;
+                self.watches
+                    .arm(&self.client, self.settings.blocking_wait, checks);
             }
             let wake = self.next_wake();
             let event = tokio::select! {
                 () = shutdown.cancelled() => break,
                 (endpoint, sent, result) = self.watches.next() => Wake::Watch(endpoint, sent, result),
+                answer = self.services.next() => Wake::Service(answer),
                 (started, result) = join_full(&mut self.full) => Wake::Full(started, result),
                 () = tokio::time::sleep_until(wake) => Wake::Timer,
             };
@@ -186,6 +225,7 @@ impl SyncTask {
             }
         }
         self.watches.abort();
+        self.services.clear();
         if let Some(full) = self.full.take() {
             full.abort();
         }
@@ -198,11 +238,19 @@ impl SyncTask {
         let now = Instant::now();
         match event {
             Wake::Watch(endpoint, sent, result) => self.on_watch(endpoint, sent, result),
+            Wake::Service(answer) => self.on_service_answer(answer),
             Wake::Full(started, result) => self.on_full(started, result).await,
             Wake::Timer => {}
         }
         if now >= self.next_full && self.full.is_none() {
             self.start_full();
+        }
+        if self
+            .unpublished
+            .as_ref()
+            .is_some_and(|pending| now >= pending.due())
+        {
+            self.publish_unpublished().await;
         }
         if self.pending.is_due(now) {
             self.apply_pending().await;
@@ -222,12 +270,15 @@ impl SyncTask {
             self.next_full
         };
         if self.synced {
-            if let Some(start) = self.watches.next_start() {
+            if let Some(start) = self.watches.next_start(!self.per_service) {
                 wake = wake.min(start);
             }
         }
         if let Some(due) = self.pending.due() {
             wake = wake.min(due);
+        }
+        if let Some(pending) = &self.unpublished {
+            wake = wake.min(pending.due());
         }
         if let Some(release) = self.preserve.next_release() {
             wake = wake.min(release.into());
@@ -288,6 +339,10 @@ impl SyncTask {
         now: Instant,
     ) -> BTreeSet<String> {
         match value {
+            WatchValue::Catalog(list) if self.per_service => {
+                self.on_catalog_per_service(list);
+                BTreeSet::new()
+            }
             WatchValue::Catalog(list) => {
                 let changed = diff_catalog(&self.catalog, &list);
                 self.catalog = list;
@@ -299,6 +354,8 @@ impl SyncTask {
                     self.pending
                         .catalog_unexplained(previous, index, checks_index, now);
                 }
+                // The services may fit the connection budget now.
+                self.plan_watches();
                 changed
             }
             WatchValue::Checks(checks) => {
@@ -341,6 +398,7 @@ impl SyncTask {
                 let mut index = self.truth.index.max(due.index);
                 for (name, answer) in fetched {
                     index = index.max(answer.index);
+                    self.service_index.insert(name.clone(), answer.index);
                     if self.full.is_some() {
                         self.changed_during_full.insert(name.clone());
                     }
@@ -365,7 +423,16 @@ impl SyncTask {
 
     /// Starts a full resync in the background; changes keep being applied meanwhile.
     fn start_full(&mut self) {
-        let full = RunningFull::start(self.client.clone(), self.settings.max_concurrent_requests);
+        // The cluster-wide check list is the checks watch's baseline: not needed per service.
+        let full = RunningFull::start(
+            self.client.clone(),
+            self.settings.max_concurrent_requests,
+            if self.planned {
+                !self.per_service
+            } else {
+                self.settings.watch_mode == WatchMode::Cluster
+            },
+        );
         self.last_full_start = Some(full.started);
         self.changed_during_full.clear();
         self.full = Some(full);
@@ -393,6 +460,10 @@ impl SyncTask {
             }
         };
         let previous = self.truth.index;
+        for (name, fetched) in &answer.services {
+            self.service_index.insert(name.clone(), fetched.index);
+            self.services.caught_up(name, fetched.index);
+        }
         let changed = std::mem::take(&mut self.changed_during_full);
         let merged = answer.merge(&self.truth, self.synced, changed);
         let (backwards, fetched) = (merged.backwards, merged.fetched);
@@ -447,12 +518,15 @@ impl SyncTask {
             watch.index = catalog.index;
             self.catalog = catalog.value;
         }
-        let watch = self.watches.get_mut(Endpoint::Checks);
-        if backwards || watch.index <= checks.index {
-            watch.index = checks.index;
-            self.checks = check_map(checks.value);
+        if let Some(checks) = checks {
+            let watch = self.watches.get_mut(Endpoint::Checks);
+            if backwards || watch.index <= checks.index {
+                watch.index = checks.index;
+                self.checks = check_map(checks.value);
+            }
         }
         self.truth = truth;
+        self.plan_watches();
     }
 
     /// Self-preservation, then build and publish the state if it differs, then persist it.

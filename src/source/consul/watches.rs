@@ -169,18 +169,25 @@ impl Watches {
         }
     }
 
-    /// Starts the requests that are not running, each within its rate limit and backoff.
-    pub(super) fn arm(&mut self, client: &ConsulClient, wait: Duration) {
+    /// Starts the requests that are not running, each within its rate limit and backoff; the
+    /// checks watch only with `checks` (cluster mode), and it is stopped without.
+    pub(super) fn arm(&mut self, client: &ConsulClient, wait: Duration, checks: bool) {
         let now = Instant::now();
         self.catalog.arm(now, client, wait);
-        self.checks.arm(now, client, wait);
+        if checks {
+            self.checks.arm(now, client, wait);
+        } else if let Some((_, handle)) = self.checks.in_flight.take() {
+            handle.abort();
+        }
     }
 
-    /// The earliest time an idle watch may start its next request.
-    pub(super) fn next_start(&self) -> Option<Instant> {
+    /// The earliest time an idle watch may start its next request (the checks watch only
+    /// with `checks`).
+    pub(super) fn next_start(&self, checks: bool) -> Option<Instant> {
         [&self.catalog, &self.checks]
             .into_iter()
             .filter(|watch| watch.in_flight.is_none())
+            .filter(|watch| checks || watch.endpoint == Endpoint::Catalog)
             .map(|watch| watch.not_before)
             .min()
     }

@@ -14,8 +14,8 @@ use crate::support::standin::Standin;
 use crate::support::sync_settings::start_syncing;
 use crate::support::time_until;
 
-#[test]
-fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
+/// The demo registry plus 30 one-instance services.
+fn thirty_two_services() -> Value {
     let mut registry = web_and_db(&["v1"]);
     for i in 0..30 {
         registry[format!("svc{i:02}")] = json!([entry(
@@ -28,8 +28,14 @@ fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
             "passing"
         )]);
     }
-    let (consul, _dir) = Standin::serving(&registry, &[]);
-    let server = start_syncing(&consul.url(), &[]);
+    registry
+}
+
+/// The first sync of 32 services, its cost in `/health`, and the requests the registry saw:
+/// `full_requests` for the full sync, then blocking queries on `blocking` paths only.
+fn first_sync(mode: &str, full_requests: u64, blocking: &[String]) {
+    let (consul, _dir) = Standin::serving(&thirty_two_services(), &[]);
+    let server = start_syncing(&consul.url(), &["--watch-mode", mode]);
     assert_eventually!(service_addresses(&server, "web") == web_addresses());
     assert_eq!(service_addresses(&server, "svc07"), ["10.3.0.8"]);
 
@@ -42,17 +48,28 @@ fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
     assert_eq!(report["snapshot"]["instances"], 35);
     assert_eq!(report["snapshot"]["index"].as_u64(), Some(consul.index()));
     assert_eq!(report["snapshot"]["origin"], "registry");
+    assert_eq!(report["watches"]["mode"], mode, "{report}");
     let full = &report["last_full_sync"];
-    // Per full sync: the check list, the service list and one request per service.
-    assert_eq!(full["requests"], 34, "{full}");
+    assert_eq!(full["requests"], full_requests, "{full}");
     assert!(
         full["wire_bytes"].as_u64().unwrap() < full["json_bytes"].as_u64().unwrap(),
         "gzip: {full}"
     );
     assert!(report["last_success"].is_string());
 
-    // Wait a little for watches to be held, then check what the registry saw.
-    std::thread::sleep(Duration::from_millis(300));
+    // Every blocking query is held by now.
+    let blocking_paths = || {
+        let mut paths: Vec<String> = consul
+            .requests()
+            .iter()
+            .filter(|r| r["query"].as_str().unwrap().contains("index="))
+            .map(|r| r["path"].as_str().unwrap().to_string())
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        paths
+    };
+    assert_eventually!(blocking_paths() == blocking, "{:?}", blocking_paths());
     let requests = consul.requests();
     assert!(requests
         .iter()
@@ -63,15 +80,29 @@ fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
     assert!(requests
         .iter()
         .all(|r| r["query"].as_str().unwrap().contains("dc=dc1")));
-    // Blocking queries go to two cluster-wide endpoints only, however many services there are.
-    let mut blocking: Vec<&str> = requests
-        .iter()
-        .filter(|r| r["query"].as_str().unwrap().contains("index="))
-        .map(|r| r["path"].as_str().unwrap())
+}
+
+/// Per service (the default with few services): the service list and one request per service,
+/// then one blocking query per service and the catalog's.
+#[test]
+fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
+    let mut blocking: Vec<String> = ["web", "db"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..30).map(|i| format!("svc{i:02}")))
+        .map(|name| format!("/v1/health/service/{name}"))
+        .chain(["/v1/catalog/services".to_string()])
         .collect();
     blocking.sort_unstable();
-    blocking.dedup();
-    assert_eq!(blocking, ["/v1/catalog/services", "/v1/health/state/any"]);
+    first_sync("per-service", 33, &blocking);
+}
+
+/// Cluster-wide: the check list too, then blocking queries on two cluster-wide endpoints only,
+/// however many services there are.
+#[test]
+fn sync_first_sync_in_cluster_mode_blocks_on_two_endpoints() {
+    let blocking = ["/v1/catalog/services", "/v1/health/state/any"].map(String::from);
+    first_sync("cluster", 34, &blocking);
 }
 
 #[test]

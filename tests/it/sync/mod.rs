@@ -6,3 +6,4 @@ mod changes;
 mod disk;
 mod outages;
 mod security;
+mod watches;

@@ -155,16 +155,23 @@ fn sync_stale_reads_survive_a_leader_loss_and_consistent_reads_report_it() {
             && service_addresses(&consistent, "web") == web_addresses()
     );
     consul.fault(&json!({"leaderless": true}));
-    consul.set_check("n1", "service:web-8080-n1", "critical");
-    // Stale reads are answered by any server: changes still arrive.
-    assert_eventually!(!service_addresses(&stale, "web").contains(&"10.1.0.1".into()));
-    assert_eventually!(health(&stale).1["registry"]["known_leader"] == false);
-    assert_eq!(registry_state(&stale), "ok");
+    // Consistent reads fail from the next request on (one already held answers as Consul's
+    // does: leadership is checked when a blocking query starts).
     assert_eventually!(
         registry_state(&consistent) == "no_leader",
         "{}",
         health(&consistent).1
     );
+    assert_eventually!(consul.requests().iter().any(|r| {
+        r["path"] == "/v1/health/service/web"
+            && r["status"] == 500
+            && r["query"].as_str().unwrap().contains("consistent")
+    }));
+    consul.set_check("n1", "service:web-8080-n1", "critical");
+    // Stale reads are answered by any server: changes still arrive.
+    assert_eventually!(!service_addresses(&stale, "web").contains(&"10.1.0.1".into()));
+    assert_eventually!(health(&stale).1["registry"]["known_leader"] == false);
+    assert_eq!(registry_state(&stale), "ok");
     assert_eq!(
         service_addresses(&consistent, "web"),
         web_addresses(),
