@@ -63,7 +63,7 @@ fn main() {
     // The next state: one service changed (one instance moved to another port).
     let mut next = (*state).clone();
     if let Some(entries) = next.services.values_mut().next() {
-        entries[0].service.port = entries[0].service.port.wrapping_add(1);
+        Arc::make_mut(entries)[0].service.port = entries[0].service.port.wrapping_add(1);
     }
     let next = Arc::new(next);
     for label in ["build", "rebuild"] {

@@ -57,7 +57,7 @@ fn registry(services: usize, instances: usize) -> RegistryState {
                 }
             })
             .collect();
-        state.services.insert(name, entries);
+        state.services.insert(name, Arc::new(entries));
     }
     state.index = 42;
     state
@@ -94,12 +94,12 @@ fn responder(max_udp_size: u16) -> Responder {
     let store = SnapshotStore::default();
     let mut state = registry(1000, 5);
     for (name, size) in [("big-60", 60), ("big-500", 500)] {
-        let mut big = registry(1, size).services.pop_first().unwrap().1;
+        let mut big = (*registry(1, size).services.pop_first().unwrap().1).clone();
         for (i, entry) in big.iter_mut().enumerate() {
             entry.service.service = name.into();
             entry.node.node = format!("{name}-node-{i}");
         }
-        state.services.insert(name.into(), big);
+        state.services.insert(name.into(), Arc::new(big));
     }
     let snapshot = Snapshot::build(Arc::new(state), SystemTime::now(), &options()).unwrap();
     store.publish(Arc::new(snapshot));

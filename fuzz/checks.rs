@@ -92,7 +92,7 @@ pub fn fixture_registry() -> RegistryState {
             e
         })
         .collect();
-    state.services.insert("big".into(), big);
+    state.services.insert("big".into(), Arc::new(big));
 
     let mut odd = Vec::new();
     let mut hostname = entry("odd", "odd-host", "odd-node-1", "10.8.0.1", 443);
@@ -129,7 +129,7 @@ pub fn fixture_registry() -> RegistryState {
     let mut shared = entry("odd", "odd-shared", "big-node-1", "10.9.0.2", 57);
     shared.service.address = "Mixed.Case.Example.".into();
     odd.push(shared);
-    state.services.insert("odd".into(), odd);
+    state.services.insert("odd".into(), Arc::new(odd));
 
     for (key, service) in [
         ("WEB", "WEB"),
@@ -141,13 +141,13 @@ pub fn fixture_registry() -> RegistryState {
     ] {
         state.services.insert(
             key.to_string(),
-            vec![entry(
+            Arc::new(vec![entry(
                 service,
                 &format!("{key}-1"),
                 "alias-node",
                 "10.7.0.1",
                 80,
-            )],
+            )]),
         );
     }
     state.index = 7;

@@ -383,7 +383,7 @@ mod tests {
         };
         state
             .services
-            .insert("web".into(), vec![HealthEntry::default()]);
+            .insert("web".into(), Arc::new(vec![HealthEntry::default()]));
         Persisted {
             datacenter: "dc1".into(),
             fetched_at_ms: 1_700_000_000_000,

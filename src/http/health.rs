@@ -96,6 +96,7 @@ pub fn health(reading: &Reading, started: SystemTime) -> (StatusCode, Value) {
             "ok": p.ok,
             "last_saved": p.last_saved.map(rfc3339),
             "generation": p.generation,
+            "index": p.index,
             "bytes": p.bytes,
             "error": p.error,
             "loaded_from": p.loaded_from.as_ref().map(|f| f.display().to_string()),

@@ -290,7 +290,8 @@ impl ConsulClient {
         })
     }
 
-    /// The same client, sending on lane `lane` (modulo the number of lanes).
+    /// The same client, sending on lane `lane` (modulo the number of lanes; lane 0 is the
+    /// default).
     pub fn on_lane(&self, lane: usize) -> Self {
         Self {
             lane: lane % self.lanes.len(),
@@ -298,14 +299,16 @@ impl ConsulClient {
         }
     }
 
-    /// How many requests may be in flight at once within the connection budget, and on how
-    /// many lanes: over HTTP/2 (seen in an answer) every lane is one connection carrying
-    /// `--registry-streams` requests; over HTTP/1.1 every request is a connection.
-    pub fn capacity(&self) -> (usize, usize) {
+    /// How many blocking queries fit the connection budget beside `reserved` other requests,
+    /// and how many of them one lane carries: over HTTP/2 (seen in an answer) every lane is one
+    /// connection carrying `--registry-streams` requests, and lane 0 is left to the other
+    /// requests; over HTTP/1.1 every request in flight is a connection.
+    pub fn watch_capacity(&self, reserved: usize) -> (usize, usize) {
         if self.http2.load(Ordering::Relaxed) {
-            (self.lanes.len() * self.config.streams, self.lanes.len())
+            let streams = self.config.streams;
+            ((self.lanes.len() - 1) * streams, streams)
         } else {
-            (self.config.connections, 1)
+            (self.config.connections.saturating_sub(reserved), usize::MAX)
         }
     }
 

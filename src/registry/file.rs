@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{HealthEntry, RegistryState};
+use super::{Entries, RegistryState};
 
 /// Why a registry file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub enum FileError {
 /// order mark at the start (as some Windows editors write) is skipped.
 pub fn parse(path: &Path, text: &str) -> Result<RegistryState, FileError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let services: BTreeMap<String, Vec<HealthEntry>> =
+    let services: BTreeMap<String, Entries> =
         serde_json::from_str(text).map_err(|error| FileError::Parse {
             path: path.to_path_buf(),
             line: error.line(),

@@ -9,6 +9,6 @@ mod model;
 mod small_map;
 
 pub use model::{
-    HealthCheck, HealthEntry, Node, NodeService, RegistryState, ServiceAddress, Weights,
+    Entries, HealthCheck, HealthEntry, Node, NodeService, RegistryState, ServiceAddress, Weights,
 };
 pub use small_map::SmallMap;

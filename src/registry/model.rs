@@ -6,6 +6,7 @@
 //! newer Consul with more fields still parses.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,14 +139,19 @@ pub struct HealthCheck {
 pub struct RegistryState {
     /// The registry's index for this state (`X-Consul-Index`), 0 when the source has none.
     pub index: u64,
-    /// Service name -> every entry of `GET /v1/health/service/<name>` (unfiltered).
-    pub services: BTreeMap<String, Vec<HealthEntry>>,
+    /// Service name -> every entry of `GET /v1/health/service/<name>` (unfiltered). Shared, so
+    /// that a state derived from another (one service changed) copies pointers, not entries,
+    /// and comparing the two skips every service they share.
+    pub services: BTreeMap<String, Entries>,
 }
+
+/// One service's entries, shared between the states that hold them unchanged.
+pub type Entries = Arc<Vec<HealthEntry>>;
 
 impl RegistryState {
     /// Total number of instances over all services.
     pub fn instance_count(&self) -> usize {
-        self.services.values().map(Vec::len).sum()
+        self.services.values().map(|entries| entries.len()).sum()
     }
 }
 

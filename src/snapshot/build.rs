@@ -82,7 +82,7 @@ pub(super) fn registry_zone(
         services: state.services.len(),
         ..SnapshotStats::default()
     };
-    for entry in state.services.values().flatten() {
+    for entry in state.services.values().flat_map(|entries| entries.iter()) {
         stats.instances += 1;
         if entry.is_passing() {
             stats.passing_instances += 1;
@@ -494,7 +494,7 @@ fn serial_of(state: &RegistryState) -> u32 {
     let highest = state
         .services
         .values()
-        .flatten()
+        .flat_map(|entries| entries.iter())
         .flat_map(|e| {
             [e.node.modify_index, e.service.modify_index]
                 .into_iter()

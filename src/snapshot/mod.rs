@@ -209,7 +209,7 @@ mod tests {
             index,
             services: services
                 .iter()
-                .map(|(k, v)| ((*k).to_string(), v.clone()))
+                .map(|(k, v)| ((*k).to_string(), Arc::new(v.clone())))
                 .collect(),
         })
     }

@@ -48,7 +48,7 @@ pub(super) fn served_services<'a>(
 ) -> BTreeMap<String, Vec<&'a HealthEntry>> {
     let mut services: BTreeMap<String, Vec<&'a HealthEntry>> = BTreeMap::new();
     for (key, entries) in &state.services {
-        for entry in entries {
+        for entry in entries.iter() {
             let name = if entry.service.service.is_empty() {
                 key.as_str()
             } else {

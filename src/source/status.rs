@@ -150,6 +150,8 @@ pub struct PersistStatus {
     pub last_saved: Option<SystemTime>,
     /// Generation of the last file written.
     pub generation: u64,
+    /// Registry index of the state in it.
+    pub index: u64,
     /// Its size.
     pub bytes: u64,
     /// The last save error, while saving fails.

@@ -12,13 +12,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::{json, Value};
 
 use crate::support::dns_client::{query_message, soa_serial, sorted_rdata, udp, udp_raw};
+use crate::support::http::health;
 use crate::support::metrics::metric;
 use crate::support::registry::{entry, web_entries};
 use crate::support::server::Server;
@@ -99,13 +100,6 @@ fn stub_query(addr: SocketAddr, name: &str) -> (ResponseCode, Vec<String>, usize
 
 fn serials(replicas: &[Server]) -> Vec<Option<u32>> {
     replicas.iter().map(|r| soa_serial(r.addr)).collect()
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// Polls every replica until `done` holds for it; returns how long the last one took.
@@ -293,7 +287,6 @@ fn five_replicas_converge_outlive_the_registry_and_a_dead_peer() {
         second[0].is_some() && second[0] != first[0] && second.iter().all(|s| *s == second[0]),
         "same new SOA serial everywhere: {second:?} (was {first:?})"
     );
-    let converged_at = unix_now();
 
     // A real resolver in front of all five.
     let unbound = Unbound::start(
@@ -322,7 +315,7 @@ fn five_replicas_converge_outlive_the_registry_and_a_dead_peer() {
 
     // Every replica has the converged state on disk before the registry goes away.
     until_all(&replicas, "persisted", |r| {
-        metric(r, "snapdns_persist_last_success_seconds").unwrap_or(0.0) >= converged_at
+        health(r).1["persistence"]["index"].as_u64() == second[0].map(u64::from)
     });
 
     // The registry goes away: all five notice, and all five keep answering.

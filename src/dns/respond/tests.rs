@@ -38,7 +38,7 @@ fn responder() -> Responder {
                 }
             })
             .collect();
-        state.services.insert(service.into(), entries);
+        state.services.insert(service.into(), Arc::new(entries));
     }
     let options = ZoneOptions {
         domain: Name::from_ascii("consul.").unwrap(),

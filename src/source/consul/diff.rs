@@ -40,7 +40,7 @@ pub(super) fn implied_checks(truth: &RegistryState) -> CheckMap {
     truth
         .services
         .values()
-        .flatten()
+        .flat_map(|entries| entries.iter())
         .flat_map(|entry| entry.checks.iter())
         .map(|c| {
             (
@@ -107,6 +107,7 @@ pub(super) fn diff_checks(
 mod tests {
     use super::*;
     use crate::registry::HealthEntry;
+    use std::sync::Arc;
 
     fn check(node: &str, id: &str, service: &str, status: &str) -> HealthCheck {
         HealthCheck {
@@ -142,10 +143,10 @@ mod tests {
         let mut truth = RegistryState::default();
         let mut entry = HealthEntry::default();
         entry.node.node = "n1".into();
-        truth.services.insert("web".into(), vec![entry]);
+        truth.services.insert("web".into(), Arc::new(vec![entry]));
         truth
             .services
-            .insert("db".into(), vec![HealthEntry::default()]);
+            .insert("db".into(), Arc::new(vec![HealthEntry::default()]));
         let old = check_map(vec![
             check("n1", "serfHealth", "", "passing"),
             check("n2", "svc:db", "db", "passing"),

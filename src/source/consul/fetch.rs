@@ -3,6 +3,7 @@
 //! merge with what change syncs fetched while it ran.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -58,7 +59,7 @@ impl FullAnswer {
         for (name, answer) in services {
             truth.index = truth.index.max(answer.index);
             if !answer.value.is_empty() {
-                truth.services.insert(name, answer.value);
+                truth.services.insert(name, Arc::new(answer.value));
             }
         }
         let backwards = synced && truth.index < current.index;

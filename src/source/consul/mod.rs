@@ -143,6 +143,8 @@ pub struct SyncTask {
     unpublished: Option<Unpublished>,
     /// The next publish of service changes waits until then.
     publish_free_at: Instant,
+    /// Only an answer to a service request sent after this one ends a service watch fault.
+    service_fault_after: u64,
 }
 
 impl SyncTask {
@@ -192,6 +194,7 @@ impl SyncTask {
             service_index: HashMap::new(),
             unpublished: None,
             publish_free_at: now,
+            service_fault_after: 0,
             settings,
         }
     }
@@ -405,7 +408,7 @@ impl SyncTask {
                     if answer.value.is_empty() {
                         self.truth.services.remove(&name);
                     } else {
-                        self.truth.services.insert(name, answer.value);
+                        self.truth.services.insert(name, Arc::new(answer.value));
                     }
                 }
                 self.truth.index = index;

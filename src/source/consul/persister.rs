@@ -117,6 +117,7 @@ pub(super) async fn save_latest(
         return true;
     };
     let target = dir.to_path_buf();
+    let index = latest.state.index;
     let result = tokio::task::spawn_blocking(move || {
         let mut persisted = (*latest).clone();
         persisted.saved_at_ms = persist::unix_ms(SystemTime::now());
@@ -136,6 +137,7 @@ pub(super) async fn save_latest(
                     p.ok = Some(true);
                     p.last_saved = Some(SystemTime::now());
                     p.generation = saved.generation;
+                    p.index = index;
                     p.bytes = saved.bytes;
                     p.error = None;
                 }

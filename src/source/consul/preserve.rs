@@ -9,6 +9,7 @@
 //! docs/sync.md. Pure logic: the caller supplies the clock.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::registry::{HealthEntry, RegistryState};
@@ -80,8 +81,26 @@ impl SelfPreservation {
         now: Instant,
     ) -> (RegistryState, Vec<Event>) {
         let mut events = Vec::new();
-        let served_before = served(published);
-        let served_now: BTreeSet<InstanceKey> = served(truth).into_keys().collect();
+        // Only services that differ can depart or return (and those with held instances, which
+        // differ too): unchanged ones share their entries, so this costs the change, not the
+        // registry.
+        let touched: BTreeSet<&str> = published
+            .services
+            .iter()
+            .filter(|(name, entries)| truth.services.get(*name) != Some(*entries))
+            .map(|(name, _)| name.as_str())
+            .chain(
+                truth
+                    .services
+                    .keys()
+                    .filter(|name| !published.services.contains_key(*name))
+                    .map(String::as_str),
+            )
+            .chain(self.held.keys().map(|(service, _, _)| service.as_str()))
+            .collect();
+        let served_before = served(published, &touched);
+        let served_now: BTreeSet<InstanceKey> = served(truth, &touched).into_keys().collect();
+        let served_total = served_count(published);
 
         let returned: Vec<InstanceKey> = self
             .held
@@ -115,11 +134,11 @@ impl SelfPreservation {
                 !served_now.contains(*k) && !self.held.contains_key(*k) && !released.contains(*k)
             })
             .collect();
-        let share = departing.len() as f64 / served_before.len().max(1) as f64;
+        let share = departing.len() as f64 / served_total.max(1) as f64;
         if self.threshold > 0.0 && !departing.is_empty() && share > self.threshold {
             events.push(Event::Triggered {
                 departing: departing.len(),
-                served: served_before.len(),
+                served: served_total,
             });
             for (key, entry) in departing {
                 self.held.insert(
@@ -134,7 +153,7 @@ impl SelfPreservation {
 
         let mut state = truth.clone();
         for ((service, node, id), held) in &self.held {
-            let entries = state.services.entry(service.clone()).or_default();
+            let entries = Arc::make_mut(state.services.entry(service.clone()).or_default());
             match entries
                 .iter_mut()
                 .find(|e| e.node.node == *node && e.service.id == *id)
@@ -147,11 +166,24 @@ impl SelfPreservation {
     }
 }
 
-/// Every instance `state` serves (all checks passing), by key.
-fn served(state: &RegistryState) -> BTreeMap<InstanceKey, &HealthEntry> {
+/// How many instances `state` serves.
+fn served_count(state: &RegistryState) -> usize {
     state
         .services
+        .values()
+        .flat_map(|entries| entries.iter())
+        .filter(|e| e.is_passing())
+        .count()
+}
+
+/// Every instance of the `services` that `state` serves (all checks passing), by key.
+fn served<'a>(
+    state: &'a RegistryState,
+    services: &BTreeSet<&str>,
+) -> BTreeMap<InstanceKey, &'a HealthEntry> {
+    services
         .iter()
+        .filter_map(|name| state.services.get_key_value(*name))
         .flat_map(|(service, entries)| {
             entries.iter().filter(|e| e.is_passing()).map(move |e| {
                 (
@@ -179,17 +211,9 @@ mod tests {
                 status: (*status).into(),
                 ..HealthCheck::default()
             });
-            state
-                .services
-                .entry((*service).into())
-                .or_default()
-                .push(entry);
+            Arc::make_mut(state.services.entry((*service).into()).or_default()).push(entry);
         }
         state
-    }
-
-    fn served_count(state: &RegistryState) -> usize {
-        served(state).len()
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! came and went. Changes that arrive close together are published together, and never more
 //! often than the snapshot builds allow (see [`PUBLISH_GAP_BUILDS`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::diff::implied_checks;
 use super::retry::Cost;
@@ -59,12 +60,15 @@ impl SyncTask {
     /// and starts or stops service watches to match. Runs after every full resync and catalog
     /// answer.
     pub(super) fn plan_watches(&mut self) {
-        let (capacity, lanes) = self.client.capacity();
-        let needed = self.catalog.len() + reserved(self.settings.max_concurrent_requests);
+        let (capacity, per_lane) = self
+            .client
+            .watch_capacity(reserved(self.settings.max_concurrent_requests));
+        // The catalog watch is one more blocking query.
+        let fits = self.catalog.len() < capacity;
         let per_service = match self.settings.watch_mode {
             WatchMode::PerService => true,
             WatchMode::Cluster => false,
-            WatchMode::Auto => needed <= capacity,
+            WatchMode::Auto => fits,
         };
         let entering_cluster = !per_service && (self.per_service || !self.planned);
         if entering_cluster && (self.per_service || self.watches.get(Endpoint::Checks).index == 0) {
@@ -77,7 +81,6 @@ impl SyncTask {
             info!(
                 services = self.catalog.len(),
                 capacity,
-                lanes,
                 mode = if per_service {
                     "per-service"
                 } else {
@@ -85,6 +88,13 @@ impl SyncTask {
                 },
                 "registry watch mode"
             );
+            if per_service && !fits {
+                warn!(
+                    services = self.catalog.len(),
+                    capacity,
+                    "--watch-mode per-service: more blocking queries than --registry-connections allows; Consul may refuse connections over its limit"
+                );
+            }
             self.per_service = per_service;
             self.planned = true;
             self.status
@@ -107,7 +117,7 @@ impl SyncTask {
         for name in self.catalog.keys() {
             if !self.services.contains(name) {
                 let index = self.service_index.get(name).copied().unwrap_or(0);
-                self.services.add(name, index, lanes, &self.client, wait);
+                self.services.add(name, index, per_lane, &self.client, wait);
             }
         }
         self.status
@@ -140,20 +150,31 @@ impl SyncTask {
     /// Takes in one service watch's answer and sends that watch's next request.
     pub(super) fn on_service_answer(&mut self, answer: ServiceAnswer) {
         let ServiceAnswer {
-            name, sent, result, ..
+            name,
+            sent,
+            number,
+            result,
+            ..
         } = answer;
         let wait = self.settings.blocking_wait;
         let fetched = match result {
             Ok(fetched) => fetched,
             Err(error) => {
                 self.status.update(|view| view.totals.requests += 1);
+                // Answers to requests sent before this one do not end the fault: many watches
+                // share the channel, and one held since before the fault may still succeed.
+                self.service_fault_after = self.services.last_request();
                 self.report_fault(SERVICE_CHANNEL, &error);
                 self.services
                     .next_request(&name, None, true, &self.client, wait);
                 return;
             }
         };
-        self.report_ok(SERVICE_CHANNEL, &fetched);
+        if number > self.service_fault_after {
+            self.report_ok(SERVICE_CHANNEL, &fetched);
+        } else {
+            self.note_leader(&fetched);
+        }
         let known = self.services.index(&name).unwrap_or(0);
         // Newer than what is applied; or older than what was asked for, which is Consul's
         // "index went backwards" (a snapshot restore): start over from this answer.
@@ -179,7 +200,7 @@ impl SyncTask {
             self.changed_during_full.insert(name.to_string());
         }
         let same = match self.truth.services.get(name) {
-            Some(entries) => *entries == fetched.value,
+            Some(entries) => **entries == fetched.value,
             None => fetched.value.is_empty(),
         };
         if same {
@@ -193,7 +214,9 @@ impl SyncTask {
         if fetched.value.is_empty() {
             self.truth.services.remove(name);
         } else {
-            self.truth.services.insert(name.to_string(), fetched.value);
+            self.truth
+                .services
+                .insert(name.to_string(), Arc::new(fetched.value));
         }
         self.mark_unpublished(Instant::now(), cost);
         true

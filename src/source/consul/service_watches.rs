@@ -35,6 +35,8 @@ pub(super) struct ServiceAnswer {
     generation: u64,
     /// The index the request was sent with.
     pub(super) sent: u64,
+    /// The request's number: requests are numbered in the order they are sent.
+    pub(super) number: u64,
     /// The answer.
     pub(super) result: Result<Fetched<Vec<HealthEntry>>, ConsulError>,
 }
@@ -58,6 +60,8 @@ pub(super) struct ServiceWatches {
     generation: u64,
     next_lane: usize,
     backoff_cap: Duration,
+    /// Requests sent so far.
+    requests: u64,
 }
 
 impl ServiceWatches {
@@ -71,7 +75,13 @@ impl ServiceWatches {
             generation: 0,
             next_lane: 0,
             backoff_cap,
+            requests: 0,
         }
+    }
+
+    /// The number of the last request sent.
+    pub(super) fn last_request(&self) -> u64 {
+        self.requests
     }
 
     /// How many services are watched.
@@ -90,12 +100,13 @@ impl ServiceWatches {
     }
 
     /// Watches `name` from `index` (0: its first answer comes at once) unless it is watched
-    /// already; lanes are handed out in turn, `lanes` of them.
+    /// already. Lanes fill up in turn, `per_lane` watches each, from lane 1 (lane 0 carries the
+    /// other requests), so a small registry uses few connections.
     pub(super) fn add(
         &mut self,
         name: &str,
         index: u64,
-        lanes: usize,
+        per_lane: usize,
         client: &ConsulClient,
         wait: Duration,
     ) {
@@ -107,7 +118,7 @@ impl ServiceWatches {
         let watch = ServiceWatch {
             index,
             generation: self.generation,
-            lane: self.next_lane % lanes.max(1),
+            lane: 1 + self.next_lane / per_lane.max(1),
             running: None,
             tokens: WATCH_BURST,
             refilled: now,
@@ -215,6 +226,8 @@ impl ServiceWatches {
             start = start.max(now + WATCH_REFILL.mul_f64(1.0 - watch.tokens));
         }
         watch.tokens -= 1.0;
+        self.requests += 1;
+        let number = self.requests;
         let blocking = Blocking {
             index: watch.index,
             wait,
@@ -231,6 +244,7 @@ impl ServiceWatches {
                 name,
                 generation,
                 sent: blocking.map_or(0, |b| b.index),
+                number,
                 result,
             });
         });
