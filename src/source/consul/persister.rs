@@ -19,6 +19,9 @@ use crate::source::{publish, Origin};
 
 /// The state file is written at most this often, however fast the registry changes.
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Saves are at least this many times their own duration apart.
+const SAVE_SPACING: u32 = 10;
 /// The first retry of a failed save comes this long after it; each further one twice as long.
 pub(super) const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Failed saves are retried at least this often.
@@ -62,7 +65,8 @@ pub fn restore(settings: &SyncSettings, store: &SnapshotStore, status: &SourceSt
     }
 }
 
-/// The persister: writes the newest published state, at most once per [`PERSIST_INTERVAL`].
+/// The persister: writes the newest published state, at most once per [`PERSIST_INTERVAL`]
+/// and [`SAVE_SPACING`] times the previous save's duration.
 pub(super) async fn persist_loop(
     mut updates: watch::Receiver<Option<Arc<Persisted>>>,
     dir: PathBuf,
@@ -83,14 +87,18 @@ pub(super) async fn persist_loop(
             changed = updates.changed() => if changed.is_err() { break },
             () = retry_due => {}
         }
+        let started = tokio::time::Instant::now();
         retry = if save_latest(&mut updates, &dir, &status).await {
             None
         } else {
             Some(retry.map_or(RETRY_FIRST, |delay| (delay * 2).min(RETRY_MAX)))
         };
+        // A save writes the whole state: under constant change, a large registry would spend a
+        // core on saves alone. Spacing saves by ten times the last one keeps that under a tenth.
+        let pause = PERSIST_INTERVAL.max(started.elapsed() * SAVE_SPACING);
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(PERSIST_INTERVAL) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
     if updates.has_changed().unwrap_or(false) {
