@@ -278,8 +278,19 @@ impl ConsulClient {
         } else {
             1
         };
+        // Lanes past the first are used only once Consul answered over HTTP/2, and they speak
+        // it from the start: a pool that only learns the protocol from ALPN opens a connection
+        // per request it is handed before the first one is up.
         let lanes = (0..lanes)
-            .map(|_| client(&config, &headers, roots.as_ref(), identity.as_ref()))
+            .map(|lane| {
+                client(
+                    &config,
+                    &headers,
+                    roots.as_ref(),
+                    identity.as_ref(),
+                    lane > 0,
+                )
+            })
             .collect::<Result<Arc<[_]>, _>>()?;
         Ok(Self {
             lanes,
@@ -302,13 +313,13 @@ impl ConsulClient {
     /// How many blocking queries fit the connection budget beside `reserved` other requests,
     /// and how many of them one lane carries: over HTTP/2 (seen in an answer) every lane is one
     /// connection carrying `--registry-streams` requests, and lane 0 is left to the other
-    /// requests; over HTTP/1.1 every request in flight is a connection.
-    pub fn watch_capacity(&self, reserved: usize) -> (usize, usize) {
-        if self.http2.load(Ordering::Relaxed) {
+    /// requests; over HTTP/1.1 every request in flight is a connection, all on lane 0 (`None`).
+    pub fn watch_capacity(&self, reserved: usize) -> (usize, Option<usize>) {
+        if self.http2.load(Ordering::Relaxed) && self.lanes.len() > 1 {
             let streams = self.config.streams;
-            ((self.lanes.len() - 1) * streams, streams)
+            ((self.lanes.len() - 1) * streams, Some(streams))
         } else {
-            (self.config.connections.saturating_sub(reserved), usize::MAX)
+            (self.config.connections.saturating_sub(reserved), None)
         }
     }
 
@@ -439,6 +450,7 @@ fn client(
     headers: &HeaderMap,
     roots: Option<&Vec<reqwest::Certificate>>,
     identity: Option<&reqwest::Identity>,
+    http2_only: bool,
 ) -> Result<reqwest::Client, ConsulError> {
     let mut builder = reqwest::Client::builder()
         .no_gzip()
@@ -462,6 +474,9 @@ fn client(
     }
     if let Some(identity) = identity {
         builder = builder.identity(identity.clone());
+    }
+    if http2_only {
+        builder = builder.http2_prior_knowledge();
     }
     builder
         .build()

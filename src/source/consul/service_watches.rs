@@ -58,7 +58,8 @@ pub(super) struct ServiceWatches {
     sender: mpsc::UnboundedSender<ServiceAnswer>,
     answers: mpsc::UnboundedReceiver<ServiceAnswer>,
     generation: u64,
-    next_lane: usize,
+    /// Watches per lane.
+    lane_load: Vec<usize>,
     backoff_cap: Duration,
     /// Requests sent so far.
     requests: u64,
@@ -73,7 +74,7 @@ impl ServiceWatches {
             sender,
             answers,
             generation: 0,
-            next_lane: 0,
+            lane_load: Vec::new(),
             backoff_cap,
             requests: 0,
         }
@@ -100,13 +101,14 @@ impl ServiceWatches {
     }
 
     /// Watches `name` from `index` (0: its first answer comes at once) unless it is watched
-    /// already. Lanes fill up in turn, `per_lane` watches each, from lane 1 (lane 0 carries the
-    /// other requests), so a small registry uses few connections.
+    /// already. Over HTTP/2, lanes fill up in turn, `per_lane` watches each, from lane 1 (lane 0
+    /// carries the other requests), so a small registry uses few connections; without
+    /// (`None`), every watch goes on lane 0.
     pub(super) fn add(
         &mut self,
         name: &str,
         index: u64,
-        per_lane: usize,
+        per_lane: Option<usize>,
         client: &ConsulClient,
         wait: Duration,
     ) {
@@ -115,23 +117,37 @@ impl ServiceWatches {
         }
         self.generation += 1;
         let now = Instant::now();
+        let lane = per_lane.map_or(0, |per_lane| self.free_lane(per_lane));
+        if self.lane_load.len() <= lane {
+            self.lane_load.resize(lane + 1, 0);
+        }
+        self.lane_load[lane] += 1;
         let watch = ServiceWatch {
             index,
             generation: self.generation,
-            lane: 1 + self.next_lane / per_lane.max(1),
+            lane,
             running: None,
             tokens: WATCH_BURST,
             refilled: now,
             backoff: Backoff::new(WATCH_BACKOFF, self.backoff_cap),
         };
-        self.next_lane = self.next_lane.wrapping_add(1);
         self.watches.insert(name.to_string(), watch);
         self.send(name, client, wait, now);
+    }
+
+    /// The first lane from 1 with room for another watch.
+    fn free_lane(&self, per_lane: usize) -> usize {
+        (1..)
+            .find(|&lane| self.lane_load.get(lane).copied().unwrap_or(0) < per_lane.max(1))
+            .unwrap_or(1)
     }
 
     /// Stops watching `name`.
     pub(super) fn remove(&mut self, name: &str) {
         if let Some(watch) = self.watches.remove(name) {
+            if let Some(load) = self.lane_load.get_mut(watch.lane) {
+                *load -= 1;
+            }
             if let Some(task) = watch.running {
                 task.abort();
             }
@@ -140,6 +156,7 @@ impl ServiceWatches {
 
     /// Stops every watch.
     pub(super) fn clear(&mut self) {
+        self.lane_load.clear();
         for (_, watch) in self.watches.drain() {
             if let Some(task) = watch.running {
                 task.abort();
