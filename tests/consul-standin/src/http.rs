@@ -28,7 +28,7 @@ pub(crate) const PLAIN: &str = "text/plain; charset=utf-8";
 pub(crate) type Hdrs = Vec<(&'static str, String)>;
 
 /// What go-connlimit writes to a client over `limits.http_max_conns_per_client`.
-const TOO_MANY_CONNS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 82\r\nConnection: close\r\n\r\nYour IP is issuing too many concurrent connections, please rate limit your calls\n";
+const TOO_MANY_CONNS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 81\r\nConnection: close\r\n\r\nYour IP is issuing too many concurrent connections, please rate limit your calls\n";
 
 /// Go's default `MaxConcurrentStreams` for HTTP/2 servers.
 const H2_MAX_STREAMS: u32 = 250;
