@@ -12,7 +12,7 @@ use crate::app::{App, Fault};
 use crate::http::{self, Hdrs, Payload, PLAIN};
 use crate::query::{parse_go_duration, Query};
 use crate::registry::{knows_dc, Registry, Watch};
-use crate::render::{self, Filters, Rendered};
+use crate::render::{self, Body, Filters};
 
 /// `structs.JitterFraction`.
 const JITTER_FRACTION: u32 = 16;
@@ -163,7 +163,16 @@ pub(crate) async fn respond(
         let body = format!("method {} not allowed", req.method());
         return Ok(http::reply(app, req, 405, hdrs, Bytes::from(body), true));
     }
-    let (body, meta) = match read(app, req.headers(), kind, &arg, raw_query, &fault).await {
+    // Faults that mangle the JSON need it uncompressed; they gzip what they send themselves.
+    let accept = http::client_accepts_gzip(req)
+        && !matches!(
+            fault.mode.as_str(),
+            "malformed" | "truncated" | "disconnect"
+        );
+    let min = app.control().knobs.gzip_min_size;
+    let gzip_if = move |len: usize| accept && len >= min;
+    let (body, meta) = match read(app, req.headers(), kind, &arg, raw_query, &fault, &gzip_if).await
+    {
         Ok(ok) => ok,
         Err(e) => {
             let mut hdrs = with(vec![("Content-Type", PLAIN.into())], &base);
@@ -187,7 +196,7 @@ pub(crate) async fn respond(
     };
     let mut hdrs = with(vec![("Content-Type", "application/json".into())], &base);
     hdrs.extend(meta);
-    let json = &body.json;
+    let json = &body.data;
     match fault.mode.as_str() {
         "malformed" => {
             let bad = Bytes::from_static(b"[{\"Node\":{\"Node\":\"web-01\",\"Address\":\"10.0.1.11\"},\"Service\":{\"ID\":<html>oops");
@@ -208,7 +217,7 @@ pub(crate) async fn respond(
             json.clone(),
             json.len() / 2,
         )),
-        _ => Ok(http::reply_rendered(app, req, 200, hdrs, &body)),
+        _ => Ok(http::reply_body(app, 200, hdrs, body)),
     }
 }
 
@@ -240,7 +249,8 @@ async fn read(
     arg: &str,
     raw_query: &str,
     fault: &Fault,
-) -> Result<(Arc<Rendered>, Hdrs), ApiError> {
+    gzip_if: &(dyn Fn(usize) -> bool + Sync),
+) -> Result<(Body, Hdrs), ApiError> {
     let q = Query::parse(raw_query).map_err(|_| err(500, ""))?;
     let reg = &app.reg;
     let dc = [q.first("datacenter"), q.first("dc")]
@@ -346,7 +356,7 @@ async fn read(
         } else {
             "\"127.0.0.1:8300\""
         };
-        return Ok((Arc::new(Rendered::new(leader)), Vec::new()));
+        return Ok((Body::fresh(leader.as_bytes().to_vec(), gzip_if), Vec::new()));
     }
     let streaming = kind == Kind::HealthService
         && knobs.streaming
@@ -390,39 +400,27 @@ async fn read(
     let (body, index) = {
         let st = reg.read();
         let (index, _) = Registry::watch_target(&st, &watch);
+        let dc = &reg.default_dc;
         let body = if anonymous {
             let empty = if kind == Kind::CatalogServices {
                 "{}"
             } else {
                 "[]"
             };
-            Arc::new(Rendered::new(render::to_json(
-                &serde_json::from_str::<serde_json::Value>(empty).unwrap_or_default(),
-                filters.pretty,
-            )))
+            let empty: serde_json::Value = serde_json::from_str(empty).unwrap_or_default();
+            Body::fresh(render::to_json(&empty, filters.pretty), gzip_if)
         } else {
             match kind {
                 Kind::HealthService => {
-                    let svc = st.services.get(&arg.to_lowercase());
-                    render::health_service(&st, svc, &filters, &reg.default_dc)
+                    let svc = st.services.get(arg.to_lowercase().as_str());
+                    render::health_service(&st, svc, &filters, dc, gzip_if)
                 }
-                Kind::CatalogServices => Arc::new(Rendered::new(render::catalog_services(
-                    &st,
-                    &filters,
-                    &reg.default_dc,
-                ))),
-                Kind::CatalogNodes => Arc::new(Rendered::new(render::catalog_nodes(
-                    &st,
-                    &filters,
-                    &reg.default_dc,
-                ))),
-                Kind::HealthState => Arc::new(Rendered::new(render::health_state(
-                    &st,
-                    arg,
-                    &filters,
-                    &reg.default_dc,
-                ))),
-                Kind::StatusLeader => Arc::new(Rendered::new("")),
+                Kind::CatalogServices => render::catalog_services(&st, &filters, dc, gzip_if),
+                Kind::CatalogNodes => render::catalog_nodes(&st, &filters, dc, gzip_if),
+                Kind::HealthState => {
+                    Body::fresh(render::health_state(&st, arg, &filters, dc), gzip_if)
+                }
+                Kind::StatusLeader => Body::fresh(Vec::new(), gzip_if),
             }
         };
         (body, index)

@@ -4,9 +4,10 @@
 //! quarter of all instances (at least I), so instances of one service sit on distinct nodes and
 //! each node hosts about four services: a node check flip then wakes several services.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::model::{Check, Node, Service, Weights};
+use crate::model::{Check, Node, Service, Text, Weights};
 use crate::registry::{Instance, NodeRec, Registry};
 
 /// Parsed `SERVICES,INSTANCES,CHECKS`.
@@ -45,15 +46,15 @@ pub fn generate(reg: &Registry, spec: Spec, index: u64) {
     let width = spec.services.saturating_sub(1).to_string().len().max(5);
     let mut nodes: Vec<Option<NodeRec>> = (0..node_count).map(|_| None).collect();
     let mut services = Vec::with_capacity(spec.services);
+    let mut shared = Shared::new("", &reg.default_dc);
     for s in 0..spec.services {
-        let name = format!("svc-{s:0width$}");
-        let key = name.clone();
-        let mut rec = Registry::new_service(name.clone(), index);
+        shared.for_service(&format!("svc-{s:0width$}"));
+        let mut rec = Registry::new_service(shared.service.clone(), index);
         for j in 0..spec.instances {
             let n = (s * spec.instances + j) % node_count;
-            let (node, inst) = instance(&name, j, n as u64, spec.checks, index, &reg.default_dc);
+            let (node, inst) = instance(&shared, j, n as u64, spec.checks, index);
             let slot = nodes[n].get_or_insert(node);
-            *slot.hosts.entry(key.clone()).or_default() += 1;
+            slot.hosts.push((rec.key.clone(), 1));
             rec.instances.push(inst);
         }
         rec.sort();
@@ -66,112 +67,157 @@ pub fn generate(reg: &Registry, spec: Spec, index: u64) {
     );
 }
 
-/// Node number `n` and instance `j` of `service` with `checks - 1` service checks.
+/// Values every generated instance shares, allocated once.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    service: Text,
+    check_name: Text,
+    dc: Text,
+    empty: Text,
+    passing: Text,
+    http: Text,
+    interval: Text,
+    timeout: Text,
+    serf_id: Text,
+    serf_name: Text,
+    serf_output: Text,
+    address_keys: [Text; 4],
+    node_meta: Arc<BTreeMap<Text, Text>>,
+    tags: [Arc<[Text]>; 3],
+}
+
+impl Shared {
+    pub(crate) fn new(service: &str, dc: &str) -> Self {
+        let v1: Text = "v1".into();
+        let mut shared = Self {
+            service: service.into(),
+            check_name: format!("Service '{service}' check").into(),
+            dc: dc.into(),
+            empty: "".into(),
+            passing: "passing".into(),
+            http: "http".into(),
+            interval: "10s".into(),
+            timeout: "2s".into(),
+            serf_id: "serfHealth".into(),
+            serf_name: "Serf Health Status".into(),
+            serf_output: "Agent alive and reachable".into(),
+            address_keys: [
+                "lan".into(),
+                "lan_ipv4".into(),
+                "wan".into(),
+                "wan_ipv4".into(),
+            ],
+            node_meta: Arc::new(BTreeMap::from([
+                ("consul-network-segment".into(), "".into()),
+                ("consul-version".into(), "1.17.0".into()),
+            ])),
+            tags: [
+                Arc::from([v1.clone(), "primary".into()]),
+                Arc::from([v1]),
+                Arc::from([]),
+            ],
+        };
+        shared.for_service(service);
+        shared
+    }
+
+    fn for_service(&mut self, service: &str) {
+        self.service = service.into();
+        self.check_name = format!("Service '{service}' check").into();
+    }
+}
+
+/// Node number `n` and instance `j` of the shared service with `checks - 1` service checks.
 pub(crate) fn instance(
-    service: &str,
+    sh: &Shared,
     j: usize,
     n: u64,
     checks: usize,
     index: u64,
-    dc: &str,
 ) -> (NodeRec, Instance) {
-    let node_name = format!("node-{n:06}");
-    let ip = format!(
+    let node_name: Text = format!("node-{n:06}").into();
+    let ip: Text = format!(
         "10.{}.{}.{}",
         (n + 1) >> 16 & 255,
         (n + 1) >> 8 & 255,
         (n + 1) & 255
-    );
-    let tagged = ["lan", "lan_ipv4", "wan", "wan_ipv4"]
+    )
+    .into();
+    let tagged = sh
+        .address_keys
         .iter()
-        .map(|k| ((*k).to_owned(), ip.clone()))
+        .map(|k| (k.clone(), ip.clone()))
         .collect();
-    let meta = BTreeMap::from([
-        ("consul-network-segment".to_owned(), String::new()),
-        ("consul-version".to_owned(), "1.17.0".to_owned()),
-    ]);
     let node = Node {
-        id: format!("{:08x}-0000-4000-8000-{:012x}", n & 0xffff_ffff, n),
+        id: format!("{:08x}-0000-4000-8000-{:012x}", n & 0xffff_ffff, n).into(),
         node: node_name.clone(),
         address: ip.clone(),
-        datacenter: dc.to_owned(),
-        partition: String::new(),
-        peer_name: String::new(),
-        tagged_addresses: tagged,
-        meta: Some(meta),
+        datacenter: sh.dc.clone(),
+        partition: sh.empty.clone(),
+        peer_name: sh.empty.clone(),
+        tagged_addresses: Arc::new(tagged),
+        meta: Some(sh.node_meta.clone()),
         locality: None,
         create_index: index,
         modify_index: index,
     };
     let serf = Check {
-        node: node_name.clone(),
-        check_id: "serfHealth".into(),
-        name: "Serf Health Status".into(),
-        status: "passing".into(),
-        notes: String::new(),
-        output: "Agent alive and reachable".into(),
-        service_id: String::new(),
-        service_name: String::new(),
-        service_tags: Vec::new(),
-        r#type: String::new(),
-        interval: String::new(),
-        timeout: String::new(),
+        check_id: sh.serf_id.clone(),
+        name: sh.serf_name.clone(),
+        status: sh.passing.clone(),
+        notes: sh.empty.clone(),
+        output: sh.serf_output.clone(),
+        r#type: sh.empty.clone(),
+        interval: sh.empty.clone(),
+        timeout: sh.empty.clone(),
         exposed_port: 0,
-        peer_name: String::new(),
+        peer_name: sh.empty.clone(),
         definition: None,
         create_index: index,
         modify_index: index,
     };
-    let tags: Vec<String> = match j % 3 {
-        0 => vec!["v1".into(), "primary".into()],
-        1 => vec!["v1".into()],
-        _ => Vec::new(),
-    };
     let port = 8080 + j as u64;
-    let id = format!("{service}-{j}");
+    let id: Text = format!("{}-{j}", sh.service).into();
+    let output: Text = format!("HTTP GET http://{ip}:{port}/health: 200 OK Output: ok").into();
     let service_checks = (1..checks)
         .map(|k| Check {
-            node: node_name.clone(),
             check_id: if k == 1 {
                 format!("service:{id}")
             } else {
                 format!("service:{id}:{k}")
-            },
-            name: format!("Service '{service}' check"),
-            status: "passing".into(),
-            output: format!("HTTP GET http://{ip}:{port}/health: 200 OK Output: ok"),
-            service_id: id.clone(),
-            service_name: service.to_owned(),
-            service_tags: tags.clone(),
-            r#type: "http".into(),
-            interval: "10s".into(),
-            timeout: "2s".into(),
+            }
+            .into(),
+            name: sh.check_name.clone(),
+            output: output.clone(),
+            r#type: sh.http.clone(),
+            interval: sh.interval.clone(),
+            timeout: sh.timeout.clone(),
             ..serf.clone()
         })
         .collect();
     let svc = Service {
-        kind: String::new(),
+        kind: sh.empty.clone(),
         id,
-        service: service.to_owned(),
-        tags,
-        address: String::new(),
+        service: sh.service.clone(),
+        tags: sh.tags[j % 3].clone(),
+        address: sh.empty.clone(),
         tagged_addresses: None,
         meta: None,
         port,
-        socket_path: String::new(),
+        socket_path: sh.empty.clone(),
         weights: Weights::default(),
         enable_tag_override: false,
         locality: None,
         proxy: None,
         connect: None,
-        peer_name: String::new(),
+        peer_name: sh.empty.clone(),
         create_index: index,
         modify_index: index,
     };
     let rec = NodeRec {
         node,
         checks: vec![serf],
-        hosts: HashMap::new(),
+        hosts: Vec::new(),
     };
     (
         rec,

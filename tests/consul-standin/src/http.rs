@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::{App, LogEntry};
 use crate::query::{accepts_gzip, unescape};
-use crate::render::{gzip, Rendered};
+use crate::render::{gzip, Body};
 
 /// Consul's `plainContentType`.
 pub(crate) const PLAIN: &str = "text/plain; charset=utf-8";
@@ -133,21 +133,27 @@ pub(crate) fn reply<B>(
     build(status, hdrs, Payload::new(body, Some(app.clone())))
 }
 
-/// A `/v1` response from a cached rendering: the gzip form is made once per rendering.
-pub(crate) fn reply_rendered<B>(
+/// A `/v1` response with a body already gzipped (or not) by [`crate::render`].
+pub(crate) fn reply_body(
     app: &Arc<App>,
-    req: &Request<B>,
     status: u16,
     mut hdrs: Hdrs,
-    body: &Rendered,
+    body: Body,
 ) -> Response<Payload> {
-    let data = if wants_gzip(app, req, body.json.len()) {
+    if body.gzipped {
         hdrs.push(("Content-Encoding", "gzip".into()));
-        body.gzip()
-    } else {
-        body.json.clone()
-    };
-    build(status, hdrs, Payload::new(data, Some(app.clone())))
+    }
+    build(status, hdrs, Payload::new(body.data, Some(app.clone())))
+}
+
+/// Whether the client accepts gzip.
+pub(crate) fn client_accepts_gzip<B>(req: &Request<B>) -> bool {
+    accepts_gzip(
+        req.headers()
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    )
 }
 
 /// A `/v1` response whose headers announce all of `body` but whose connection drops after `cut`.

@@ -6,27 +6,26 @@
 //! queries that watch it. Rendered JSON is cached per service and dropped on change.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::model::{Check, EntryIn, Node, Service};
-use crate::render::Rendered;
+use crate::model::{Check, EntryIn, Node, Service, Text};
+use crate::render::Cached;
 
 /// A registered node and its node-level checks (`serfHealth`, ...).
 #[derive(Debug)]
 pub(crate) struct NodeRec {
     pub(crate) node: Node,
     pub(crate) checks: Vec<Check>,
-    /// Service key -> instances of it on this node: whose index a node check change moves.
-    pub(crate) hosts: HashMap<String, u32>,
+    /// (service key, instances of it on this node): whose index a node check change moves.
+    pub(crate) hosts: Vec<(Text, u32)>,
 }
 
 /// One service instance: its node (by name), its `NodeService` and its service checks.
 #[derive(Debug, Clone)]
 pub(crate) struct Instance {
-    pub(crate) node: String,
+    pub(crate) node: Text,
     pub(crate) service: Service,
     pub(crate) checks: Vec<Check>,
 }
@@ -34,17 +33,20 @@ pub(crate) struct Instance {
 /// One service: its instances, sorted by (node, ID) as Consul sorts them, and its index.
 #[derive(Debug)]
 pub(crate) struct ServiceRec {
-    pub(crate) name: String,
+    pub(crate) name: Text,
+    /// Lower-cased name: the key in [`State::services`] and [`NodeRec::hosts`].
+    pub(crate) key: Text,
     pub(crate) instances: Vec<Instance>,
     pub(crate) index: u64,
     pub(crate) notify: Arc<Notify>,
     /// Rendered `health/service` bodies for the default datacenter: `[plain, ?passing]`.
-    pub(crate) cache: [OnceLock<Arc<Rendered>>; 2],
+    pub(crate) cache: [Cached; 2],
 }
 
 impl ServiceRec {
-    fn new(name: String, index: u64) -> Self {
+    fn new(name: Text, index: u64) -> Self {
         Self {
+            key: name.to_lowercase().into(),
             name,
             instances: Vec::new(),
             index,
@@ -84,18 +86,18 @@ pub(crate) struct State {
     pub(crate) services_index: u64,
     pub(crate) checks_index: u64,
     /// Lower-cased service name -> service.
-    pub(crate) services: HashMap<String, ServiceRec>,
-    pub(crate) nodes: HashMap<String, NodeRec>,
+    pub(crate) services: HashMap<Text, ServiceRec>,
+    pub(crate) nodes: HashMap<Text, NodeRec>,
     pub(crate) services_notify: Arc<Notify>,
     pub(crate) checks_notify: Arc<Notify>,
     /// Bumped by an index restore: blocked queries return at once.
     pub(crate) restore_gen: u64,
     /// Rendered `catalog/services` and `catalog/nodes` for the default datacenter.
-    pub(crate) catalog_cache: [OnceLock<Bytes>; 2],
+    pub(crate) catalog_cache: [Cached; 2],
     /// Next node number for instances added by `PUT /_standin/instance`.
     pub(crate) next_node: u64,
     /// Datacenters named by any node so far (besides `--datacenter`).
-    pub(crate) dcs: BTreeSet<String>,
+    pub(crate) dcs: BTreeSet<Text>,
 }
 
 /// The registry: state behind a read-write lock. Locks are never held across an `.await`.
@@ -111,7 +113,7 @@ pub struct Registry {
 struct Touched {
     services_table: bool,
     checks_table: bool,
-    services: Vec<String>,
+    services: Vec<Text>,
 }
 
 impl Registry {
@@ -151,71 +153,75 @@ impl Registry {
 
     /// Replaces the whole registry (every index moves to the new Raft index).
     pub fn replace(&self, services: Vec<(String, Vec<EntryIn>)>) -> u64 {
-        let mut st = self.write();
+        let mut guard = self.write();
+        let st = &mut *guard;
         st.raft += 1;
         let idx = st.raft;
         let old: Vec<ServiceRec> = st.services.drain().map(|(_, s)| s).collect();
         st.nodes.clear();
         st.dcs.clear();
         for (name, entries) in services {
-            insert_entries(&mut st, &name, entries, idx);
+            insert_entries(st, &name, entries, idx);
         }
         for s in old {
             s.notify.notify_waiters();
         }
         st.services_index = idx;
         st.checks_index = idx;
-        wake_all(&mut st, idx);
+        wake_all(st, idx);
         idx
     }
 
     /// Replaces the index counters as a snapshot restore would (they may go backwards).
     pub fn restore_index(&self, index: u64) {
-        let mut st = self.write();
+        let mut guard = self.write();
+        let st = &mut *guard;
         st.raft = index;
         st.services_index = index;
         st.checks_index = index;
         st.restore_gen += 1;
-        wake_all(&mut st, index);
+        wake_all(st, index);
     }
 
     /// Registers (or replaces) one service with these entries.
     pub fn put_service(&self, name: &str, entries: Vec<EntryIn>) -> u64 {
-        let mut st = self.write();
+        let mut guard = self.write();
+        let st = &mut *guard;
         st.raft += 1;
         let idx = st.raft;
-        let key = name.to_lowercase();
-        let mut touched = remove_service(&mut st, &key);
+        let key: Text = name.to_lowercase().into();
+        let mut touched = remove_service(st, &key);
         touched
             .services
-            .extend(insert_entries(&mut st, name, entries, idx));
+            .extend(insert_entries(st, name, entries, idx));
         touched.services.push(key);
         touched.services_table = true;
         touched.checks_table = true;
-        apply(&mut st, touched, idx);
+        apply(st, touched, idx);
         idx
     }
 
     /// Deregisters one service; `None` when it is unknown.
     pub fn delete_service(&self, name: &str) -> Option<u64> {
-        let mut st = self.write();
+        let mut guard = self.write();
+        let st = &mut *guard;
         let key = name.to_lowercase();
-        if !st.services.contains_key(&key) {
+        if !st.services.contains_key(key.as_str()) {
             return None;
         }
         st.raft += 1;
         let idx = st.raft;
-        let mut touched = remove_service(&mut st, &key);
+        let mut touched = remove_service(st, &key);
         touched.services_table = true;
         touched.checks_table = true;
-        apply(&mut st, touched, idx);
+        apply(st, touched, idx);
         Some(idx)
     }
 
     /// The entries of one service, in the `--state` format.
     pub fn service_entries(&self, name: &str) -> serde_json::Value {
         let st = self.read();
-        let Some(svc) = st.services.get(&name.to_lowercase()) else {
+        let Some(svc) = st.services.get(name.to_lowercase().as_str()) else {
             return serde_json::Value::Array(Vec::new());
         };
         crate::render::entries_value(&st, svc)
@@ -229,13 +235,16 @@ impl Registry {
         status: &str,
         output: Option<&str>,
     ) -> Option<u64> {
-        let mut st = self.write();
+        let mut guard = self.write();
+        let st = &mut *guard;
         let idx = st.raft + 1;
+        let status: Text = status.into();
+        let output: Option<Text> = output.map(Into::into);
         let set = |c: &mut Check| {
-            c.status = status.to_owned();
+            c.status = status.clone();
             c.modify_index = idx;
-            if let Some(o) = output {
-                c.output = o.to_owned();
+            if let Some(o) = &output {
+                c.output = o.clone();
             }
         };
         let mut touched = Touched {
@@ -243,8 +252,8 @@ impl Registry {
             ..Touched::default()
         };
         let rec = st.nodes.get_mut(node)?;
-        let hosted: Vec<String> = rec.hosts.keys().cloned().collect();
-        if let Some(c) = rec.checks.iter_mut().find(|c| c.check_id == check_id) {
+        let hosted: Vec<Text> = rec.hosts.iter().map(|(k, _)| k.clone()).collect();
+        if let Some(c) = rec.checks.iter_mut().find(|c| &*c.check_id == check_id) {
             set(c);
             touched.services = hosted;
         } else {
@@ -253,8 +262,8 @@ impl Registry {
                     continue;
                 };
                 let mut hit = false;
-                for inst in svc.instances.iter_mut().filter(|i| i.node == node) {
-                    for c in inst.checks.iter_mut().filter(|c| c.check_id == check_id) {
+                for inst in svc.instances.iter_mut().filter(|i| &*i.node == node) {
+                    for c in inst.checks.iter_mut().filter(|c| &*c.check_id == check_id) {
                         set(c);
                         hit = true;
                     }
@@ -268,18 +277,19 @@ impl Registry {
             }
         }
         st.raft = idx;
-        apply(&mut st, touched, idx);
+        apply(st, touched, idx);
         Some(idx)
     }
 
     /// Sets the first service check of one instance (by position or ID) to `status`.
     pub fn flip(&self, service: &str, instance: &str, status: &str) -> Result<u64, String> {
+        let status: Text = status.into();
         self.mutate_instance(service, instance, false, |inst, idx| {
             let c = inst
                 .checks
                 .first_mut()
                 .ok_or("that instance has no service check")?;
-            c.status = status.to_owned();
+            c.status = status;
             c.modify_index = idx;
             Ok(())
         })
@@ -298,7 +308,7 @@ impl Registry {
                 inst.service.port = p;
             }
             if let Some(a) = address {
-                inst.service.address = a.to_owned();
+                inst.service.address = a.into();
             }
             inst.service.modify_index = idx;
             Ok(())
@@ -312,29 +322,30 @@ impl Registry {
         catalog_change: bool,
         f: impl FnOnce(&mut Instance, u64) -> Result<(), &'static str>,
     ) -> Result<u64, String> {
-        let mut st = self.write();
+        let mut guard = self.write();
+        let st = &mut *guard;
         let idx = st.raft + 1;
-        let key = service.to_lowercase();
         let svc = st
             .services
-            .get_mut(&key)
+            .get_mut(service.to_lowercase().as_str())
             .ok_or_else(|| format!("no service {service:?}"))?;
         let pos = match instance.parse::<usize>() {
             Ok(n) if n < svc.instances.len() => n,
             _ => svc
                 .instances
                 .iter()
-                .position(|i| i.service.id == instance)
+                .position(|i| &*i.service.id == instance)
                 .ok_or_else(|| format!("no instance {instance:?} of {service:?}"))?,
         };
         f(&mut svc.instances[pos], idx)?;
+        let key = svc.key.clone();
         st.raft = idx;
         let touched = Touched {
             services_table: catalog_change,
             checks_table: !catalog_change,
             services: vec![key],
         };
-        apply(&mut st, touched, idx);
+        apply(st, touched, idx);
         Ok(idx)
     }
 
@@ -342,25 +353,21 @@ impl Registry {
     pub fn add_or_remove_instance(&self, service: &str, remove: bool) -> Result<u64, String> {
         let mut guard = self.write();
         let st = &mut *guard;
-        let key = service.to_lowercase();
         let idx = st.raft + 1;
         let svc = st
             .services
-            .get_mut(&key)
+            .get_mut(service.to_lowercase().as_str())
             .ok_or_else(|| format!("no service {service:?}"))?;
+        let key = svc.key.clone();
         if remove {
             let inst = svc.instances.pop().ok_or("the service has no instances")?;
             unhost(st, &inst.node, &key);
         } else {
             let checks = svc.instances.last().map_or(1, |i| i.checks.len() + 1);
-            let (node, inst) = crate::generate::instance(
-                &svc.name,
-                svc.instances.len(),
-                10_000_000 + st.next_node,
-                checks,
-                idx,
-                &self.default_dc,
-            );
+            let shared = crate::generate::Shared::new(&svc.name, &self.default_dc);
+            let number = 10_000_000 + st.next_node;
+            let (node, inst) =
+                crate::generate::instance(&shared, svc.instances.len(), number, checks, idx);
             svc.instances.push(inst);
             svc.sort();
             st.next_node += 1;
@@ -380,7 +387,7 @@ impl Registry {
     /// it moves, taken under one read lock so no change can slip in between.
     pub(crate) fn watch_target(st: &State, watch: &Watch) -> (u64, Arc<Notify>) {
         match watch {
-            Watch::Service(key) => match st.services.get(key) {
+            Watch::Service(key) => match st.services.get(key.as_str()) {
                 Some(s) => (s.index, s.notify.clone()),
                 None => (st.services_index, st.services_notify.clone()),
             },
@@ -396,10 +403,7 @@ impl Registry {
             .into_iter()
             .map(|n| (n.node.node.clone(), n))
             .collect();
-        st.services = services
-            .into_iter()
-            .map(|s| (s.name.to_lowercase(), s))
-            .collect();
+        st.services = services.into_iter().map(|s| (s.key.clone(), s)).collect();
         st.next_node = next_node;
         st.dcs = st
             .nodes
@@ -410,7 +414,7 @@ impl Registry {
         st.catalog_cache = Default::default();
     }
 
-    pub(crate) fn new_service(name: String, index: u64) -> ServiceRec {
+    pub(crate) fn new_service(name: Text, index: u64) -> ServiceRec {
         ServiceRec::new(name, index)
     }
 }
@@ -418,7 +422,7 @@ impl Registry {
 /// Moves the indexes a mutation touched to `idx` and wakes exactly their waiters.
 fn apply(st: &mut State, touched: Touched, idx: u64) {
     for key in touched.services {
-        if let Some(s) = st.services.get_mut(&key) {
+        if let Some(s) = st.services.get_mut(&*key) {
             s.bump(idx);
         }
     }
@@ -442,8 +446,7 @@ fn wake_all(st: &mut State, idx: u64) {
     st.checks_notify.notify_waiters();
 }
 
-/// Removes a service and its instances from their nodes; returns the services sharing a node
-/// whose node disappeared (none: a node goes only with its last instance).
+/// Removes a service and its instances from their nodes (a node goes with its last instance).
 fn remove_service(st: &mut State, key: &str) -> Touched {
     let mut touched = Touched::default();
     if let Some(old) = st.services.remove(key) {
@@ -460,10 +463,10 @@ fn unhost(st: &mut State, node: &str, key: &str) {
     let Some(rec) = st.nodes.get_mut(node) else {
         return;
     };
-    if let Some(n) = rec.hosts.get_mut(key) {
-        *n -= 1;
-        if *n == 0 {
-            rec.hosts.remove(key);
+    if let Some(pos) = rec.hosts.iter().position(|(k, _)| &**k == key) {
+        rec.hosts[pos].1 -= 1;
+        if rec.hosts[pos].1 == 0 {
+            rec.hosts.swap_remove(pos);
         }
     }
     if rec.hosts.is_empty() {
@@ -472,44 +475,49 @@ fn unhost(st: &mut State, node: &str, key: &str) {
 }
 
 /// Adds `node` (or refreshes its checks) and counts one instance of `key` on it. Returns
-/// the other services on the node when its node checks changed.
-fn host(st: &mut State, node: NodeRec, key: &str) -> Vec<String> {
-    let name = node.node.node.clone();
+/// the services on the node when its node checks changed.
+fn host(st: &mut State, node: NodeRec, key: &Text) -> Vec<Text> {
     if !node.node.datacenter.is_empty() && !st.dcs.contains(&node.node.datacenter) {
         st.dcs.insert(node.node.datacenter.clone());
     }
     let mut others = Vec::new();
-    let rec = st.nodes.entry(name).or_insert_with(|| NodeRec {
-        node: node.node.clone(),
-        checks: node.checks.clone(),
-        hosts: HashMap::new(),
-    });
-    if !node.checks.is_empty() && rec.checks != node.checks {
-        rec.checks = node.checks;
-        others.extend(rec.hosts.keys().cloned());
+    let rec = match st.nodes.entry(node.node.node.clone()) {
+        std::collections::hash_map::Entry::Occupied(e) => {
+            let rec = e.into_mut();
+            if !node.checks.is_empty() && rec.checks != node.checks {
+                rec.checks = node.checks;
+                others.extend(rec.hosts.iter().map(|(k, _)| k.clone()));
+            }
+            rec
+        }
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(node),
+    };
+    match rec.hosts.iter_mut().find(|(k, _)| k == key) {
+        Some((_, n)) => *n += 1,
+        None => rec.hosts.push((key.clone(), 1)),
     }
-    *rec.hosts.entry(key.to_owned()).or_default() += 1;
     others
 }
 
 /// Adds a service's entries; returns other services whose node checks changed.
-fn insert_entries(st: &mut State, name: &str, entries: Vec<EntryIn>, idx: u64) -> Vec<String> {
-    let key = name.to_lowercase();
-    let mut svc = ServiceRec::new(name.to_owned(), idx);
+fn insert_entries(st: &mut State, name: &str, entries: Vec<EntryIn>, idx: u64) -> Vec<Text> {
+    let mut svc = ServiceRec::new(name.into(), idx);
+    let key = svc.key.clone();
     let mut others = Vec::new();
     for mut e in entries {
         if e.service.service.is_empty() {
-            e.service.service = name.to_owned();
+            e.service.service = svc.name.clone();
         }
-        let (node_checks, checks): (Vec<Check>, Vec<Check>) =
+        let (node_checks, checks): (Vec<_>, Vec<_>) =
             e.checks.into_iter().partition(|c| c.service_id.is_empty());
         let node_name = e.node.node.clone();
         let rec = NodeRec {
             node: e.node,
-            checks: node_checks,
-            hosts: HashMap::new(),
+            checks: node_checks.into_iter().map(|c| c.check).collect(),
+            hosts: Vec::new(),
         };
         others.extend(host(st, rec, &key).into_iter().filter(|k| *k != key));
+        let checks = checks.into_iter().map(|c| c.check).collect();
         svc.instances.push(Instance {
             node: node_name,
             service: e.service,
