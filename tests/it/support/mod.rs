@@ -12,6 +12,7 @@
 //! - [`fake_upstream`]: a UDP upstream for what Knot cannot be made to show.
 //! - [`namespace`]: glibc's `getent` in private Linux namespaces.
 
+pub mod certs;
 pub mod dns_client;
 pub mod fake_upstream;
 pub mod http;

@@ -1,10 +1,13 @@
-//! Drives the Consul stand-in (tests/consul_standin/standin.py) as a child process: starts it
-//! on a registry file, changes the registry and injects faults through its control endpoints.
+//! Drives a Consul stand-in as a child process: the Python one (tests/consul_standin/standin.py)
+//! on a registry file, or the scalable Rust one (tests/consul-standin, per-service indexes,
+//! HTTP/2 over TLS, Consul's per-client connection limit); changes the registry and injects
+//! faults through their shared control endpoints.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -17,6 +20,8 @@ pub struct Standin {
     pub addr: SocketAddr,
     state: PathBuf,
     extra: Vec<String>,
+    /// Speaks HTTPS.
+    tls: bool,
 }
 
 impl Standin {
@@ -34,7 +39,45 @@ impl Standin {
             addr,
             state: state.to_path_buf(),
             extra,
+            tls: false,
         }
+    }
+
+    /// Starts the Rust stand-in with `args` (say `--generate 1000,1,2`, or `--tls-cert C
+    /// --tls-key K`). It is built by `cargo test --workspace`; when it is missing, it is built
+    /// here. It cannot be restarted.
+    pub fn rust(args: &[&str]) -> Self {
+        let mut child = Command::new(rust_standin())
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the Rust stand-in runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("stand-in prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("stand-in did not start: {line:?}"));
+        Self {
+            child: Some(child),
+            addr,
+            state: PathBuf::new(),
+            extra: Vec::new(),
+            tls: args.contains(&"--tls-cert"),
+        }
+    }
+
+    /// The Rust stand-in's connection counts: open now, most open at once, refused (429).
+    pub fn connections(&self) -> (u64, u64, u64) {
+        let counts = self.control("GET", "/_standin/connections", "");
+        let field = |name: &str| counts[name].as_u64().expect(name);
+        (field("open"), field("max_open"), field("refused"))
     }
 
     /// A stand-in serving `registry`, with its state file in a temporary directory (returned,
@@ -46,9 +89,10 @@ impl Standin {
         (Self::start(&path, extra), dir)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` over TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops the process (the registry becomes unreachable).
@@ -67,8 +111,28 @@ impl Standin {
         self.child = Some(child);
     }
 
-    /// A control or API request; returns (status, body).
+    /// A control or API request; returns (status, body). Over TLS through curl (any HTTP
+    /// version, the test certificate not checked: this is the test talking to its own
+    /// stand-in).
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        if self.tls {
+            let output = Command::new("curl")
+                .args([
+                    "-sk",
+                    "-X",
+                    method,
+                    "--data-binary",
+                    body,
+                    "-w",
+                    "\n%{http_code}",
+                ])
+                .arg(format!("{}{path}", self.url()))
+                .output()
+                .expect("curl runs");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+            return (status.trim().parse().unwrap_or(0), body.to_string());
+        }
         let response = request(self.addr, method, path, body)
             .unwrap_or_else(|e| panic!("stand-in {method} {path}: {e}"));
         (response.status, response.body)
@@ -134,6 +198,31 @@ impl Drop for Standin {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The Rust stand-in's binary beside this test binary, built first when missing.
+fn rust_standin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            // target/<profile>/deps/it-<hash> -> target/<profile>/consul-standin
+            let path = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target directory")
+                .join("consul-standin");
+            if !path.exists() {
+                let status = Command::new(env!("CARGO"))
+                    .args(["build", "-p", "consul-standin", "--bin", "consul-standin"])
+                    .current_dir(super::repo())
+                    .status()
+                    .expect("cargo builds the stand-in");
+                assert!(status.success(), "building consul-standin failed");
+            }
+            path
+        })
+        .clone()
 }
 
 fn spawn(port: u16, state: &Path, extra: &[String]) -> (Child, SocketAddr) {

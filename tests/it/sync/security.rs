@@ -1,12 +1,12 @@
 //! Talking to a secured registry: an ACL token sent (never logged, a revoked one reported),
 //! HTTPS with a CA file and a client certificate.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 
 use crate::assert_eventually;
+use crate::support::certs::make_certs;
 use crate::support::dns_client::{service_addresses, service_rcode};
 use crate::support::http::{health, registry_state};
 use crate::support::registry::{web_addresses, web_and_db};
@@ -48,87 +48,6 @@ fn sync_acl_token_is_sent_and_never_logged() {
         !server.log().contains(token),
         "the token leaked into the log"
     );
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
-fn make_certs(dir: &Path) {
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl is installed");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=snapdns test CA",
-        ],
-    ]
-    .concat());
-    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
-        let ext = format!("{name}.ext");
-        std::fs::write(
-            dir.join(&ext),
-            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
-        )
-        .unwrap();
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        ]
-        .concat());
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ]);
-    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ use hickory_proto::rr::{RData, RecordType};
 use serde_json::{json, Value};
 
 use crate::assert_eventually;
+use crate::support::certs::make_certs;
 use crate::support::dns_client::{service_addresses, service_rcode, udp};
 use crate::support::http::health;
 use crate::support::registry::{entry, web_addresses, web_and_db};
@@ -86,4 +87,84 @@ fn instances_moves_and_deregistrations_arrive_through_the_service_watch() {
         .filter(|r| r["path"].as_str().unwrap().starts_with("/v1/health/state/"))
         .count();
     assert_eq!(cluster_wide, 0, "the check list is never read per service");
+}
+
+/// The generated registry's instance 0 of service `s` (of `per_service` instances each, 4 per
+/// node) listens on this address.
+fn generated_address(s: usize, instance: usize, per_service: usize, services: usize) -> String {
+    let nodes = (services * per_service / 4).max(per_service);
+    let n = (s * per_service + instance) % nodes + 1;
+    format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255)
+}
+
+/// 1,000 services over HTTPS: Consul's Go server negotiates HTTP/2, so a blocking query per
+/// service fits in a few connections (100 streams each), far within Consul's 200 per client;
+/// a check flip reaches DNS through its service's watch.
+#[test]
+fn a_thousand_services_over_http2_are_watched_per_service_within_the_connection_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let consul = Standin::rust(&[
+        "--generate",
+        "1000,2,2",
+        "--tls-cert",
+        &file("server.pem"),
+        "--tls-key",
+        &file("server.key"),
+    ]);
+    let server = start_syncing(
+        &consul.url(),
+        &["--sync-interval", "1h", "--ca-file", &file("ca.pem")],
+    );
+    assert_eventually!(
+        health(&server).1["watches"]["services"] == 1000,
+        "{}",
+        health(&server).1
+    );
+    assert_eq!(health(&server).1["watches"]["mode"], "per-service");
+    let (first, second) = (
+        generated_address(42, 0, 2, 1000),
+        generated_address(42, 1, 2, 1000),
+    );
+    let mut both = vec![first.clone(), second.clone()];
+    both.sort();
+    assert_eventually!(service_addresses(&server, "svc-00042") == both);
+
+    consul.control(
+        "PUT",
+        "/_standin/flip?service=svc-00042&instance=0&status=critical",
+        "",
+    );
+    assert_eventually!(service_addresses(&server, "svc-00042") == [second.clone()]);
+    let (_, max_open, refused) = consul.connections();
+    eprintln!("most connections open at once: {max_open}");
+    // Lane 0 (the resync and the catalog) and ten lanes of 100 watches; connections opened
+    // before the first answer showed HTTP/2 come on top.
+    assert!(max_open <= 40, "{max_open} connections at once");
+    assert_eq!(refused, 0);
+    assert_eq!(health(&server).1["totals"]["full_syncs"], 1);
+}
+
+/// 1,000 services over plain HTTP: one blocking query per service would need 1,000
+/// connections, over Consul's limit of 200 per client, so snapdns follows the registry with the
+/// two cluster-wide queries, within the budget; a flip still reaches DNS.
+#[test]
+fn a_thousand_services_over_http1_are_followed_cluster_wide_within_the_connection_budget() {
+    let consul = Standin::rust(&["--generate", "1000,2,2"]);
+    let server = start_syncing(&consul.url(), &["--sync-interval", "1h"]);
+    let second = generated_address(7, 1, 2, 1000);
+    assert_eventually!(service_addresses(&server, "svc-00007").contains(&second));
+    assert_eq!(health(&server).1["watches"]["mode"], "cluster");
+    consul.control(
+        "PUT",
+        "/_standin/flip?service=svc-00007&instance=0&status=critical",
+        "",
+    );
+    assert_eventually!(service_addresses(&server, "svc-00007") == [second.clone()]);
+    let (_, max_open, refused) = consul.connections();
+    eprintln!("most connections open at once: {max_open}");
+    assert!(max_open <= 200, "{max_open} connections at once");
+    assert_eq!(refused, 0);
+    assert_eq!(health(&server).1["watches"]["services"], 0);
 }
