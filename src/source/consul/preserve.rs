@@ -46,7 +46,15 @@ pub struct SelfPreservation {
     threshold: f64,
     window: Duration,
     held: BTreeMap<InstanceKey, Held>,
+    /// Instances that departed within [`DETECTION_WINDOW`] without being held. Changes arrive
+    /// one service at a time, so a mass drop may come as several publishes: the departures of
+    /// the last few seconds count together, and when they cross the threshold those already
+    /// gone are held (served again) too.
+    recent: BTreeMap<InstanceKey, Held>,
 }
+
+/// Departures this close together count as one drop.
+pub const DETECTION_WINDOW: Duration = Duration::from_secs(10);
 
 impl SelfPreservation {
     /// `threshold` is the share of served instances (0 disables); `window` how long to hold.
@@ -55,6 +63,7 @@ impl SelfPreservation {
             threshold,
             window,
             held: BTreeMap::new(),
+            recent: BTreeMap::new(),
         }
     }
 
@@ -97,10 +106,16 @@ impl SelfPreservation {
                     .map(String::as_str),
             )
             .chain(self.held.keys().map(|(service, _, _)| service.as_str()))
+            .chain(self.recent.keys().map(|(service, _, _)| service.as_str()))
             .collect();
         let served_before = served(published, &touched);
         let served_now: BTreeSet<InstanceKey> = served(truth, &touched).into_keys().collect();
-        let served_total = served_count(published);
+        self.recent.retain(|key, departed| {
+            !served_now.contains(key)
+                && now.saturating_duration_since(departed.since) < DETECTION_WINDOW
+        });
+        // The recent departures no longer count as served; before them, they did.
+        let served_total = served_count(published) + self.recent.len();
 
         let returned: Vec<InstanceKey> = self
             .held
@@ -134,14 +149,26 @@ impl SelfPreservation {
                 !served_now.contains(*k) && !self.held.contains_key(*k) && !released.contains(*k)
             })
             .collect();
-        let share = departing.len() as f64 / served_total.max(1) as f64;
+        let dropped = departing.len() + self.recent.len();
+        let share = dropped as f64 / served_total.max(1) as f64;
         if self.threshold > 0.0 && !departing.is_empty() && share > self.threshold {
             events.push(Event::Triggered {
-                departing: departing.len(),
+                departing: dropped,
                 served: served_total,
             });
+            self.held.append(&mut self.recent);
             for (key, entry) in departing {
                 self.held.insert(
+                    key.clone(),
+                    Held {
+                        entry: (*entry).clone(),
+                        since: now,
+                    },
+                );
+            }
+        } else if self.threshold > 0.0 {
+            for (key, entry) in departing {
+                self.recent.insert(
                     key.clone(),
                     Held {
                         entry: (*entry).clone(),
@@ -260,6 +287,50 @@ mod tests {
         assert_eq!(events, vec![Event::Released(3)]);
         assert_eq!(served_count(&published), 0);
         assert_eq!(sp.held(), 0);
+    }
+
+    /// Per-service watches deliver a mass drop a few services at a time: drops within the
+    /// detection window add up, and the ones already gone are served again.
+    #[test]
+    fn a_drop_spread_over_several_syncs_is_held_whole() {
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let all = [
+            ("a", "n1", "passing"),
+            ("b", "n2", "passing"),
+            ("c", "n3", "passing"),
+            ("d", "n4", "passing"),
+            ("e", "n5", "passing"),
+        ];
+        let before = state(&all);
+        // Two of five go: 40 %, under the threshold.
+        let first = state(&all[2..]);
+        let (published, events) = sp.apply(&first, &before, t0);
+        assert!(events.is_empty());
+        assert_eq!(served_count(&published), 3);
+        // One more a second later: three of five within the window.
+        let second = state(&all[3..]);
+        let (published, events) = sp.apply(&second, &published, t0 + Duration::from_secs(1));
+        assert_eq!(
+            events,
+            vec![Event::Triggered {
+                departing: 3,
+                served: 5
+            }]
+        );
+        assert_eq!(
+            served_count(&published),
+            5,
+            "the first two are served again"
+        );
+        assert_eq!(sp.held(), 3);
+
+        // Outside the window, drops do not add up.
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let (published, _) = sp.apply(&first, &before, t0);
+        let (published, events) = sp.apply(&second, &published, t0 + DETECTION_WINDOW);
+        assert!(events.is_empty());
+        assert_eq!(served_count(&published), 2);
     }
 
     #[test]
