@@ -58,6 +58,9 @@ use service_sync::Unpublished;
 use service_watches::{ServiceAnswer, ServiceWatches};
 use watches::{Endpoint, WatchResult, Watches};
 
+/// Backoff after failed requests grows at most to this (or `--sync-interval`, if shorter).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// A catalog change that names no service triggers a full resync at most this often.
 pub const UNEXPLAINED_RESYNC_GAP: Duration = Duration::from_secs(5);
 
@@ -160,7 +163,8 @@ impl SyncTask {
             .current()
             .map_or_else(Default::default, |s| s.state.clone());
         let now = Instant::now();
-        let cap = settings.sync_interval;
+        // Retries back off up to this: a registry that comes back is seen within it.
+        let cap = settings.sync_interval.min(MAX_BACKOFF);
         status.update(|view| {
             view.preservation.threshold = settings.self_preservation_threshold;
             view.preservation.window = settings.self_preservation_window;
