@@ -245,9 +245,11 @@ impl ServiceWatches {
         watch.tokens -= 1.0;
         self.requests += 1;
         let number = self.requests;
+        // Watches started together would come back together every wait; up to a tenth less
+        // spreads them, on top of Consul's own jitter.
         let blocking = Blocking {
             index: watch.index,
-            wait,
+            wait: wait.mul_f64(rand::random_range(0.9..=1.0)),
         };
         let client = client.on_lane(watch.lane);
         let sender = self.sender.clone();
