@@ -408,6 +408,9 @@ impl SyncTask {
             self.preserve
                 .apply(&self.truth, &self.published, std::time::Instant::now());
         self.log_preservation(&events);
+        // Recorded first: a client that sees the new answers finds the sync in `/health` too.
+        self.record(report);
+        log_transition(self.status.clear("sync"), "");
         if state != *self.published {
             let state = Arc::new(state);
             let fetched_at = SystemTime::now();
@@ -436,8 +439,6 @@ impl SyncTask {
                 }
             }
         }
-        self.record(report);
-        log_transition(self.status.clear("sync"), "");
     }
 
     /// Records self-preservation and the sync's report in the status.
