@@ -28,8 +28,8 @@ const SERVICE_CHANNEL: &str = "service watches";
 const COALESCE: Duration = Duration::from_millis(20);
 
 /// A publish waits at least this many times the last snapshot build after the previous one,
-/// so that sustained churn spends at most about a third of a core on builds.
-const PUBLISH_GAP_BUILDS: u32 = 2;
+/// so that sustained churn spends at most about a quarter of a core on builds.
+const PUBLISH_GAP_BUILDS: u32 = 3;
 
 /// Registry requests kept free of watches: the catalog and checks watches and a resync's
 /// concurrent fetches use them.
