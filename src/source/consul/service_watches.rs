@@ -220,8 +220,12 @@ impl ServiceWatches {
         self.send_after(name, client, wait, now, delay);
     }
 
+    /// A new watch's first request: watches started together (after a full resync) would come
+    /// back together every wait, so the first wait is cut to a random half to all of it;
+    /// later ones run the full wait, already spread.
     fn send(&mut self, name: &str, client: &ConsulClient, wait: Duration, now: Instant) {
-        self.send_after(name, client, wait, now, Duration::ZERO);
+        let first = wait.mul_f64(rand::random_range(0.5..=1.0));
+        self.send_after(name, client, first, now, Duration::ZERO);
     }
 
     fn send_after(
@@ -245,11 +249,9 @@ impl ServiceWatches {
         watch.tokens -= 1.0;
         self.requests += 1;
         let number = self.requests;
-        // Watches started together would come back together every wait; up to a tenth less
-        // spreads them, on top of Consul's own jitter.
         let blocking = Blocking {
             index: watch.index,
-            wait: wait.mul_f64(rand::random_range(0.9..=1.0)),
+            wait,
         };
         let client = client.on_lane(watch.lane);
         let sender = self.sender.clone();
