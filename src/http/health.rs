@@ -85,10 +85,10 @@ pub fn health(reading: &Reading, started: SystemTime) -> (StatusCode, Value) {
             "change_syncs": view.totals.change_syncs,
             "failed_syncs": view.totals.failed_syncs,
         },
-        "watches": {
+        "watches": matches!(view.source, RegistrySource::Consul(_)).then(|| json!({
             "mode": if view.per_service_watches { "per-service" } else { "cluster" },
             "services": view.service_watches,
-        },
+        })),
         "snapshot": snapshot_json,
         "self_preservation": preservation_json(view),
         "persistence": view.persistence.as_ref().map(|p| json!({
