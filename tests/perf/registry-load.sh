@@ -72,7 +72,10 @@ run_config() {  # run_config SIZE N PROTO
         tls=(--tls-cert "$WORK/certs/server.pem" --tls-key "$WORK/certs/server.key")
         ca=(--ca-file "$WORK/certs/ca.pem")
     fi
-    "$STANDIN" --port 0 --generate "$gen" "${tls[@]}" > "$dir/standin.out" 2> "$dir/standin.err" &
+    # Every replica connects from 127.0.0.1, where in production each has its own address:
+    # the stand-in allows each of them Consul's default 200 (and the driver's control calls).
+    "$STANDIN" --port 0 --generate "$gen" --http-max-conns-per-client $((200 * n + 20)) "${tls[@]}" \
+        > "$dir/standin.out" 2> "$dir/standin.err" &
     PIDS+=($!)
     port=$(wait_for "$dir/standin.out" 'listening 127\.0\.0\.1:[0-9]+' 300 | sed 's/.*://')
     url="$proto://127.0.0.1:$port"
