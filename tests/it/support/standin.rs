@@ -47,23 +47,9 @@ impl Standin {
     /// --tls-key K`). It is built by `cargo test --workspace`; when it is missing, it is built
     /// here. It cannot be restarted.
     pub fn rust(args: &[&str]) -> Self {
-        let mut child = Command::new(rust_standin())
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("the Rust stand-in runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("stand-in prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("stand-in did not start: {line:?}"));
+        let mut command = Command::new(rust_standin());
+        command.args(["--port", "0"]).args(args);
+        let (child, addr) = start_listening(command);
         Self {
             child: Some(child),
             addr,
@@ -227,16 +213,23 @@ fn rust_standin() -> PathBuf {
 
 fn spawn(port: u16, state: &Path, extra: &[String]) -> (Child, SocketAddr) {
     let script = super::repo().join("tests/consul_standin/standin.py");
-    let mut child = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .arg(script)
         .args(["--port", &port.to_string(), "--state"])
         .arg(state)
-        .args(extra)
+        .args(extra);
+    start_listening(command)
+}
+
+/// Runs a stand-in (either kind) and reads the `listening ADDR` line both print once bound.
+fn start_listening(mut command: Command) -> (Child, SocketAddr) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .stdin(Stdio::null())
         .spawn()
-        .expect("python3 runs the stand-in");
+        .expect("the stand-in runs");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
