@@ -6,14 +6,16 @@
 //! bytes that crossed the wire, so the cost of a sync is visible. The ACL token is sent as
 //! `X-Consul-Token`, marked sensitive, and never appears in a URL, a log line or an error.
 
+mod pools;
+
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING};
+use reqwest::header::{HeaderMap, CONTENT_ENCODING};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -241,57 +243,7 @@ impl ConsulClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = Url::parse(&config.url)
             .map_err(|e| ConsulError::Setup(format!("{}: {e}", redacted(&config.url))))?;
-        let mut headers = HeaderMap::new();
-        if let Some(token) = &config.token {
-            let mut value = HeaderValue::from_str(token).map_err(|_| {
-                ConsulError::Setup("the ACL token is not a valid header value".into())
-            })?;
-            value.set_sensitive(true);
-            headers.insert("X-Consul-Token", value);
-        }
-        // We ask for gzip ourselves and decode it here, so the bytes on the wire can be counted.
-        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-        let identity = match &config.client_identity {
-            Some((cert, key)) => {
-                let mut pem = read(cert)?;
-                pem.push(b'\n');
-                pem.extend(read(key)?);
-                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    ConsulError::Setup(format!("{} / {}: {e}", cert.display(), key.display()))
-                })?)
-            }
-            None => None,
-        };
-        let roots = match &config.ca_file {
-            Some(ca_file) => Some(
-                reqwest::Certificate::from_pem_bundle(&read(ca_file)?)
-                    .map_err(|e| ConsulError::Setup(format!("{}: {e}", ca_file.display())))?,
-            ),
-            None => None,
-        };
-        // One client is one connection pool. Over HTTP/1.1 a pool opens a connection per request
-        // in flight, so one pool and the callers' budget suffice; over HTTP/2 a pool multiplexes
-        // everything onto one connection, so more streams than one connection allows need more
-        // pools ("lanes"). Lanes that are never used never connect.
-        let lanes = if base.scheme() == "https" {
-            config.connections
-        } else {
-            1
-        };
-        // Lanes past the first are used only once Consul answered over HTTP/2, and they speak
-        // it from the start: a pool that only learns the protocol from ALPN opens a connection
-        // per request it is handed before the first one is up.
-        let lanes = (0..lanes)
-            .map(|lane| {
-                client(
-                    &config,
-                    &headers,
-                    roots.as_ref(),
-                    identity.as_ref(),
-                    lane > 0,
-                )
-            })
-            .collect::<Result<Arc<[_]>, _>>()?;
+        let lanes = pools::lanes(&config, base.scheme() == "https")?;
         Ok(Self {
             lanes,
             lane: 0,
@@ -444,45 +396,6 @@ impl ConsulClient {
     }
 }
 
-/// One connection pool with the TLS roots, client identity and headers of `config`.
-fn client(
-    config: &ConsulConfig,
-    headers: &HeaderMap,
-    roots: Option<&Vec<reqwest::Certificate>>,
-    identity: Option<&reqwest::Identity>,
-    http2_only: bool,
-) -> Result<reqwest::Client, ConsulError> {
-    let mut builder = reqwest::Client::builder()
-        .no_gzip()
-        .default_headers(headers.clone())
-        .user_agent(concat!("snapdns/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(config.request_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        // A blocking query sits idle on its connection for up to --blocking-wait: probes find
-        // a registry that vanished without closing it (the per-request deadline, wait +
-        // wait/16 + --request-timeout, is the watchdog behind them).
-        .tcp_keepalive(Duration::from_secs(15))
-        .tcp_keepalive_interval(Duration::from_secs(5))
-        .tcp_keepalive_retries(3)
-        // Streams that wait minutes for a change: the server's PINGs keep them, ours find a
-        // dead connection.
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .http2_keep_alive_while_idle(true)
-        .tls_backend_rustls();
-    if let Some(roots) = roots {
-        builder = builder.tls_certs_only(roots.clone());
-    }
-    if let Some(identity) = identity {
-        builder = builder.identity(identity.clone());
-    }
-    if http2_only {
-        builder = builder.http2_prior_knowledge();
-    }
-    builder
-        .build()
-        .map_err(|e| ConsulError::Setup(error_chain(&e)))
-}
-
 /// Gunzips the body when Consul compressed it (it does for bodies of 1400 bytes or more).
 fn decode_body(path: &str, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ConsulError> {
     let gzipped = headers
@@ -559,11 +472,6 @@ fn error_chain(error: &reqwest::Error) -> String {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, ConsulError> {
-    std::fs::read(path)
-        .map_err(|e| ConsulError::Setup(format!("cannot read {}: {e}", path.display())))
-}
-
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
 fn encode_query(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -638,7 +546,10 @@ mod tests {
         encoder.write_all(b"{\"web\":[]}").unwrap();
         let body = encoder.finish().unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(
+            CONTENT_ENCODING,
+            reqwest::header::HeaderValue::from_static("gzip"),
+        );
         assert_eq!(decode_body("/p", &headers, &body).unwrap(), b"{\"web\":[]}");
         assert!(decode_body("/p", &headers, b"not gzip").is_err());
     }

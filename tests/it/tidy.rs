@@ -169,7 +169,10 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
 /// Crates and paths only one place may name.
 const OWNED: &[(&str, &[&str])] = &[
     ("hickory_server", &["src/dns/"]),
-    ("reqwest", &["src/registry/consul.rs"]),
+    (
+        "reqwest",
+        &["src/registry/consul.rs", "src/registry/consul/"],
+    ),
     ("clap", &["src/config/", "src/main.rs"]),
     ("toml", &["src/config/"]),
 ];
