@@ -5,7 +5,6 @@
 //! [`super::service_sync`]: each service's own watch carries everything else.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use tokio::time::Instant;
 use tracing::debug;
@@ -129,20 +128,10 @@ impl SyncTask {
         let concurrency = self.settings.max_concurrent_requests;
         match fetch_services(&self.client, concurrency, names, &mut cost).await {
             Ok(fetched) => {
-                let mut index = self.truth.index.max(due.index);
+                self.truth.index = self.truth.index.max(due.index);
                 for (name, answer) in fetched {
-                    index = index.max(answer.index);
-                    self.service_index.insert(name.clone(), answer.index);
-                    if self.full.is_some() {
-                        self.changed_during_full.insert(name.clone());
-                    }
-                    if answer.value.is_empty() {
-                        self.truth.services.remove(&name);
-                    } else {
-                        self.truth.services.insert(name, Arc::new(answer.value));
-                    }
+                    self.take_service(&name, answer);
                 }
-                self.truth.index = index;
                 self.change_backoff.reset();
                 let report = self.report(SyncKind::Changes, started, cost, due.services.len());
                 self.publish(Some(report)).await;

@@ -194,6 +194,22 @@ impl SyncTask {
 
     /// Makes `fetched` the truth of service `name`; whether that changed the truth.
     fn apply_service(&mut self, name: &str, fetched: Fetched<Vec<HealthEntry>>) -> bool {
+        let cost = Cost {
+            requests: 1,
+            wire_bytes: fetched.wire_bytes,
+            json_bytes: fetched.json_bytes,
+        };
+        if !self.take_service(name, fetched) {
+            return false;
+        }
+        self.mark_unpublished(Instant::now(), cost);
+        true
+    }
+
+    /// Takes a fetched answer of service `name` into the truth (its index, and its entries
+    /// when they differ, so unchanged entries stay shared); whether the entries changed. A
+    /// full resync running meanwhile keeps this newer answer.
+    pub(super) fn take_service(&mut self, name: &str, fetched: Fetched<Vec<HealthEntry>>) -> bool {
         self.service_index.insert(name.to_string(), fetched.index);
         self.truth.index = self.truth.index.max(fetched.index);
         if self.full.is_some() {
@@ -206,11 +222,6 @@ impl SyncTask {
         if same {
             return false;
         }
-        let cost = Cost {
-            requests: 1,
-            wire_bytes: fetched.wire_bytes,
-            json_bytes: fetched.json_bytes,
-        };
         if fetched.value.is_empty() {
             self.truth.services.remove(name);
         } else {
@@ -218,7 +229,6 @@ impl SyncTask {
                 .services
                 .insert(name.to_string(), Arc::new(fetched.value));
         }
-        self.mark_unpublished(Instant::now(), cost);
         true
     }
 
