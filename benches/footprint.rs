@@ -2,8 +2,8 @@
 //!
 //! `cargo bench --bench footprint -- FILE` loads a registry file (default: the one the load
 //! benchmark generates, see tests/perf/bench.sh), builds the snapshot (a start-up), then
-//! rebuilds it after one service changed, printing time and resident memory (from
-//! /proc/self/statm) after each step.
+//! rebuilds it after one service changed (21 times, one service at a time: median and max),
+//! printing time and resident memory (from /proc/self/statm) after each step.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +16,9 @@ use snapdns::snapshot::{Snapshot, ZoneOptions};
 /// The allocator the binary uses, so the numbers match the server's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// One-service changes timed after the build.
+const REBUILDS: usize = 21;
 
 fn resident_mib() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -59,37 +62,53 @@ fn main() {
         parsed - base,
         state.instance_count()
     );
-    let mut previous: Option<Snapshot> = None;
-    // The next state: one service changed (one instance moved to another port).
-    let mut next = (*state).clone();
-    if let Some(entries) = next.services.values_mut().next() {
-        Arc::make_mut(entries)[0].service.port = entries[0].service.port.wrapping_add(1);
-    }
-    let next = Arc::new(next);
-    for label in ["build", "rebuild"] {
+    let started = Instant::now();
+    let mut served = Snapshot::build(state.clone(), SystemTime::now(), &options).expect("build");
+    let elapsed = started.elapsed();
+    let resident = resident_mib();
+    eprintln!(
+        "build   {:>8.1} ms  resident {:>7.1} MiB  names {} records {} ({:.0} B of resident memory per instance)",
+        elapsed.as_secs_f64() * 1e3,
+        resident,
+        served.zone.name_count(),
+        served.zone.record_count(),
+        (resident - base) * 1_048_576.0 / state.instance_count().max(1) as f64,
+    );
+    // One service changes at a time (one instance moves to another port), spread over the
+    // registry: the time from the changed state to the snapshot ready to publish.
+    let keys: Vec<String> = state.services.keys().cloned().collect();
+    let mut times = Vec::new();
+    let mut kept = Vec::new();
+    for round in 0..REBUILDS {
+        let key = &keys[(round * 7919) % keys.len()];
+        let mut next = (*served.state).clone();
+        // As from Consul: every change comes with a new registry index.
+        next.index = served.state.index + 1;
+        if let Some(entries) = next.services.get_mut(key) {
+            let entries = Arc::make_mut(entries);
+            entries[0].service.port = entries[0].service.port.wrapping_add(1);
+        }
+        let next = Arc::new(next);
         let started = Instant::now();
-        let snapshot = match &previous {
-            Some(before) => {
-                Snapshot::rebuild(Some(before), next.clone(), SystemTime::now(), &options)
-                    .expect("rebuild")
-            }
-            None => Snapshot::build(state.clone(), SystemTime::now(), &options).expect("build"),
-        };
-        let elapsed = started.elapsed();
-        let resident = resident_mib();
-        eprintln!(
-            "{label:<7} {:>8.1} ms  resident {:>7.1} MiB  names {} records {} ({:.0} B of resident memory per instance)",
-            elapsed.as_secs_f64() * 1e3,
-            resident,
-            snapshot.zone.name_count(),
-            snapshot.zone.record_count(),
-            (resident - base) * 1_048_576.0 / state.instance_count().max(1) as f64,
-        );
-        if let Some(before) = previous.replace(snapshot) {
-            std::mem::forget(before); // keep it resident, as a server does while it swaps
+        let rebuilt =
+            Snapshot::rebuild(Some(&served), next, SystemTime::now(), &options).expect("rebuild");
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        // The old snapshot stays resident a while, as in a server while readers finish.
+        kept.push(std::mem::replace(&mut served, rebuilt));
+        if kept.len() > 2 {
+            kept.remove(0);
         }
     }
-    std::mem::forget(previous);
+    times.sort_by(f64::total_cmp);
+    let resident = resident_mib();
+    eprintln!(
+        "rebuild {:>8.1} ms  median of {REBUILDS} one-service changes (max {:.1} ms)  resident {:>7.1} MiB ({:.0} B per instance)",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        resident,
+        (resident - base) * 1_048_576.0 / state.instance_count().max(1) as f64,
+    );
+    drop(kept);
 
     // Start-up from disk: what a restart during a registry outage costs before serving.
     let dir = std::env::temp_dir().join(format!("snapdns-footprint-{}", std::process::id()));

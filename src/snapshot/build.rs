@@ -17,7 +17,8 @@ use super::address::{
     addr_label, datacenter_of, family_matches, fqdn, ip_record, node_address, service_address,
     Address, Family, Origin,
 };
-use super::names::{is_label, served_services};
+use super::names::is_label;
+use super::parts::{changes, Parts};
 use super::{Skipped, SnapshotStats};
 use crate::registry::{HealthEntry, Node, RegistryState};
 use crate::zone::{Fragment, FragmentBuilder, Zone, ZoneBuilder};
@@ -53,96 +54,77 @@ struct Served<'a> {
     datacenter: String,
 }
 
-/// The fragments a registry zone was assembled from, kept with the snapshot so the next build
-/// re-encodes only what changed: one per registry service (its names and its nodes' names),
-/// in the state's service order.
-#[derive(Debug, Default)]
-pub(super) struct Fragments {
-    options: Option<ZoneOptions>,
-    pub(super) services: Vec<(String, Arc<Fragment>)>,
-}
-
 /// Services whose fragments are built on several threads when there are at least this many.
 const PARALLEL_THRESHOLD: usize = 512;
 
-/// Builds the registry zone of `state`. With `previous` (the state and fragments of the
-/// snapshot being replaced, built with the same options), services whose entries are
-/// unchanged and nodes that are unchanged reuse their encoded answers.
+/// A zone is derived from the previous one (its index shared, the changed names replaced)
+/// when at most one in this many served services changed; else its index is built afresh.
+const DERIVE_RATIO: usize = 4;
+
+/// Builds the registry zone of `state`. With `previous` (the state, parts and zone of the
+/// snapshot being replaced), only the services that differ are encoded again and the zone is
+/// derived from the previous one: the cost follows the change, not the registry.
 pub(super) fn registry_zone(
     state: &RegistryState,
     options: &ZoneOptions,
-    previous: Option<(&RegistryState, &Fragments)>,
-) -> Result<(Zone, SnapshotStats, Skipped, Fragments), BuildError> {
-    let previous = previous.filter(|(_, fragments)| fragments.options.as_ref() == Some(options));
+    previous: Option<(&RegistryState, &Parts, &Zone)>,
+) -> Result<(Zone, SnapshotStats, Skipped, Parts), BuildError> {
+    let previous = previous.filter(|(_, parts, _)| parts.options.as_ref() == Some(options));
+    let empty = RegistryState::default();
+    let (old_state, mut parts, old_zone) = match previous {
+        Some((old_state, parts, zone)) => (old_state, parts.clone(), Some(zone)),
+        None => (&empty, Parts::new(options), None),
+    };
     let domain = options.domain.to_lowercase();
     let local_dc = options.datacenter.to_ascii_lowercase();
     let zone = apex(&domain, serial_of(state), options)?;
-
-    let mut stats = SnapshotStats {
-        services: state.services.len(),
-        ..SnapshotStats::default()
-    };
-    for entry in state.services.values().flat_map(|entries| entries.iter()) {
-        stats.instances += 1;
-        if entry.is_passing() {
-            stats.passing_instances += 1;
-        }
-    }
-
     let ctx = Context {
         domain: &domain,
         local_dc: &local_dc,
         options,
     };
     let apex_key = zone.apex_key().to_vec();
-    let mut fragments = Fragments {
-        options: Some(options.clone()),
-        services: Vec::with_capacity(state.services.len()),
-    };
-    let mut skipped = Skipped::default();
-    let services = served_services(state, &mut skipped);
-    // Both are sorted by service name: walk them side by side, reusing the fragment of every
-    // service whose entries did not change.
-    let old_services =
-        previous.map(|(old_state, _)| served_services(old_state, &mut Skipped::default()));
-    let mut old = previous
-        .zip(old_services.as_ref())
-        .map(|((_, old), old_services)| old_services.iter().zip(old.services.iter()).peekable());
-    let mut to_build: Vec<(usize, &String, &Vec<&HealthEntry>)> = Vec::new();
-    for (key, entries) in &services {
-        let mut reused = None;
-        if let Some(old) = old.as_mut() {
-            while old.peek().is_some_and(|((old_key, _), _)| *old_key < key) {
-                old.next();
-            }
-            if let Some(((old_key, old_entries), (_, fragment))) = old.peek() {
-                if *old_key == key && *old_entries == entries {
-                    reused = Some(fragment.clone());
-                }
-            }
-        }
-        match reused {
-            Some(fragment) => fragments.services.push((key.clone(), fragment)),
-            None => {
-                to_build.push((fragments.services.len(), key, entries));
-                fragments.services.push((key.clone(), Arc::default()));
-            }
-        }
-    }
-    let built = in_parallel(&to_build, |(_, key, entries)| {
-        Arc::new(ctx.service_fragment(key, entries, &apex_key))
-    });
-    for ((slot, _, _), fragment) in to_build.iter().zip(built) {
-        fragments.services[*slot].1 = fragment;
-    }
 
-    let parts: Vec<&Fragment> = fragments
-        .services
-        .iter()
-        .map(|(_, fragment)| fragment.as_ref())
+    let affected = parts.apply(&changes(old_state, state));
+    let jobs: Vec<(Arc<str>, Vec<&HealthEntry>)> = affected
+        .into_iter()
+        .map(|served| {
+            let entries = parts.entries_of(&served, state);
+            (served, entries)
+        })
         .collect();
-    let zone = zone.build_with(&parts)?;
-    Ok((zone, stats, skipped, fragments))
+    let built = in_parallel(&jobs, |(served, entries)| {
+        (!entries.is_empty()).then(|| Arc::new(ctx.service_fragment(served, entries, &apex_key)))
+    });
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    for ((served, _), fragment) in jobs.iter().zip(built) {
+        let old = match fragment {
+            Some(fragment) => {
+                added.push(fragment.clone());
+                parts.fragments.insert(served.clone(), fragment)
+            }
+            None => parts.fragments.remove(served.as_ref()),
+        };
+        removed.extend(old);
+    }
+    let zone = match old_zone {
+        Some(old_zone) if jobs.len() * DERIVE_RATIO <= parts.fragments.len() => {
+            let removed: Vec<&Fragment> = removed.iter().map(AsRef::as_ref).collect();
+            let added: Vec<&Fragment> = added.iter().map(AsRef::as_ref).collect();
+            zone.build_over(old_zone, &removed, &added)?
+        }
+        _ => {
+            let all: Vec<&Fragment> = parts.fragments.values().map(AsRef::as_ref).collect();
+            zone.build_with(&all)?
+        }
+    };
+    let stats = SnapshotStats {
+        services: state.services.len(),
+        instances: parts.instances,
+        passing_instances: parts.passing,
+    };
+    Ok((zone, stats, parts.skipped(), parts))
 }
 
 /// The zone's builder with its apex: the SOA (serial `serial`), the NS record naming
@@ -217,7 +199,7 @@ struct Context<'a> {
 impl Context<'_> {
     /// The answers of one registry service: its passing instances grouped by datacenter, in
     /// one stable order on every replica (node, instance ID, port).
-    /// `service` is the lower-cased name all `entries` serve ([`served_services`]).
+    /// `service` is the lower-cased name all `entries` serve (`names::served_by`).
     fn service_fragment(
         &self,
         service: &str,

@@ -9,6 +9,7 @@
 mod address;
 mod build;
 mod names;
+mod parts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub struct Snapshot {
     /// Registry entries, or parts of them, that DNS does not serve, and why.
     pub skipped: Skipped,
     /// The encoded parts the zone was assembled from, reused by the next build.
-    fragments: build::Fragments,
+    parts: parts::Parts,
 }
 
 /// What a build left out of DNS, by reason: how many, and the first example (in registry
@@ -92,9 +93,9 @@ impl Snapshot {
         Self::rebuild(None, state, fetched_at, options)
     }
 
-    /// Builds the snapshot of `state`, re-encoding only the services and nodes that differ
-    /// from `previous` (when it was built with the same options): after one change in a large
-    /// registry this costs the change plus one pass over the index, not a full build.
+    /// Builds the snapshot of `state`, re-encoding only the services that differ from
+    /// `previous` (when it was built with the same options) and deriving its zone from
+    /// `previous`'s: after one change in a large registry this costs the change, not a build.
     pub fn rebuild(
         previous: Option<&Self>,
         state: Arc<RegistryState>,
@@ -102,8 +103,9 @@ impl Snapshot {
         options: &ZoneOptions,
     ) -> Result<Self, BuildError> {
         let started = Instant::now();
-        let previous = previous.map(|snapshot| (snapshot.state.as_ref(), &snapshot.fragments));
-        let (zone, stats, skipped, fragments) = build::registry_zone(&state, options, previous)?;
+        let previous =
+            previous.map(|snapshot| (snapshot.state.as_ref(), &snapshot.parts, &snapshot.zone));
+        let (zone, stats, skipped, parts) = build::registry_zone(&state, options, previous)?;
         let took = started.elapsed();
         if took > SLOW_BUILD {
             // Answers keep coming from the previous snapshot meanwhile: worth knowing why.
@@ -121,7 +123,7 @@ impl Snapshot {
             fetched_at,
             stats,
             skipped,
-            fragments,
+            parts,
         })
     }
 
@@ -216,11 +218,9 @@ mod tests {
 
     /// Every name and answer of two zones, as bytes, for comparison.
     fn contents(zone: &Zone) -> std::collections::BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
-        zone.names
-            .iter()
-            .map(|(key, answers)| {
-                let types = answers
-                    .by_type
+        zone.names()
+            .map(|(key, by_type)| {
+                let types = by_type
                     .iter()
                     .map(|(t, p)| (*t, p.wire().to_vec()))
                     .collect();
@@ -279,15 +279,7 @@ mod tests {
         assert_eq!(rebuilt.zone.serial(), 11);
         assert_eq!(rebuilt.stats, fresh.stats);
         // The unchanged service's answers were reused, not re-encoded.
-        let reused = |s: &Snapshot| {
-            s.fragments
-                .services
-                .iter()
-                .find(|(k, _)| k == "db")
-                .unwrap()
-                .1
-                .clone()
-        };
+        let reused = |s: &Snapshot| s.parts.fragments.get("db").unwrap().clone();
         assert!(Arc::ptr_eq(&reused(&first), &reused(&rebuilt)));
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::address::{service_address, Address, Family};
 use super::Skipped;
-use crate::registry::{HealthEntry, RegistryState};
+use crate::registry::HealthEntry;
 
 /// Why a registry entry, or part of one, is not served.
 pub(super) const BAD_SERVICE_NAME: &str = "service name is not a DNS label";
@@ -40,45 +40,50 @@ pub(super) fn is_hostname(text: &str) -> bool {
         })
 }
 
-/// The services DNS serves, by lower-cased name, each with its entries from every registry
-/// key that names it, in key order. Counts what is left out into `skipped`.
-pub(super) fn served_services<'a>(
-    state: &'a RegistryState,
+/// The services DNS serves from the entries of one registry key, by lower-cased name, each
+/// with its entries in registry order (usually one group: the key's own name). Counts what is
+/// left out into `skipped`.
+pub(super) fn served_by<'a>(
+    key: &'a str,
+    entries: &'a [HealthEntry],
     skipped: &mut Skipped,
 ) -> BTreeMap<String, Vec<&'a HealthEntry>> {
     let mut services: BTreeMap<String, Vec<&'a HealthEntry>> = BTreeMap::new();
-    for (key, entries) in &state.services {
-        for entry in entries.iter() {
-            let name = if entry.service.service.is_empty() {
-                key.as_str()
-            } else {
-                entry.service.service.as_str()
-            };
-            if !is_label(name) {
-                skipped.add(BAD_SERVICE_NAME, name);
-                continue;
-            }
-            for tag in entry.service.tags.iter().filter(|tag| !is_label(tag)) {
-                skipped.add(BAD_TAG, tag);
-            }
-            if !is_label(&entry.node.node) {
-                skipped.add(BAD_NODE_NAME, &entry.node.node);
-            }
-            if entry.is_passing() {
-                if let Some((Address::Host(host), _)) = service_address(entry, Family::Any) {
-                    if !is_hostname(&host) {
-                        skipped.add(BAD_ADDRESS, &host);
-                    }
-                }
-            }
-            let lower = name.to_ascii_lowercase();
-            match services.get_mut(&lower) {
-                Some(served) => served.push(entry),
-                None => {
-                    services.insert(lower, vec![entry]);
+    let mut last: Option<String> = None;
+    for entry in entries {
+        let name = if entry.service.service.is_empty() {
+            key
+        } else {
+            entry.service.service.as_str()
+        };
+        if !is_label(name) {
+            skipped.add(BAD_SERVICE_NAME, name);
+            continue;
+        }
+        for tag in entry.service.tags.iter().filter(|tag| !is_label(tag)) {
+            skipped.add(BAD_TAG, tag);
+        }
+        if !is_label(&entry.node.node) {
+            skipped.add(BAD_NODE_NAME, &entry.node.node);
+        }
+        if entry.is_passing() {
+            if let Some((Address::Host(host), _)) = service_address(entry, Family::Any) {
+                if !is_hostname(&host) {
+                    skipped.add(BAD_ADDRESS, &host);
                 }
             }
         }
+        // Entries of one key almost always name one service: try the group of the entry
+        // before without allocating, else look the lower-cased name up.
+        if let Some(group) = last.as_ref().filter(|g| g.eq_ignore_ascii_case(name)) {
+            if let Some(served) = services.get_mut(group) {
+                served.push(entry);
+                continue;
+            }
+        }
+        let lower = name.to_ascii_lowercase();
+        services.entry(lower.clone()).or_default().push(entry);
+        last = Some(lower);
     }
     services
 }

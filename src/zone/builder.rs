@@ -8,6 +8,7 @@ use hickory_proto::ProtoError;
 use rustc_hash::FxHashMap;
 use tracing::warn;
 
+use super::index::NameIndex;
 use super::{NameAnswers, Prepared, Zone};
 
 /// The prepared answers of one owner name, by record type.
@@ -26,6 +27,18 @@ impl Fragment {
     /// Number of names, empty non-terminals included.
     pub fn name_count(&self) -> usize {
         self.names.len()
+    }
+
+    fn add_to(&self, index: &mut NameIndex) {
+        for (key, answers) in &self.names {
+            index.add(key, answers);
+        }
+    }
+
+    fn remove_from(&self, index: &mut NameIndex) {
+        for (key, answers) in &self.names {
+            index.remove(key, answers);
+        }
     }
 }
 
@@ -202,29 +215,18 @@ impl ZoneBuilder {
     /// Indexes the encoded answers of this builder and of `fragments` into a zone.
     pub fn build_with(self, fragments: &[&Fragment]) -> Result<Zone, ProtoError> {
         let own = self.fragment.finish(&self.apex_key);
-        let all = std::iter::once(&own).chain(fragments.iter().copied());
-        let capacity: usize = all.clone().map(Fragment::name_count).sum();
-        let mut names: FxHashMap<Arc<[u8]>, Arc<NameAnswers>> = FxHashMap::default();
-        names.reserve(capacity);
+        let capacity: usize =
+            own.name_count() + fragments.iter().map(|f| f.name_count()).sum::<usize>();
+        let mut names = NameIndex::with_capacity(capacity);
         let mut record_count = 0;
-        for fragment in all {
+        for fragment in std::iter::once(&own).chain(fragments.iter().copied()) {
+            fragment.add_to(&mut names);
             record_count += fragment.record_count;
-            for (key, answers) in &fragment.names {
-                match names.entry(key.clone()) {
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(answers.clone());
-                    }
-                    std::collections::hash_map::Entry::Occupied(mut slot) => {
-                        if let Some(merged) = merge(slot.get(), answers) {
-                            slot.insert(merged);
-                        }
-                    }
-                }
-            }
         }
         Ok(Zone {
             apex_key: self.apex_key,
             names,
+            own,
             negative_authority: uncompressed(&self.soa)?,
             serial: self.serial,
             record_count,
@@ -234,6 +236,39 @@ impl ZoneBuilder {
     /// Indexes the encoded answers into a zone.
     pub fn build(self) -> Result<Zone, ProtoError> {
         self.build_with(&[])
+    }
+
+    /// A zone derived from `previous` (same apex): its own answers replaced by this builder's,
+    /// the `removed` fragments (each as it was given to `previous`) taken out, `added` put in.
+    /// Shares every unchanged part of `previous`'s index, so it costs what changed.
+    pub fn build_over(
+        self,
+        previous: &Zone,
+        removed: &[&Fragment],
+        added: &[&Fragment],
+    ) -> Result<Zone, ProtoError> {
+        let own = self.fragment.finish(&self.apex_key);
+        let mut names = previous.names.clone();
+        let mut record_count = previous.record_count;
+        for fragment in std::iter::once(&previous.own).chain(removed.iter().copied()) {
+            fragment.remove_from(&mut names);
+            record_count -= fragment.record_count;
+        }
+        for fragment in std::iter::once(&own).chain(added.iter().copied()) {
+            fragment.add_to(&mut names);
+            record_count += fragment.record_count;
+        }
+        if names.is_out_of_shape() {
+            names = names.resized();
+        }
+        Ok(Zone {
+            apex_key: self.apex_key,
+            names,
+            own,
+            negative_authority: uncompressed(&self.soa)?,
+            serial: self.serial,
+            record_count,
+        })
     }
 }
 
@@ -248,26 +283,6 @@ impl std::ops::DerefMut for ZoneBuilder {
     fn deref_mut(&mut self) -> &mut FragmentBuilder {
         &mut self.fragment
     }
-}
-
-/// Two fragments hold the same name (an empty non-terminal above both, or one address used
-/// by two services): the union of their types, the first one's answer where both have one.
-/// `None` when the first already holds everything.
-fn merge(first: &Arc<NameAnswers>, second: &Arc<NameAnswers>) -> Option<Arc<NameAnswers>> {
-    let extra: Vec<&(u16, Arc<Prepared>)> = second
-        .by_type
-        .iter()
-        .filter(|(rtype, _)| !first.by_type.iter().any(|(t, _)| t == rtype))
-        .collect();
-    if extra.is_empty() {
-        return None;
-    }
-    let mut by_type: Vec<(u16, Arc<Prepared>)> = first.by_type.to_vec();
-    by_type.extend(extra.into_iter().cloned());
-    by_type.sort_by_key(|(rtype, _)| *rtype);
-    Some(Arc::new(NameAnswers {
-        by_type: by_type.into_boxed_slice(),
-    }))
 }
 
 /// Lower-cased, uncompressed wire format of a name: the lookup key of every zone.

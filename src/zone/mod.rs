@@ -9,6 +9,7 @@
 
 mod builder;
 mod cuts;
+mod index;
 mod prepared;
 
 pub use builder::{wire_key, Fragment, FragmentBuilder, ZoneBuilder};
@@ -20,13 +21,17 @@ pub(crate) use prepared::encoded_so_far;
 use std::sync::Arc;
 
 use hickory_proto::rr::RecordType;
-use rustc_hash::FxHashMap;
+
+use index::NameIndex;
 
 /// The answers of one zone, keyed by lower-cased wire-format owner name.
 #[derive(Debug)]
 pub struct Zone {
     pub(crate) apex_key: Box<[u8]>,
-    pub(crate) names: FxHashMap<Arc<[u8]>, Arc<NameAnswers>>,
+    pub(crate) names: NameIndex,
+    /// The zone's own answers (apex SOA and NS, the name server's addresses), replaced
+    /// whole when a zone is derived from this one.
+    pub(crate) own: Fragment,
     /// The zone's SOA record in uncompressed wire format, placed in the authority section of
     /// NXDOMAIN and NODATA answers. Uncompressed so it can follow any question.
     pub(crate) negative_authority: Box<[u8]>,
@@ -109,6 +114,14 @@ impl Zone {
     /// The SOA record, uncompressed, for negative answers.
     pub fn negative_authority(&self) -> &[u8] {
         &self.negative_authority
+    }
+
+    /// Every owner name (lower-cased wire format) with its prepared answers by type, in no
+    /// particular order.
+    pub fn names(&self) -> impl Iterator<Item = (&[u8], &[(u16, Arc<Prepared>)])> + '_ {
+        self.names
+            .iter()
+            .map(|(key, answers)| (key, answers.by_type.as_ref()))
     }
 }
 

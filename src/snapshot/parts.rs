@@ -1,0 +1,217 @@
+//! What a registry snapshot was assembled from, kept with it so that the next build does only
+//! what the change needs.
+//!
+//! [`Parts`] holds, in persistent maps that a new snapshot shares with the old one except
+//! along the changed paths: the encoded fragment of every served service, which registry keys
+//! each served service gathers its entries from, what each registry key leaves out of DNS,
+//! and the instance counts. [`Parts::apply`] takes the registry keys that differ between two
+//! states and returns the served services whose fragments must be encoded again: a change to
+//! one service costs that service, whatever the size of the registry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use super::names::served_by;
+use super::{Skipped, ZoneOptions};
+use crate::registry::{Entries, HealthEntry, RegistryState};
+use crate::zone::Fragment;
+
+/// A registry key whose entries differ between two states: its old and new entries.
+pub(super) type Change<'a> = (&'a str, Option<&'a Entries>, Option<&'a Entries>);
+
+/// The bookkeeping of one registry snapshot. Cloning is cheap (persistent maps).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Parts {
+    /// The options the fragments were encoded with: other options mean a full build.
+    pub(super) options: Option<ZoneOptions>,
+    /// Served service (lower-cased name) -> its encoded names and its nodes' names.
+    pub(super) fragments: OrdMap<Arc<str>, Arc<Fragment>>,
+    /// Served service -> the registry keys whose entries it serves, in key order (almost
+    /// always one: the key of the same name).
+    served_from: OrdMap<Arc<str>, Arc<[Arc<str>]>>,
+    skips: SkipIndex,
+    /// Instances in the state, whatever their health.
+    pub(super) instances: usize,
+    /// Instances whose every check passes.
+    pub(super) passing: usize,
+}
+
+/// What each registry key leaves out of DNS, by reason, so the totals and the first example
+/// (in key order, the same on every replica) follow a change without a pass over the registry.
+#[derive(Clone, Debug, Default)]
+struct SkipIndex {
+    /// Reason -> registry key -> (count, example) for that key.
+    by_reason: BTreeMap<&'static str, OrdMap<Arc<str>, (usize, String)>>,
+    /// Reason -> the sum of the counts above.
+    totals: BTreeMap<&'static str, usize>,
+}
+
+/// The registry keys whose entries differ between `old` and `new`, in key order. Entries are
+/// shared between states that hold them unchanged, so most keys compare by pointer.
+pub(super) fn changes<'a>(old: &'a RegistryState, new: &'a RegistryState) -> Vec<Change<'a>> {
+    let mut out = Vec::new();
+    let mut old_iter = old.services.iter().peekable();
+    let mut new_iter = new.services.iter().peekable();
+    loop {
+        match (old_iter.peek(), new_iter.peek()) {
+            (None, None) => break,
+            (Some((key, entries)), None) => {
+                out.push((key.as_str(), Some(*entries), None));
+                old_iter.next();
+            }
+            (None, Some((key, entries))) => {
+                out.push((key.as_str(), None, Some(*entries)));
+                new_iter.next();
+            }
+            (Some((old_key, old_entries)), Some((new_key, new_entries))) => {
+                match old_key.cmp(new_key) {
+                    std::cmp::Ordering::Less => {
+                        out.push((old_key.as_str(), Some(*old_entries), None));
+                        old_iter.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        out.push((new_key.as_str(), None, Some(*new_entries)));
+                        new_iter.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if old_entries != new_entries {
+                            out.push((new_key.as_str(), Some(*old_entries), Some(*new_entries)));
+                        }
+                        old_iter.next();
+                        new_iter.next();
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Parts {
+    /// Empty parts for a first build with `options`.
+    pub(super) fn new(options: &ZoneOptions) -> Self {
+        Self {
+            options: Some(options.clone()),
+            ..Self::default()
+        }
+    }
+
+    /// Takes in `changes` (registry keys, old and new entries): counts, what is left out, and
+    /// which keys serve which services. Returns the served services to encode again.
+    pub(super) fn apply(&mut self, changes: &[Change<'_>]) -> BTreeSet<Arc<str>> {
+        let mut affected = BTreeSet::new();
+        for (key, old, new) in changes {
+            let key: Arc<str> = Arc::from(*key);
+            let mut skipped = Skipped::default();
+            let old_served = old.map(|entries| served_by(&key, entries, &mut Skipped::default()));
+            let new_served = new.map(|entries| served_by(&key, entries, &mut skipped));
+            for entries in old.iter() {
+                self.instances -= entries.len();
+                self.passing -= entries.iter().filter(|e| e.is_passing()).count();
+            }
+            for entries in new.iter() {
+                self.instances += entries.len();
+                self.passing += entries.iter().filter(|e| e.is_passing()).count();
+            }
+            self.skips.set(&key, skipped);
+            let names = |served: &Option<BTreeMap<String, Vec<&HealthEntry>>>| -> BTreeSet<String> {
+                served
+                    .as_ref()
+                    .map(|s| s.keys().cloned().collect())
+                    .unwrap_or_default()
+            };
+            let (before, after) = (names(&old_served), names(&new_served));
+            for gone in before.difference(&after) {
+                self.unlink(gone, &key);
+            }
+            for came in after.difference(&before) {
+                self.link(came, &key);
+            }
+            affected.extend(before.union(&after).map(|name| Arc::from(name.as_str())));
+        }
+        affected
+    }
+
+    fn link(&mut self, served: &str, key: &Arc<str>) {
+        let mut keys: Vec<Arc<str>> = self
+            .served_from
+            .get(served)
+            .map(|keys| keys.to_vec())
+            .unwrap_or_default();
+        if let Err(at) = keys.binary_search(key) {
+            keys.insert(at, key.clone());
+        }
+        self.served_from.insert(Arc::from(served), keys.into());
+    }
+
+    fn unlink(&mut self, served: &str, key: &Arc<str>) {
+        let Some(keys) = self.served_from.get(served) else {
+            return;
+        };
+        let keys: Vec<Arc<str>> = keys.iter().filter(|k| *k != key).cloned().collect();
+        if keys.is_empty() {
+            self.served_from.remove(served);
+        } else {
+            self.served_from.insert(Arc::from(served), keys.into());
+        }
+    }
+
+    /// The entries `state` has for the served service `served`, in registry key order.
+    pub(super) fn entries_of<'a>(
+        &self,
+        served: &str,
+        state: &'a RegistryState,
+    ) -> Vec<&'a HealthEntry> {
+        let mut out = Vec::new();
+        for key in self
+            .served_from
+            .get(served)
+            .iter()
+            .flat_map(|keys| keys.iter())
+        {
+            let Some((key, entries)) = state.services.get_key_value(key.as_ref()) else {
+                continue;
+            };
+            if let Some(group) = served_by(key, entries, &mut Skipped::default()).remove(served) {
+                out.extend(group);
+            }
+        }
+        out
+    }
+
+    /// Everything left out of DNS, by reason: the totals and the first key's example.
+    pub(super) fn skipped(&self) -> Skipped {
+        let mut skipped = Skipped::default();
+        for (reason, keys) in &self.skips.by_reason {
+            if let Some((_, (_, example))) = keys.get_min() {
+                let total = self.skips.totals.get(reason).copied().unwrap_or(0);
+                skipped.0.insert(reason, (total, example.clone()));
+            }
+        }
+        skipped
+    }
+}
+
+impl SkipIndex {
+    /// Replaces what `key` leaves out.
+    fn set(&mut self, key: &Arc<str>, skipped: Skipped) {
+        for (reason, keys) in self.by_reason.iter_mut() {
+            if let Some((count, _)) = keys.remove(key.as_ref()) {
+                *self.totals.entry(reason).or_default() -= count;
+            }
+        }
+        for (reason, (count, example)) in skipped.0 {
+            *self.totals.entry(reason).or_default() += count;
+            self.by_reason
+                .entry(reason)
+                .or_default()
+                .insert(key.clone(), (count, example));
+        }
+        self.by_reason.retain(|_, keys| !keys.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests;
