@@ -230,7 +230,9 @@ impl Context<'_> {
         }
         // The nodes of every instance, whatever its health (Consul does not filter nodes).
         // A node shared with other services is encoded in each of their fragments; the zone
-        // keeps the first (services in name order), so answers do not depend on build order.
+        // counts them, and when services disagree about a node (one service's answer seen
+        // before another's) picks by content (`zone::index`), so answers depend on the state
+        // alone, not on the order of builds.
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
         for entry in entries
             .iter()
