@@ -62,6 +62,16 @@ fn main() {
         parsed - base,
         state.instance_count()
     );
+    // The state alone: what a second parsed copy adds (the first parse's transient buffers
+    // are free again by then and get reused).
+    let again = file::load(&path).ok();
+    let twice = resident_mib();
+    eprintln!(
+        "state   a second parsed copy holds {:.1} MiB ({:.0} B per instance)",
+        twice - parsed,
+        (twice - parsed) * 1_048_576.0 / state.instance_count().max(1) as f64
+    );
+    drop(again);
     let started = Instant::now();
     let mut served = Snapshot::build(state.clone(), SystemTime::now(), &options).expect("build");
     let elapsed = started.elapsed();

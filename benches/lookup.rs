@@ -40,15 +40,15 @@ fn registry(services: usize, instances: usize) -> RegistryState {
                 );
                 index += 1;
                 HealthEntry {
-                    node: Node {
-                        node: format!("node-{s}-{i}"),
-                        address,
+                    node: Arc::new(Node {
+                        node: format!("node-{s}-{i}").into(),
+                        address: address.into(),
                         datacenter: "dc1".into(),
                         ..Node::default()
-                    },
+                    }),
                     service: NodeService {
-                        id: format!("{name}-{i}"),
-                        service: name.clone(),
+                        id: format!("{name}-{i}").into(),
+                        service: name.as_str().into(),
                         tags: vec!["v1".into()],
                         port: 20000 + (index % 40000) as u16,
                         ..NodeService::default()
@@ -94,10 +94,11 @@ fn responder(max_udp_size: u16) -> Responder {
     let store = SnapshotStore::default();
     let mut state = registry(1000, 5);
     for (name, size) in [("big-60", 60), ("big-500", 500)] {
-        let mut big = (*registry(1, size).services.pop_first().unwrap().1).clone();
+        let first = registry(1, size).services.without_min().0.unwrap();
+        let mut big = (*first).clone();
         for (i, entry) in big.iter_mut().enumerate() {
             entry.service.service = name.into();
-            entry.node.node = format!("{name}-node-{i}");
+            Arc::make_mut(&mut entry.node).node = format!("{name}-node-{i}").into();
         }
         state.services.insert(name.into(), Arc::new(big));
     }

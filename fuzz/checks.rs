@@ -19,7 +19,7 @@ use hickory_proto::rr::{Name, RecordType};
 
 use snapdns::dns::forward::fuzz_upstream_reply;
 use snapdns::dns::{AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, Transport};
-use snapdns::registry::{HealthCheck, HealthEntry, Node, NodeService, RegistryState};
+use snapdns::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState};
 use snapdns::snapshot::{Snapshot, SnapshotStore, ZoneOptions};
 use snapdns::zone::{wire_key, ZoneSet};
 
@@ -48,12 +48,12 @@ pub fn zone_options() -> ZoneOptions {
 
 fn entry(service: &str, id: &str, node: &str, node_address: &str, port: u16) -> HealthEntry {
     HealthEntry {
-        node: Node {
+        node: Arc::new(Node {
             node: node.into(),
             address: node_address.into(),
             datacenter: "dc1".into(),
             ..Node::default()
-        },
+        }),
         service: NodeService {
             id: id.into(),
             service: service.into(),
@@ -88,7 +88,7 @@ pub fn fixture_registry() -> RegistryState {
                 &address,
                 8000,
             );
-            e.service.tags = vec![format!("shard{}", i % 7), "v1".into()];
+            e.service.tags = vec![format!("shard{}", i % 7).into(), "v1".into()];
             e
         })
         .collect();
@@ -100,27 +100,25 @@ pub fn fixture_registry() -> RegistryState {
     odd.push(hostname);
     let mut v6 = entry("odd", "odd-v6", "odd-node-2", "10.8.0.2", 0);
     v6.service.address = "2001:db8::53".into();
-    v6.service.tags = (0..40).map(|t| format!("t{t}")).collect();
+    v6.service.tags = (0..40).map(|t| format!("t{t}").into()).collect();
     odd.push(v6);
     let mut tagged = entry("odd", "odd-tagged", "odd-node-3", "10.8.0.3", 53);
-    tagged
-        .node
+    let tagged_node = Arc::make_mut(&mut tagged.node);
+    tagged_node
         .tagged_addresses
-        .insert("wan", "198.51.100.3".to_string());
-    tagged
-        .node
+        .insert("wan", "198.51.100.3".into());
+    tagged_node
         .tagged_addresses
-        .insert("lan_ipv6", "fd00::3".to_string());
+        .insert("lan_ipv6", "fd00::3".into());
     odd.push(tagged);
     let mut dc2 = entry("odd", "odd-dc2", "odd-node-4", "10.8.0.4", 54);
-    dc2.node.datacenter = "dc2".into();
+    Arc::make_mut(&mut dc2.node).datacenter = "dc2".into();
     odd.push(dc2);
     let mut failing = entry("odd", "odd-failing", "odd-node-5", "10.8.0.5", 55);
-    failing.checks.push(HealthCheck {
-        node: "odd-node-5".into(),
+    failing.checks.push(EntryCheck {
         check_id: "serfHealth".into(),
         status: "critical".into(),
-        ..HealthCheck::default()
+        ..EntryCheck::default()
     });
     odd.push(failing);
     let mut bad = entry("odd", "odd-bad", "bad node", "fe80::1%eth0", 56);

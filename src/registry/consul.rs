@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, CONTENT_ENCODING};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use super::{HealthCheck, HealthEntry};
+use super::{HealthCheck, HealthEntry, NodeInterner};
 
 /// How to reach Consul.
 #[derive(Clone)]
@@ -232,6 +232,8 @@ pub struct ConsulClient {
     lane: usize,
     /// An answer came over HTTP/2.
     http2: Arc<AtomicBool>,
+    /// Makes the entries of all services on one node share it, across answers.
+    nodes: Arc<Mutex<NodeInterner>>,
     base: Url,
     config: ConsulConfig,
 }
@@ -248,6 +250,7 @@ impl ConsulClient {
             lanes,
             lane: 0,
             http2: Arc::new(AtomicBool::new(false)),
+            nodes: Arc::default(),
             base,
             config,
         })
@@ -304,7 +307,12 @@ impl ConsulClient {
         name: &str,
         blocking: Option<Blocking>,
     ) -> Result<Fetched<Vec<HealthEntry>>, ConsulError> {
-        self.get(&["health", "service", name], blocking).await
+        let mut fetched: Fetched<Vec<HealthEntry>> =
+            self.get(&["health", "service", name], blocking).await?;
+        // A poisoned lock only means a panic elsewhere mid-share; the map is still usable.
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.share(&mut fetched.value);
+        Ok(fetched)
     }
 
     async fn get<T: DeserializeOwned>(

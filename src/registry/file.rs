@@ -2,9 +2,10 @@
 //! `GET /v1/health/service/<name>` returns, so an operator can seed or pin a registry with
 //! `curl`. See docs/registry-file.md.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use imbl::OrdMap;
 
 use super::{Entries, RegistryState};
 
@@ -38,14 +39,16 @@ pub enum FileError {
 /// order mark at the start (as some Windows editors write) is skipped.
 pub fn parse(path: &Path, text: &str) -> Result<RegistryState, FileError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let services: BTreeMap<String, Entries> =
+    let services: OrdMap<String, Entries> =
         serde_json::from_str(text).map_err(|error| FileError::Parse {
             path: path.to_path_buf(),
             line: error.line(),
             column: error.column(),
             message: strip_position(&error.to_string()),
         })?;
-    Ok(RegistryState { index: 0, services })
+    let mut state = RegistryState { index: 0, services };
+    state.share_nodes();
+    Ok(state)
 }
 
 /// Reads and parses a registry file.

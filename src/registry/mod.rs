@@ -4,11 +4,15 @@
 //! touch the snapshot or DNS.
 
 pub mod consul;
+mod entry_serde;
 pub mod file;
 mod model;
+mod nodes;
 mod small_map;
 
 pub use model::{
-    Entries, HealthCheck, HealthEntry, Node, NodeService, RegistryState, ServiceAddress, Weights,
+    CheckScope, CheckStatus, Entries, EntryCheck, HealthCheck, HealthEntry, Node, NodeService,
+    RegistryState, ServiceAddress, Weights,
 };
+pub use nodes::NodeInterner;
 pub use small_map::SmallMap;

@@ -4,81 +4,90 @@
 //! API documents them) plus [`RegistryState`], the one value that flows from a registry source to
 //! [`crate::snapshot::Snapshot::build`]. Unknown fields are ignored and absent ones default, so a
 //! newer Consul with more fields still parses.
+//!
+//! The state is held for the life of the process (100,000 instances and more), so it keeps
+//! only what DNS, the sync, persistence and explaining an answer need, and keeps it compactly
+//! (docs/PERFORMANCE.md, "Registry state in memory"): strings are [`CompactString`]s (up to 24
+//! bytes inline, which covers node names, instance IDs, addresses, tags and check IDs), a node
+//! is one [`Arc<Node>`] shared by the entries on it ([`NodeInterner`]), and a check inside an
+//! entry ([`EntryCheck`]) does not repeat the node and service of its entry.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use compact_str::CompactString;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
+use super::entry_serde::StateWire;
+use super::nodes::NodeInterner;
 use super::small_map::SmallMap;
 
 /// One entry of `GET /v1/health/service/<name>`: an instance, its node and every check on both.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
+///
+/// (De)serialised as Consul spells it (`Node`, `Service`, `Checks` with every check's `Node`,
+/// `ServiceID` and `ServiceName`), see `entry_serde.rs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HealthEntry {
-    /// The node the instance runs on.
-    pub node: Node,
+    /// The node the instance runs on, shared with the node's other entries.
+    pub node: Arc<Node>,
     /// The service instance.
     pub service: NodeService,
-    /// Node-level checks (`ServiceID` empty) and the instance's own checks, mixed.
-    #[serde(deserialize_with = "null_as_default")]
-    pub checks: Vec<HealthCheck>,
+    /// Node-level checks and the instance's own checks, mixed, in Consul's order.
+    pub checks: Vec<EntryCheck>,
 }
 
 /// Consul's `structs.Node` as it appears inside a health entry.
+///
+/// Left out: `ID` (a UUID that no DNS name or rule uses), `CreateIndex`, `PeerName`,
+/// `Partition`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Node {
-    /// Node ID (a UUID); informational.
-    #[serde(rename = "ID")]
-    pub id: String,
     /// Node name, as registered (case kept).
-    pub node: String,
+    pub node: CompactString,
     /// Node address: an IP, or a hostname.
-    pub address: String,
+    pub address: CompactString,
     /// The node's datacenter.
-    pub datacenter: String,
+    pub datacenter: CompactString,
     /// `lan`, `lan_ipv4`, `lan_ipv6`, `wan`, ... -> address.
     #[serde(deserialize_with = "null_as_default")]
-    pub tagged_addresses: SmallMap<String>,
+    pub tagged_addresses: SmallMap<CompactString>,
     /// Node metadata.
     #[serde(deserialize_with = "null_as_default")]
-    pub meta: SmallMap<String>,
-    /// Raft index at creation.
-    pub create_index: u64,
+    pub meta: SmallMap<CompactString>,
     /// Raft index of the last change.
     pub modify_index: u64,
 }
 
 /// Consul's `structs.NodeService`: one registered instance.
+///
+/// Left out: `CreateIndex`, `EnableTagOverride`, `Proxy`, `Connect`, `PeerName`, `Locality`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NodeService {
     /// `""` for ordinary services, else `connect-proxy`, `mesh-gateway`, ...
-    pub kind: String,
+    pub kind: CompactString,
     /// Instance ID, unique on its node.
     #[serde(rename = "ID")]
-    pub id: String,
+    pub id: CompactString,
     /// Service name.
-    pub service: String,
+    pub service: CompactString,
     /// Tags; `null` reads as empty.
     #[serde(deserialize_with = "null_as_default")]
-    pub tags: Vec<String>,
+    pub tags: Vec<CompactString>,
     /// Service address; empty means "use the node address".
-    pub address: String,
+    pub address: CompactString,
     /// `lan_ipv4`, `lan_ipv6`, `wan`, ... -> `{Address, Port}`.
     #[serde(deserialize_with = "null_as_default")]
     pub tagged_addresses: SmallMap<ServiceAddress>,
     /// Service metadata; `null` reads as empty.
     #[serde(deserialize_with = "null_as_default")]
-    pub meta: SmallMap<String>,
+    pub meta: SmallMap<CompactString>,
     /// Port the instance listens on.
     pub port: u16,
     /// SRV weights; absent means `{Passing: 1, Warning: 1}` as Consul stores it.
     #[serde(deserialize_with = "null_as_default")]
     pub weights: Weights,
-    /// Raft index at creation.
-    pub create_index: u64,
     /// Raft index of the last change.
     pub modify_index: u64,
 }
@@ -88,7 +97,7 @@ pub struct NodeService {
 #[serde(rename_all = "PascalCase", default)]
 pub struct ServiceAddress {
     /// IP or hostname.
-    pub address: String,
+    pub address: CompactString,
     /// Port.
     pub port: u16,
 }
@@ -112,37 +121,83 @@ impl Default for Weights {
     }
 }
 
-/// Consul's `structs.HealthCheck`.
+/// Consul's `structs.HealthCheck` as `GET /v1/health/state/any` lists it (one check, with the
+/// node and service it belongs to). Left out: `Name`, `Notes`, `Output`, `Type`, intervals,
+/// `Definition`, `CreateIndex`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HealthCheck {
     /// Node the check runs on.
-    pub node: String,
+    pub node: CompactString,
     /// Check ID; `_node_maintenance` and `_service_maintenance:<id>` mark maintenance.
     #[serde(rename = "CheckID")]
-    pub check_id: String,
-    /// Human-readable name.
-    pub name: String,
+    pub check_id: CompactString,
     /// `passing`, `warning` or `critical`.
-    pub status: String,
+    pub status: CheckStatus,
     /// Empty for node-level checks.
     #[serde(rename = "ServiceID")]
-    pub service_id: String,
+    pub service_id: CompactString,
     /// Empty for node-level checks.
-    pub service_name: String,
+    pub service_name: CompactString,
     /// Raft index of the last change.
     pub modify_index: u64,
 }
 
+/// A check inside a [`HealthEntry`]: Consul's `HealthCheck` without the node, service ID and
+/// service name, which are the entry's own (a service-level check) or empty (a node-level
+/// check) in every entry Consul returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryCheck {
+    /// Check ID; `_node_maintenance` and `_service_maintenance:<id>` mark maintenance.
+    pub check_id: CompactString,
+    /// `passing`, `warning` or `critical`.
+    pub status: CheckStatus,
+    /// Whether the check is on the node (`ServiceID` empty) or on the instance.
+    pub scope: CheckScope,
+    /// Raft index of the last change.
+    pub modify_index: u64,
+}
+
+/// What a check in an entry watches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CheckScope {
+    /// The node: `ServiceID` and `ServiceName` are empty; a failing node check fails every
+    /// instance on the node.
+    #[default]
+    Node,
+    /// The entry's own instance.
+    Service,
+}
+
+/// A check's status. Consul sets `passing`, `warning` or `critical` (maintenance is a critical
+/// check); any other string is kept as it came, and like `warning` and `critical` it is not
+/// passing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CompactString", into = "CompactString")]
+pub enum CheckStatus {
+    /// Healthy.
+    Passing,
+    /// Degraded: not served (snapdns serves passing instances only, as Consul's DNS does
+    /// without `only_passing = false`).
+    Warning,
+    /// Failing, or in maintenance; also Consul's initial status of a new check.
+    #[default]
+    Critical,
+    /// A status Consul does not document, kept for the round trip.
+    Other(Box<str>),
+}
+
 /// Everything a registry source knows at one moment: the input of a snapshot build.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "StateWire")]
 pub struct RegistryState {
     /// The registry's index for this state (`X-Consul-Index`), 0 when the source has none.
     pub index: u64,
-    /// Service name -> every entry of `GET /v1/health/service/<name>` (unfiltered). Shared, so
-    /// that a state derived from another (one service changed) copies pointers, not entries,
-    /// and comparing the two skips every service they share.
-    pub services: BTreeMap<String, Entries>,
+    /// Service name -> every entry of `GET /v1/health/service/<name>` (unfiltered), in name
+    /// order. A persistent map with shared entries, so that a state derived from another (one
+    /// service changed) costs O(log n) and copies pointers, not entries, and comparing the two
+    /// skips every service they share.
+    pub services: OrdMap<String, Entries>,
 }
 
 /// One service's entries, shared between the states that hold them unchanged.
@@ -153,6 +208,18 @@ impl RegistryState {
     pub fn instance_count(&self) -> usize {
         self.services.values().map(|entries| entries.len()).sum()
     }
+
+    /// Makes entries on the same node (equal node data) share one [`Node`], and trims spare
+    /// capacity: for a state read in one piece (a registry file, a persisted state).
+    pub fn share_nodes(&mut self) {
+        let mut nodes = NodeInterner::default();
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            if let Some(entries) = self.services.get_mut(&name) {
+                nodes.share(Arc::make_mut(entries));
+            }
+        }
+    }
 }
 
 impl HealthEntry {
@@ -160,11 +227,82 @@ impl HealthEntry {
     ///
     /// Maintenance is a critical check in Consul, so it fails this too.
     pub fn is_passing(&self) -> bool {
-        self.checks.iter().all(|check| check.status == "passing")
+        self.checks
+            .iter()
+            .all(|check| check.status == CheckStatus::Passing)
     }
 }
 
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+impl EntryCheck {
+    /// Consul's full check, with the node, service ID and service name of `entry`.
+    pub fn to_health_check(&self, entry: &HealthEntry) -> HealthCheck {
+        let (service_id, service_name) = match self.scope {
+            CheckScope::Node => (CompactString::default(), CompactString::default()),
+            CheckScope::Service => (entry.service.id.clone(), entry.service.service.clone()),
+        };
+        HealthCheck {
+            node: entry.node.node.clone(),
+            check_id: self.check_id.clone(),
+            status: self.status.clone(),
+            service_id,
+            service_name,
+            modify_index: self.modify_index,
+        }
+    }
+}
+
+impl From<HealthCheck> for EntryCheck {
+    /// The check inside an entry; its node and service are the entry's.
+    fn from(check: HealthCheck) -> Self {
+        Self {
+            check_id: check.check_id,
+            status: check.status,
+            scope: if check.service_id.is_empty() {
+                CheckScope::Node
+            } else {
+                CheckScope::Service
+            },
+            modify_index: check.modify_index,
+        }
+    }
+}
+
+impl CheckStatus {
+    /// The status as Consul spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Passing => "passing",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl From<CompactString> for CheckStatus {
+    fn from(status: CompactString) -> Self {
+        match status.as_str() {
+            "passing" => Self::Passing,
+            "warning" => Self::Warning,
+            "critical" => Self::Critical,
+            other => Self::Other(other.into()),
+        }
+    }
+}
+
+impl From<&str> for CheckStatus {
+    fn from(status: &str) -> Self {
+        CompactString::from(status).into()
+    }
+}
+
+impl From<CheckStatus> for CompactString {
+    fn from(status: CheckStatus) -> Self {
+        Self::from(status.as_str())
+    }
+}
+
+pub(super) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,

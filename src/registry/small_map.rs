@@ -1,8 +1,11 @@
-//! A small string-keyed map stored as a sorted vector: the JSON objects of Consul's entries
-//! (`TaggedAddresses`, `Meta`) hold a handful of keys, and a `BTreeMap` node costs hundreds of
-//! bytes per entry, which adds up to tens of megabytes at 100,000 instances.
+//! A small string-keyed map stored as a sorted boxed slice: the JSON objects of Consul's
+//! entries (`TaggedAddresses`, `Meta`) hold a handful of keys, and a `BTreeMap` node costs
+//! hundreds of bytes per entry, which adds up to tens of megabytes at 100,000 instances. Keys
+//! are [`CompactString`]s (inline up to 24 bytes); an empty map allocates nothing.
 
 use std::fmt;
+
+use compact_str::CompactString;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -10,11 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A map from string keys to `V`, sorted by key, (de)serialised as a JSON object.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SmallMap<V>(Vec<(String, V)>);
+pub struct SmallMap<V>(Box<[(CompactString, V)]>);
 
 impl<V> Default for SmallMap<V> {
     fn default() -> Self {
-        Self(Vec::new())
+        Self(Box::default())
     }
 }
 
@@ -28,11 +31,16 @@ impl<V> SmallMap<V> {
     }
 
     /// Sets `key` to `value`, replacing an earlier value.
-    pub fn insert(&mut self, key: impl Into<String>, value: V) {
+    pub fn insert(&mut self, key: impl Into<CompactString>, value: V) {
         let key = key.into();
         match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
             Ok(index) => self.0[index].1 = value,
-            Err(index) => self.0.insert(index, (key, value)),
+            Err(index) => {
+                // Rare (maps are built whole when read): reallocating keeps the map exact.
+                let mut entries = std::mem::take(&mut self.0).into_vec();
+                entries.insert(index, (key, value));
+                self.0 = entries.into_boxed_slice();
+            }
         }
     }
 
@@ -52,13 +60,19 @@ impl<V> SmallMap<V> {
     }
 }
 
-impl<K: Into<String>, V> FromIterator<(K, V)> for SmallMap<V> {
+impl<K: Into<CompactString>, V> FromIterator<(K, V)> for SmallMap<V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut map = Self::default();
-        for (key, value) in iter {
-            map.insert(key, value);
-        }
-        map
+        Self::from_pairs(iter.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+}
+
+impl<V> SmallMap<V> {
+    /// Sorted for lookups; on duplicate keys the last one wins, as in a map.
+    fn from_pairs(mut entries: Vec<(CompactString, V)>) -> Self {
+        entries.reverse();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        Self(entries.into_boxed_slice())
     }
 }
 
@@ -81,17 +95,12 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut entries: Vec<(String, V)> =
+                let mut entries: Vec<(CompactString, V)> =
                     Vec::with_capacity(access.size_hint().unwrap_or(0).min(64));
-                while let Some((key, value)) = access.next_entry::<String, V>()? {
+                while let Some((key, value)) = access.next_entry::<CompactString, V>()? {
                     entries.push((key, value));
                 }
-                entries.shrink_to_fit();
-                // Sorted for lookups; on duplicate keys the last one wins, as in a map.
-                entries.reverse();
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                entries.dedup_by(|later, earlier| later.0 == earlier.0);
-                Ok(SmallMap(entries))
+                Ok(SmallMap::from_pairs(entries))
             }
         }
         deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
@@ -100,18 +109,20 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
 
 #[cfg(test)]
 mod tests {
+    use compact_str::CompactString;
+
     use super::SmallMap;
 
     #[test]
     fn reads_and_writes_a_json_object() {
-        let map: SmallMap<String> =
+        let map: SmallMap<CompactString> =
             serde_json::from_str(r#"{"wan": "b", "lan": "a", "lan": "c"}"#).unwrap();
         assert_eq!(
-            map.get("lan").map(String::as_str),
+            map.get("lan").map(CompactString::as_str),
             Some("c"),
             "the last duplicate wins"
         );
-        assert_eq!(map.get("wan").map(String::as_str), Some("b"));
+        assert_eq!(map.get("wan").map(CompactString::as_str), Some("b"));
         assert_eq!(map.get("lan_ipv4"), None);
         assert_eq!(
             serde_json::to_string(&map).unwrap(),

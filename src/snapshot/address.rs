@@ -75,7 +75,7 @@ pub(super) fn node_address(node: &Node, family: Family) -> Option<Address> {
     let tagged = |key: &str| {
         node.tagged_addresses
             .get(key)
-            .map(String::as_str)
+            .map(|address| address.as_str())
             .filter(|a| !a.is_empty())
     };
     translate(
@@ -132,6 +132,6 @@ pub(super) fn datacenter_of(node: &Node, local_dc: &str) -> String {
     if node.datacenter.is_empty() {
         local_dc.to_string()
     } else {
-        node.datacenter.to_ascii_lowercase()
+        node.datacenter.to_ascii_lowercase().into()
     }
 }

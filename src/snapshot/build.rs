@@ -240,7 +240,10 @@ impl Context<'_> {
             .filter(|entry| is_label(&entry.node.node))
         {
             let datacenter = datacenter_of(&entry.node, self.local_dc);
-            if seen.insert((datacenter.clone(), entry.node.node.to_ascii_lowercase())) {
+            if seen.insert((
+                datacenter.clone(),
+                entry.node.node.to_ascii_lowercase().into(),
+            )) {
                 self.add_node(&mut builder, &datacenter, &entry.node);
             }
         }
@@ -288,7 +291,7 @@ impl Context<'_> {
         let mut tags: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, served) in instances.iter().enumerate() {
             for tag in served.entry.service.tags.iter().filter(|tag| is_label(tag)) {
-                let tagged = tags.entry(tag.to_ascii_lowercase()).or_default();
+                let tagged = tags.entry(tag.to_ascii_lowercase().into()).or_default();
                 if tagged.last() != Some(&index) {
                     tagged.push(index);
                 }
@@ -368,7 +371,7 @@ impl Context<'_> {
                     Address::Host(host) => host.clone(),
                 };
                 let dedup = (
-                    served.entry.node.node.to_ascii_lowercase(),
+                    served.entry.node.node.to_ascii_lowercase().into(),
                     address_text,
                     port,
                 );

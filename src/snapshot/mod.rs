@@ -171,26 +171,26 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::registry::{HealthCheck, HealthEntry, Node, NodeService};
+    use crate::registry::{EntryCheck, HealthEntry, Node, NodeService};
 
     fn entry(node: &str, address: &str, service: &str, port: u16, status: &str) -> HealthEntry {
         HealthEntry {
-            node: Node {
+            node: Arc::new(Node {
                 node: node.into(),
                 address: address.into(),
                 datacenter: "dc1".into(),
                 ..Node::default()
-            },
+            }),
             service: NodeService {
-                id: format!("{service}-{port}"),
+                id: format!("{service}-{port}").into(),
                 service: service.into(),
                 tags: vec!["v1".into()],
                 port,
                 ..NodeService::default()
             },
-            checks: vec![HealthCheck {
+            checks: vec![EntryCheck {
                 status: status.into(),
-                ..HealthCheck::default()
+                ..EntryCheck::default()
             }],
         }
     }
@@ -289,7 +289,7 @@ mod tests {
             .map(|i| {
                 let address = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
                 let mut entry = entry(&format!("node-{i}"), &address, "big", 8080, "passing");
-                entry.service.id = format!("big-{i}");
+                entry.service.id = format!("big-{i}").into();
                 entry
             })
             .collect();

@@ -22,14 +22,14 @@ fn responder() -> Responder {
                 index += 1;
                 let ip = Ipv4Addr::from(0x0a00_0000 + index);
                 HealthEntry {
-                    node: Node {
-                        node: format!("{service}-node-{i}"),
-                        address: ip.to_string(),
+                    node: Arc::new(Node {
+                        node: format!("{service}-node-{i}").into(),
+                        address: ip.to_string().into(),
                         datacenter: "dc1".into(),
                         ..Node::default()
-                    },
+                    }),
                     service: NodeService {
-                        id: format!("{service}-{i}"),
+                        id: format!("{service}-{i}").into(),
                         service: service.into(),
                         port: 20_000 + i as u16,
                         ..NodeService::default()

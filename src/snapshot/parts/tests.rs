@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::registry::{HealthCheck, HealthEntry, Node, NodeService, RegistryState};
+use crate::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState};
 use crate::snapshot::{Snapshot, ZoneOptions};
 use crate::zone::Zone;
 
@@ -41,32 +41,32 @@ fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> Heal
         _ => String::new(),
     };
     HealthEntry {
-        node: Node {
-            node,
-            address,
+        node: Arc::new(Node {
+            node: node.into(),
+            address: address.into(),
             datacenter: if rng.random_bool(0.1) { "dc2" } else { "dc1" }.into(),
             ..Node::default()
-        },
+        }),
         service: NodeService {
-            id: format!("{key}-{}", rng.random_range(0..4)),
-            service,
+            id: format!("{key}-{}", rng.random_range(0..4)).into(),
+            service: service.into(),
             tags: TAGS
                 .iter()
                 .filter(|_| rng.random_bool(0.4))
-                .map(|t| (*t).to_string())
+                .map(|t| (*t).into())
                 .collect(),
-            address: service_address,
+            address: service_address.into(),
             port: rng.random_range(1..4),
             ..NodeService::default()
         },
-        checks: vec![HealthCheck {
+        checks: vec![EntryCheck {
             status: if rng.random_bool(0.8) {
                 "passing"
             } else {
                 "critical"
             }
             .into(),
-            ..HealthCheck::default()
+            ..EntryCheck::default()
         }],
     }
 }

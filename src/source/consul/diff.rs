@@ -5,17 +5,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::registry::consul::ServiceList;
-use crate::registry::{HealthCheck, RegistryState};
+use compact_str::CompactString;
+
+use crate::registry::{CheckStatus, HealthCheck, RegistryState};
 
 /// (node, check ID) -> what matters about a check for DNS.
-pub(super) type CheckMap = BTreeMap<(String, String), CheckSig>;
+pub(super) type CheckMap = BTreeMap<(CompactString, CompactString), CheckSig>;
 
 /// What matters about a check for DNS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct CheckSig {
-    status: String,
-    service_name: String,
-    service_id: String,
+    status: CheckStatus,
+    service_name: CompactString,
+    service_id: CompactString,
 }
 
 pub(super) fn check_map(checks: Vec<HealthCheck>) -> CheckMap {
@@ -41,14 +43,14 @@ pub(super) fn implied_checks(truth: &RegistryState) -> CheckMap {
         .services
         .values()
         .flat_map(|entries| entries.iter())
-        .flat_map(|entry| entry.checks.iter())
+        .flat_map(|entry| entry.checks.iter().map(|c| c.to_health_check(entry)))
         .map(|c| {
             (
-                (c.node.clone(), c.check_id.clone()),
+                (c.node, c.check_id),
                 CheckSig {
-                    status: c.status.clone(),
-                    service_name: c.service_name.clone(),
-                    service_id: c.service_id.clone(),
+                    status: c.status,
+                    service_name: c.service_name,
+                    service_id: c.service_id,
                 },
             )
         })
@@ -75,7 +77,7 @@ pub(super) fn diff_checks(
 ) -> (BTreeSet<String>, bool) {
     let mut changed = BTreeSet::new();
     let mut nodes = BTreeSet::new();
-    let keys: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
+    let keys: BTreeSet<&(CompactString, CompactString)> = old.keys().chain(new.keys()).collect();
     let mut any = false;
     for key in keys {
         let (before, after) = (old.get(key), new.get(key));
@@ -87,7 +89,7 @@ pub(super) fn diff_checks(
             if sig.service_name.is_empty() {
                 nodes.insert(key.0.to_ascii_lowercase());
             } else {
-                changed.insert(sig.service_name.clone());
+                changed.insert(sig.service_name.to_string());
             }
         }
     }
@@ -142,7 +144,7 @@ mod tests {
     fn check_diff_maps_node_checks_to_their_services() {
         let mut truth = RegistryState::default();
         let mut entry = HealthEntry::default();
-        entry.node.node = "n1".into();
+        Arc::make_mut(&mut entry.node).node = "n1".into();
         truth.services.insert("web".into(), Arc::new(vec![entry]));
         truth
             .services

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use imbl::OrdMap;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -53,14 +54,21 @@ impl FullAnswer {
         } = self;
         let mut truth = RegistryState {
             index: checks.as_ref().map_or(0, |c| c.index).max(catalog.index),
-            services: BTreeMap::new(),
+            services: OrdMap::new(),
         };
         let fetched = services.len();
         for (name, answer) in services {
             truth.index = truth.index.max(answer.index);
-            if !answer.value.is_empty() {
-                truth.services.insert(name, Arc::new(answer.value));
+            if answer.value.is_empty() {
+                continue;
             }
+            // Unchanged services keep the entries the current state holds: a resync then
+            // costs no second copy of the registry, and the rebuild skips them.
+            let entries = match current.services.get(&name) {
+                Some(known) if **known == answer.value => known.clone(),
+                _ => Arc::new(answer.value),
+            };
+            truth.services.insert(name, entries);
         }
         let backwards = synced && truth.index < current.index;
         if !backwards {

@@ -12,10 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
+
 use crate::registry::{HealthEntry, RegistryState};
 
 /// (service key, node name, instance ID): one instance.
-type InstanceKey = (String, String, String);
+type InstanceKey = (String, CompactString, CompactString);
 
 /// An instance kept although the registry no longer serves it.
 #[derive(Clone, Debug)]
@@ -225,18 +227,18 @@ fn served<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::HealthCheck;
+    use crate::registry::EntryCheck;
 
     fn state(instances: &[(&str, &str, &str)]) -> RegistryState {
         let mut state = RegistryState::default();
         for (service, node, status) in instances {
             let mut entry = HealthEntry::default();
-            entry.node.node = (*node).into();
-            entry.service.id = format!("{service}-{node}");
+            Arc::make_mut(&mut entry.node).node = (*node).into();
+            entry.service.id = format!("{service}-{node}").into();
             entry.service.service = (*service).into();
-            entry.checks.push(HealthCheck {
+            entry.checks.push(EntryCheck {
                 status: (*status).into(),
-                ..HealthCheck::default()
+                ..EntryCheck::default()
             });
             Arc::make_mut(state.services.entry((*service).into()).or_default()).push(entry);
         }

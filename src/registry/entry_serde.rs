@@ -1,0 +1,149 @@
+//! How a [`HealthEntry`] and a [`RegistryState`] are (de)serialised: as Consul spells an entry,
+//! every check with its `Node`, `ServiceID` and `ServiceName`, although the model keeps those
+//! once per entry (see [`EntryCheck`]).
+//!
+//! Reading trims spare capacity (serde grows vectors by doubling) and, for a whole state, makes
+//! the entries on one node share it; writing borrows the model and allocates nothing per check.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::model::{null_as_default, Entries, EntryCheck, HealthCheck, HealthEntry, Node};
+use super::model::{CheckScope, NodeService, RegistryState};
+
+/// A health entry as Consul sends it.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+#[derive(Default)]
+struct EntryWire {
+    #[serde(deserialize_with = "null_as_default")]
+    node: Node,
+    #[serde(deserialize_with = "null_as_default")]
+    service: NodeService,
+    #[serde(deserialize_with = "null_as_default")]
+    checks: Vec<HealthCheck>,
+}
+
+impl<'de> Deserialize<'de> for HealthEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = EntryWire::deserialize(deserializer)?;
+        let mut service = wire.service;
+        service.tags.shrink_to_fit();
+        Ok(Self {
+            node: Arc::new(wire.node),
+            service,
+            checks: wire.checks.into_iter().map(EntryCheck::from).collect(),
+        })
+    }
+}
+
+impl Serialize for HealthEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut entry = serializer.serialize_struct("HealthEntry", 3)?;
+        entry.serialize_field("Node", &*self.node)?;
+        entry.serialize_field("Service", &self.service)?;
+        entry.serialize_field("Checks", &ChecksOut(self))?;
+        entry.end()
+    }
+}
+
+/// An entry's checks as Consul lists them.
+struct ChecksOut<'a>(&'a HealthEntry);
+
+impl Serialize for ChecksOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let entry = self.0;
+        serializer.collect_seq(entry.checks.iter().map(|check| CheckOut { entry, check }))
+    }
+}
+
+/// One check of an entry, with the entry's node and service.
+struct CheckOut<'a> {
+    entry: &'a HealthEntry,
+    check: &'a EntryCheck,
+}
+
+impl Serialize for CheckOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (service_id, service_name) = match self.check.scope {
+            CheckScope::Node => ("", ""),
+            CheckScope::Service => (
+                self.entry.service.id.as_str(),
+                self.entry.service.service.as_str(),
+            ),
+        };
+        let mut check = serializer.serialize_struct("HealthCheck", 6)?;
+        check.serialize_field("Node", &self.entry.node.node)?;
+        check.serialize_field("CheckID", &self.check.check_id)?;
+        check.serialize_field("Status", self.check.status.as_str())?;
+        check.serialize_field("ServiceID", service_id)?;
+        check.serialize_field("ServiceName", service_name)?;
+        check.serialize_field("ModifyIndex", &self.check.modify_index)?;
+        check.end()
+    }
+}
+
+/// A [`RegistryState`] as written; read back, its entries share nodes again.
+#[derive(Deserialize)]
+#[serde(default)]
+#[derive(Default)]
+pub(super) struct StateWire {
+    index: u64,
+    services: OrdMap<String, Entries>,
+}
+
+impl From<StateWire> for RegistryState {
+    fn from(wire: StateWire) -> Self {
+        let mut state = Self {
+            index: wire.index,
+            services: wire.services,
+        };
+        state.share_nodes();
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{CheckStatus, RegistryState};
+    use super::HealthEntry;
+
+    const ENTRY: &str = r#"{
+        "Node": {"ID": "3f7a", "Node": "n1", "Address": "10.0.0.1", "Datacenter": "dc1",
+                 "TaggedAddresses": {"lan": "10.0.0.1"}, "Meta": null, "ModifyIndex": 7},
+        "Service": {"ID": "web-1", "Service": "web", "Tags": ["a", "b"], "Port": 80},
+        "Checks": [
+            {"Node": "n1", "CheckID": "serfHealth", "Name": "Serf", "Status": "passing",
+             "ServiceID": "", "ServiceName": "", "ModifyIndex": 3},
+            {"Node": "n1", "CheckID": "service:web-1", "Status": "weird",
+             "ServiceID": "web-1", "ServiceName": "web", "ModifyIndex": 4}
+        ]
+    }"#;
+
+    #[test]
+    fn an_entry_round_trips_with_its_checks_spelled_out() {
+        let entry: HealthEntry = serde_json::from_str(ENTRY).unwrap();
+        assert_eq!(entry.checks[1].status, CheckStatus::Other("weird".into()));
+        assert!(!entry.is_passing());
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["Checks"][1]["ServiceName"], "web");
+        assert_eq!(json["Checks"][0]["ServiceID"], "");
+        assert_eq!(json["Checks"][0]["Node"], "n1");
+        let back: HealthEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(back, entry);
+    }
+
+    #[test]
+    fn a_state_read_back_shares_its_nodes() {
+        let text = format!(r#"{{"index": 9, "services": {{"web": [{ENTRY}], "db": [{ENTRY}]}}}}"#);
+        let state: RegistryState = serde_json::from_str(&text).unwrap();
+        let (db, web) = (&state.services["db"][0], &state.services["web"][0]);
+        assert!(std::sync::Arc::ptr_eq(&db.node, &web.node));
+        let back: RegistryState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(back, state);
+    }
+}
