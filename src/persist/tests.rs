@@ -175,7 +175,10 @@ fn every_prefix_of_the_journal_replays_to_a_published_state_and_a_torn_tail_is_i
     let full = fs::read(&path).unwrap();
     let loaded = load(dir.path(), "dc1");
     assert_eq!(loaded.found.unwrap().0, states[9]);
-    assert_eq!((loaded.journal.applied, loaded.journal.stopped.is_none()), (9, true));
+    assert_eq!(
+        (loaded.journal.applied, loaded.journal.stopped.is_none()),
+        (9, true)
+    );
     // Cut anywhere: the state of the last whole record, never a mix.
     for cut in 0..=full.len() {
         fs::write(&path, &full[..cut]).unwrap();

@@ -47,6 +47,10 @@ fn sync_corrupt_or_newer_snapshot_files_fall_back_to_an_older_generation() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
     assert_eventually!(health(&server).1["persistence"]["generation"] == 1);
+    // Saves in a process append to the base's journal; the next process writes the next base
+    // with its first save.
+    server.kill();
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
     consul.put_service(
         "cache",
         &json!([entry("c1", "10.4.0.1", "cache", "", 6379, &[], "passing")]),
