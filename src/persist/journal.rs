@@ -85,6 +85,9 @@ impl Delta {
                 _ => changed.push((name.clone(), entries.clone())),
             }
         }
+        // Only get/insert/remove/iter/len of the services map are relied on: the model's
+        // representation of it may change.
+        #[allow(clippy::unnecessary_get_then_check)]
         let removed = old
             .services
             .iter()

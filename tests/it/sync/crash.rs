@@ -104,7 +104,6 @@ fn sync_kill_9_during_changes_always_restarts_on_a_complete_published_state() {
         .unwrap()
         .as_nanos() as u64
         | 1;
-    println!("seed {seed}");
     let mut rng = Rng(seed);
     let registry: serde_json::Map<String, Value> = (0..SERVICES)
         .map(|i| (format!("s{i}"), instance(i, 0)))
