@@ -246,3 +246,58 @@ pub(super) fn task_failed(dir: &Path, error: &tokio::task::JoinError) -> Persist
         reason: error.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{HealthEntry, RegistryState};
+
+    /// `previous` with service `svc-<n % 4>` replaced (port `n`) and the index bumped.
+    fn changed(previous: &Persisted, n: u16) -> Persisted {
+        let mut next = previous.clone();
+        let state = Arc::make_mut(&mut next.state);
+        state.index += 1;
+        let mut entry = HealthEntry::default();
+        entry.service.port = n;
+        state
+            .services
+            .insert(format!("svc-{}", n % 4), Arc::new(vec![entry]));
+        next
+    }
+
+    #[tokio::test]
+    async fn saves_append_and_a_compaction_hands_over_to_the_new_base_without_losing_a_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = Writer::new(dir.path().to_path_buf());
+        let mut latest = Persisted {
+            datacenter: "dc1".into(),
+            fetched_at_ms: 1,
+            saved_at_ms: 0,
+            state: Arc::new(RegistryState::default()),
+        };
+        for n in 0..4 {
+            latest = changed(&latest, n);
+        }
+        let first = writer.save(&latest).await.unwrap();
+        assert!(first.full && first.generation == 1 && first.records == 0);
+        let mut generations = vec![];
+        for n in 4..40 {
+            latest = changed(&latest, n);
+            let written = writer.save(&latest).await.unwrap();
+            assert!(!written.full, "save {n} appends");
+            assert!(written.wrote < first.wrote * 2, "one service per record");
+            if n % 5 == 0 {
+                if let Some(compacted) = writer.finish().await {
+                    generations.push(compacted.unwrap().unwrap().generation);
+                }
+            }
+            let loaded = persist::load(dir.path(), "dc1");
+            assert_eq!(loaded.found.unwrap().0.state, latest.state, "save {n}");
+        }
+        assert!(!generations.is_empty(), "the journal outgrew its base");
+        assert!(
+            generations.windows(2).all(|g| g[0] < g[1]),
+            "{generations:?}"
+        );
+    }
+}
