@@ -287,7 +287,7 @@ impl Config {
                 watch_mode => "watch-mode",
                 self_preservation_threshold => "self-preservation-threshold",
                 self_preservation_window => "self-preservation-window",
-                state_dir => "state-dir";
+                state_dir => "state-dir", persist_interval => "persist-interval";
             reload:;
             // Copies of the zone section, compared there.
             copies: datacenter, zone);

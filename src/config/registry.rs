@@ -217,6 +217,12 @@ pub struct SyncArgs {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub self_preservation_window: Option<String>,
+
+    /// The registry state is saved (a journal record of what changed) at most this often; a
+    /// kill -9 loses at most about this much. [default: 1s]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persist_interval: Option<String>,
 }
 
 impl SyncArgs {
@@ -278,6 +284,11 @@ impl SyncArgs {
                 Duration::from_secs(300),
             )?,
             state_dir,
+            persist_interval: nonzero_duration(
+                "persist-interval",
+                self.persist_interval.as_deref(),
+                crate::source::consul::PERSIST_INTERVAL,
+            )?,
             datacenter: zone.datacenter.clone(),
             zone: zone.clone(),
         })

@@ -98,6 +98,8 @@ pub fn health(reading: &Reading, started: SystemTime) -> (StatusCode, Value) {
             "generation": p.generation,
             "index": p.index,
             "bytes": p.bytes,
+            "last_write_bytes": p.last_write_bytes,
+            "journal_records": p.journal_records,
             "error": p.error,
             "loaded_from": p.loaded_from.as_ref().map(|f| f.display().to_string()),
             "skipped": p.skipped,

@@ -148,12 +148,16 @@ pub struct PersistStatus {
     pub ok: Option<bool>,
     /// When the last save worked.
     pub last_saved: Option<SystemTime>,
-    /// Generation of the last file written.
+    /// Generation of the base last written (or loaded), whose journal saves append to.
     pub generation: u64,
-    /// Registry index of the state in it.
+    /// Registry index of the state last saved.
     pub index: u64,
-    /// Its size.
+    /// Size of that base and its journal: what a restart reads.
     pub bytes: u64,
+    /// Bytes the last save wrote (a journal record, or a whole base).
+    pub last_write_bytes: u64,
+    /// Records in the journal of that base (replayed ones at start-up).
+    pub journal_records: u64,
     /// The last save error, while saving fails.
     pub error: Option<String>,
     /// The file served at start-up, if any.

@@ -154,7 +154,7 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
         "http/ reads the served-state view only",
     ),
     (
-        "src/persist.rs",
+        "src/persist/",
         &[
             "crate::dns",
             "crate::source",
@@ -162,7 +162,7 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
             "crate::config",
             "tokio",
         ],
-        "persist.rs is blocking file I/O of registry states",
+        "persist/ is blocking file I/O of registry states",
     ),
 ];
 

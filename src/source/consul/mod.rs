@@ -14,8 +14,8 @@
 //! checks) schedules a full resync, at most every [`UNEXPLAINED_RESYNC_GAP`].
 //!
 //! Every state goes through [`preserve::SelfPreservation`] before it is built and published, and
-//! every published state is handed to the persister, which writes at most once per
-//! [`PERSIST_INTERVAL`]. A failed request never clears the snapshot; faults are logged once per
+//! every published state is handed to the persister, which appends it to the state journal at
+//! most once per `--persist-interval` ([`PERSIST_INTERVAL`] by default). A failed request never clears the snapshot; faults are logged once per
 //! change of state and shown in [`SourceStatus`]. See docs/sync.md.
 
 mod cluster_sync;
@@ -23,6 +23,7 @@ mod diff;
 mod fetch;
 mod log;
 mod pending;
+mod persist_writer;
 mod persister;
 pub mod preserve;
 mod retry;
@@ -79,6 +80,8 @@ pub struct SyncSettings {
     pub self_preservation_window: Duration,
     /// Where the state is persisted.
     pub state_dir: PathBuf,
+    /// The state is saved at most this often (a kill -9 loses at most about this much).
+    pub persist_interval: Duration,
     /// The datacenter (recorded in the state file).
     pub datacenter: String,
     /// How changes are followed.
@@ -209,6 +212,7 @@ impl SyncTask {
         let persister = tokio::spawn(persist_loop(
             self.persist.subscribe(),
             self.settings.state_dir.clone(),
+            self.settings.persist_interval,
             self.status.clone(),
             shutdown.clone(),
         ));

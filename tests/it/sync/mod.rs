@@ -3,6 +3,7 @@
 //! disk, self-preservation, SOA serials, ACL tokens and TLS.
 
 mod changes;
+mod crash;
 mod disk;
 mod outages;
 mod security;

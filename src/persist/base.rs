@@ -1,0 +1,163 @@
+//! Base files: the whole registry state as one checksummed file per generation,
+//! `state-<generation>.snapdns`, written by temp file, fsync, rename and directory fsync, and
+//! the pruning of old generations and of the journals that went with them.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::files::{
+    create_private, create_private_dir, header_line, io, numbered, parse_header, read_regular,
+    sync_dir, HeaderError,
+};
+use super::journal::journals;
+use super::{PersistError, Persisted, Saved, FORMAT_VERSION, KEEP_GENERATIONS};
+
+const MAGIC: &str = "snapdns-state";
+const PREFIX: &str = "state-";
+const SUFFIX: &str = ".snapdns";
+
+/// The name of base generation `generation`.
+pub(super) fn file_name(generation: u64) -> String {
+    format!("{PREFIX}{generation:012}{SUFFIX}")
+}
+
+/// Base files in `dir` as (generation, path), newest first.
+pub(super) fn generations(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    numbered(dir, PREFIX, SUFFIX)
+}
+
+/// The generation the next base in `dir` (created if missing) gets: above every base and every
+/// journal there, so that a journal left by an unfinished base never meets a new one of its
+/// number.
+pub fn next_generation(dir: &Path) -> Result<u64, PersistError> {
+    create_private_dir(dir)?;
+    let highest = |list: std::io::Result<Vec<(u64, PathBuf)>>| {
+        list.map(|l| l.first().map_or(0, |(g, _)| *g))
+            .map_err(io("list", dir))
+    };
+    Ok(highest(generations(dir))?.max(highest(journals(dir))?) + 1)
+}
+
+/// Writes `persisted` as base `generation` in `dir` and prunes old generations. Only one base
+/// is written at a time.
+pub fn save_generation(
+    dir: &Path,
+    generation: u64,
+    persisted: &Persisted,
+) -> Result<Saved, PersistError> {
+    create_private_dir(dir)?;
+    let payload = serde_json::to_vec(persisted).map_err(|e| PersistError::Corrupt {
+        path: dir.to_path_buf(),
+        reason: format!("cannot encode the state: {e}"),
+    })?;
+    let header = header_line(MAGIC, FORMAT_VERSION, &payload);
+    let path = dir.join(file_name(generation));
+    let temp = dir.join(format!(".{}.tmp", file_name(generation)));
+    let write = || -> Result<(), PersistError> {
+        let mut file = create_private(&temp)?;
+        file.write_all(header.as_bytes())
+            .map_err(io("write", &temp))?;
+        file.write_all(&payload).map_err(io("write", &temp))?;
+        file.sync_all().map_err(io("fsync", &temp))?;
+        drop(file);
+        fs::rename(&temp, &path).map_err(io("rename into", &path))?;
+        sync_dir(dir)
+    };
+    if let Err(error) = write() {
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
+    prune(dir);
+    Ok(Saved {
+        path,
+        generation,
+        bytes: (header.len() + payload.len()) as u64,
+    })
+}
+
+/// Reads and checks one base file; a symbolic link or any other non-regular file is not
+/// followed.
+pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistError> {
+    let corrupt = |reason: String| PersistError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = read_regular(path)?;
+    let header = parse_header(&bytes, MAGIC).map_err(|e| match e {
+        HeaderError::Incomplete => corrupt("no header line".into()),
+        HeaderError::Bad(reason) => corrupt(reason),
+    })?;
+    if header.version > FORMAT_VERSION {
+        return Err(PersistError::NewerFormat {
+            path: path.to_path_buf(),
+            version: header.version,
+        });
+    }
+    let payload = &bytes[header.size..];
+    if payload.len() != header.length {
+        return Err(corrupt(format!(
+            "payload is {} bytes, header says {}",
+            payload.len(),
+            header.length
+        )));
+    }
+    let actual = crc32fast::hash(payload);
+    if actual != header.checksum {
+        return Err(corrupt(format!(
+            "checksum {actual:08x} does not match {:08x}",
+            header.checksum
+        )));
+    }
+    // serde_json's message names a position and what it expected, never the content.
+    let persisted: Persisted =
+        serde_json::from_slice(payload).map_err(|e| corrupt(format!("invalid payload: {e}")))?;
+    if !persisted.datacenter.eq_ignore_ascii_case(datacenter) {
+        return Err(PersistError::OtherDatacenter {
+            path: path.to_path_buf(),
+            found: persisted.datacenter,
+            expected: datacenter.to_string(),
+        });
+    }
+    Ok(persisted)
+}
+
+/// Removes bases beyond [`KEEP_GENERATIONS`], journals whose base is gone (a journal newer than
+/// every base belongs to a base being written and stays), and temporary files left by a crash.
+pub(super) fn prune(dir: &Path) {
+    if let Ok(list) = generations(dir) {
+        let kept: Vec<u64> = list
+            .iter()
+            .take(KEEP_GENERATIONS)
+            .map(|(g, _)| *g)
+            .collect();
+        for (_, path) in list.into_iter().skip(KEEP_GENERATIONS) {
+            let _ = fs::remove_file(path);
+        }
+        let newest = kept.first().copied().unwrap_or(0);
+        for (generation, path) in journals(dir).unwrap_or_default() {
+            if generation <= newest && !kept.contains(&generation) {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&format!(".{PREFIX}")) && name.ends_with(".tmp") {
+                // Only ours, and only older than a minute: another save may be writing it.
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(60));
+                if old {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}

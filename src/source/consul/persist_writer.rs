@@ -1,0 +1,303 @@
+//! The persister's view of the state directory: the journal of the newest base and the state
+//! its last record holds, and the compaction (a new base written on a blocking thread) in
+//! progress, if any.
+//!
+//! A save appends one record to the journal: the services that changed since the last save.
+//! When the journal outgrows its base, the state just saved is written as the next base on a
+//! blocking thread while saves go on; the new base's journal is created first and gets every
+//! record the old one gets meanwhile, so whichever base a crash leaves newest, its journal
+//! holds every save. The first save of a process, and the first after any failure, writes a
+//! whole base: a journal that may end in a failed append is never appended to again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::task::JoinHandle;
+
+use crate::persist::{self, BaseId, Delta, Journal, PersistError, Persisted, Saved};
+
+/// What one save or compaction left on disk.
+#[derive(Clone, Debug)]
+pub(super) struct Written {
+    /// The base the journal belongs to.
+    pub(super) generation: u64,
+    /// Registry index of the state saved.
+    pub(super) index: u64,
+    /// Bytes of the base and its journal: what a restart reads.
+    pub(super) on_disk: u64,
+    /// Bytes this save wrote.
+    pub(super) wrote: u64,
+    /// Records in the journal.
+    pub(super) records: u64,
+    /// A whole base was written (not a journal record).
+    pub(super) full: bool,
+}
+
+/// The newest base's journal and the state it reaches.
+struct Tail {
+    journal: Journal,
+    last: Arc<Persisted>,
+    base_bytes: u64,
+}
+
+/// A base being written, and its journal (taken while a save appends to it; `None` once the
+/// compaction is abandoned).
+struct Compaction {
+    journal: Option<Journal>,
+    task: JoinHandle<Result<Saved, PersistError>>,
+}
+
+/// Writes saves as journal records and compacts; see the module documentation.
+pub(super) struct Writer {
+    dir: PathBuf,
+    tail: Option<Tail>,
+    compaction: Option<Compaction>,
+}
+
+impl Writer {
+    /// A writer for `dir` that has written nothing yet.
+    pub(super) fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            tail: None,
+            compaction: None,
+        }
+    }
+
+    /// Saves `latest`: a journal record, or a whole base when there is no journal to append to.
+    /// A failure leaves no journal, so the next save writes a base.
+    pub(super) async fn save(&mut self, latest: &Persisted) -> Result<Written, PersistError> {
+        let mut persisted = latest.clone();
+        persisted.saved_at_ms = persist::unix_ms(SystemTime::now());
+        let persisted = Arc::new(persisted);
+        let Some(tail) = self.tail.take() else {
+            return self.save_base(persisted).await;
+        };
+        let follower = self.compaction.as_mut().and_then(|c| c.journal.take());
+        let to = persisted.clone();
+        let appended = tokio::task::spawn_blocking(move || append(tail, follower, &to))
+            .await
+            .map_err(|e| task_failed(&self.dir, &e));
+        let (tail, follower, wrote) = match appended {
+            Ok(Ok(appended)) => appended,
+            Ok(Err(error)) | Err(error) => {
+                // The compaction's journal may lack this record: its base must not be followed.
+                if let Some(c) = self.compaction.as_mut() {
+                    c.journal = None;
+                }
+                return Err(error);
+            }
+        };
+        if let Some(c) = self.compaction.as_mut() {
+            c.journal = follower;
+        }
+        let tail = self.tail.insert(Tail {
+            last: persisted,
+            ..tail
+        });
+        let written = Written {
+            generation: tail.journal.base().generation,
+            index: tail.last.state.index,
+            on_disk: tail.base_bytes + tail.journal.bytes(),
+            wrote,
+            records: tail.journal.records(),
+            full: false,
+        };
+        if self.compaction.is_none() && tail.journal.bytes() > tail.base_bytes {
+            self.start_compaction().await;
+        }
+        Ok(written)
+    }
+
+    /// Writes `persisted` as a new base with an empty journal, after any compaction in
+    /// progress (one base is written at a time).
+    async fn save_base(&mut self, persisted: Arc<Persisted>) -> Result<Written, PersistError> {
+        if let Some(compaction) = self.compaction.take() {
+            let _ = compaction.task.await;
+        }
+        let dir = self.dir.clone();
+        let to = persisted.clone();
+        let (saved, journal) = tokio::task::spawn_blocking(move || {
+            let generation = persist::next_generation(&dir)?;
+            let saved = persist::save_generation(&dir, generation, &to)?;
+            let journal = Journal::create(&dir, BaseId::of(generation, &to))?;
+            Ok::<_, PersistError>((saved, journal))
+        })
+        .await
+        .unwrap_or_else(|e| Err(task_failed(&self.dir, &e)))?;
+        let written = Written {
+            generation: saved.generation,
+            index: persisted.state.index,
+            on_disk: saved.bytes,
+            wrote: saved.bytes,
+            records: 0,
+            full: true,
+        };
+        self.tail = Some(Tail {
+            journal,
+            last: persisted,
+            base_bytes: saved.bytes,
+        });
+        Ok(written)
+    }
+
+    /// Starts writing the tail's state as the next base, its journal created first. A
+    /// compaction that cannot start is tried again after the next save.
+    async fn start_compaction(&mut self) {
+        let Some(tail) = self.tail.as_ref() else {
+            return;
+        };
+        let (dir, base) = (self.dir.clone(), tail.last.clone());
+        let created = tokio::task::spawn_blocking(move || {
+            let generation = persist::next_generation(&dir)?;
+            Journal::create(&dir, BaseId::of(generation, &base))
+        })
+        .await
+        .unwrap_or_else(|e| Err(task_failed(&self.dir, &e)));
+        let journal = match created {
+            Ok(journal) => journal,
+            Err(error) => {
+                tracing::debug!(%error, "compaction of the state journal not started");
+                return;
+            }
+        };
+        let (dir, base) = (self.dir.clone(), tail.last.clone());
+        let generation = journal.base().generation;
+        let task =
+            tokio::task::spawn_blocking(move || persist::save_generation(&dir, generation, &base));
+        self.compaction = Some(Compaction {
+            journal: Some(journal),
+            task,
+        });
+    }
+
+    /// Waits for the compaction in progress (forever when there is none), then follows the new
+    /// base's journal. `Ok(None)`: the compaction had been abandoned. Cancel-safe.
+    pub(super) async fn compacted(&mut self) -> Result<Option<Written>, PersistError> {
+        let Some(compaction) = self.compaction.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = (&mut compaction.task).await;
+        let journal = self.compaction.take().and_then(|c| c.journal);
+        let saved = result.unwrap_or_else(|e| Err(task_failed(&self.dir, &e)));
+        let (saved, journal, tail) = match (saved, journal, self.tail.take()) {
+            (Ok(saved), Some(journal), Some(tail)) => (saved, journal, tail),
+            (Ok(_), _, tail) => {
+                self.tail = tail;
+                return Ok(None);
+            }
+            // The base may be in place without being durable: start over with a whole base.
+            (Err(error), _, _) => return Err(error),
+        };
+        let tail = self.tail.insert(Tail {
+            journal,
+            base_bytes: saved.bytes,
+            ..tail
+        });
+        Ok(Some(Written {
+            generation: saved.generation,
+            index: tail.last.state.index,
+            on_disk: saved.bytes + tail.journal.bytes(),
+            wrote: saved.bytes,
+            records: tail.journal.records(),
+            full: true,
+        }))
+    }
+
+    /// Waits for the compaction in progress, if any (at shutdown).
+    pub(super) async fn finish(&mut self) -> Option<Result<Option<Written>, PersistError>> {
+        if self.compaction.is_some() {
+            Some(self.compacted().await)
+        } else {
+            None
+        }
+    }
+
+    /// The state directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Appends the record from `tail`'s state to `to` to the tail's journal and to the journal of
+/// the compaction in progress, if any. Returns both and the bytes of one record.
+fn append(
+    mut tail: Tail,
+    follower: Option<Journal>,
+    to: &Persisted,
+) -> Result<(Tail, Option<Journal>, u64), PersistError> {
+    let delta = Delta::between(&tail.last.state, &to.state);
+    let wrote = tail.journal.append(&delta, to)?;
+    let follower = match follower {
+        Some(mut journal) => {
+            journal.append(&delta, to)?;
+            Some(journal)
+        }
+        None => None,
+    };
+    Ok((tail, follower, wrote))
+}
+
+/// A save whose blocking task panicked or was cancelled: nothing was found wrong with a file.
+pub(super) fn task_failed(dir: &Path, error: &tokio::task::JoinError) -> PersistError {
+    PersistError::Task {
+        dir: dir.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{HealthEntry, RegistryState};
+
+    /// `previous` with service `svc-<n % 4>` replaced (port `n`) and the index bumped.
+    fn changed(previous: &Persisted, n: u16) -> Persisted {
+        let mut next = previous.clone();
+        let state = Arc::make_mut(&mut next.state);
+        state.index += 1;
+        let mut entry = HealthEntry::default();
+        entry.service.port = n;
+        state
+            .services
+            .insert(format!("svc-{}", n % 4), Arc::new(vec![entry]));
+        next
+    }
+
+    #[tokio::test]
+    async fn saves_append_and_a_compaction_hands_over_to_the_new_base_without_losing_a_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = Writer::new(dir.path().to_path_buf());
+        let mut latest = Persisted {
+            datacenter: "dc1".into(),
+            fetched_at_ms: 1,
+            saved_at_ms: 0,
+            state: Arc::new(RegistryState::default()),
+        };
+        for n in 0..4 {
+            latest = changed(&latest, n);
+        }
+        let first = writer.save(&latest).await.unwrap();
+        assert!(first.full && first.generation == 1 && first.records == 0);
+        let mut generations = vec![];
+        for n in 4..40 {
+            latest = changed(&latest, n);
+            let written = writer.save(&latest).await.unwrap();
+            assert!(!written.full, "save {n} appends");
+            assert!(written.wrote < first.wrote * 2, "one service per record");
+            if n % 5 == 0 {
+                if let Some(compacted) = writer.finish().await {
+                    generations.push(compacted.unwrap().unwrap().generation);
+                }
+            }
+            let loaded = persist::load(dir.path(), "dc1");
+            assert_eq!(loaded.found.unwrap().0.state, latest.state, "save {n}");
+        }
+        assert!(!generations.is_empty(), "the journal outgrew its base");
+        assert!(
+            generations.windows(2).all(|g| g[0] < g[1]),
+            "{generations:?}"
+        );
+    }
+}
