@@ -75,25 +75,18 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// What turns `old` into `new` (the index aside). Services both share are skipped by
-    /// pointer; only a service whose entries were replaced is compared by value.
+    /// What turns `old` into `new` (the index aside). Parts of the two states' maps that are
+    /// shared are skipped whole; only a service whose entries were replaced is compared by
+    /// value.
     pub fn between(old: &RegistryState, new: &RegistryState) -> Self {
         let mut changed = Vec::new();
-        for (name, entries) in new.services.iter() {
-            match old.services.get(name) {
-                Some(before) if Arc::ptr_eq(before, entries) || before == entries => {}
-                _ => changed.push((name.clone(), entries.clone())),
+        let mut removed = Vec::new();
+        for (name, _, entries) in old.changes_to(new) {
+            match entries {
+                Some(entries) => changed.push((name.to_string(), entries.clone())),
+                None => removed.push(name.to_string()),
             }
         }
-        // Only get/insert/remove/iter/len of the services map are relied on: the model's
-        // representation of it may change.
-        #[allow(clippy::unnecessary_get_then_check)]
-        let removed = old
-            .services
-            .iter()
-            .filter(|(name, _)| new.services.get(*name).is_none())
-            .map(|(name, _)| name.clone())
-            .collect();
         Self { changed, removed }
     }
 

@@ -12,7 +12,7 @@ mod small_map;
 
 pub use model::{
     CheckScope, CheckStatus, Entries, EntryCheck, HealthCheck, HealthEntry, Node, NodeService,
-    RegistryState, ServiceAddress, Weights,
+    RegistryState, ServiceAddress, ServiceChange, Weights,
 };
 pub use nodes::NodeInterner;
 pub use small_map::SmallMap;

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use compact_str::CompactString;
+use imbl::ordmap::DiffItem;
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
@@ -203,7 +204,30 @@ pub struct RegistryState {
 /// One service's entries, shared between the states that hold them unchanged.
 pub type Entries = Arc<Vec<HealthEntry>>;
 
+/// A service whose entries differ between two states: its name, old and new entries (`None`
+/// where the state does not have it).
+pub type ServiceChange<'a> = (&'a str, Option<&'a Entries>, Option<&'a Entries>);
+
 impl RegistryState {
+    /// The services whose entries differ from `self` to `next`, in name order. Walks only the
+    /// parts of the two maps that are not shared, so after one service changed it costs that
+    /// service, not the registry.
+    pub fn changes_to<'a>(&'a self, next: &'a Self) -> impl Iterator<Item = ServiceChange<'a>> {
+        self.services.diff(&next.services).map(|item| match item {
+            DiffItem::Add(name, entries) => (name.as_str(), None, Some(entries)),
+            DiffItem::Remove(name, entries) => (name.as_str(), Some(entries), None),
+            DiffItem::Update {
+                old: (name, old),
+                new: (_, new),
+            } => (name.as_str(), Some(old), Some(new)),
+        })
+    }
+
+    /// True when `next` holds the same index and the same entries for every service.
+    pub fn same_as(&self, next: &Self) -> bool {
+        self.index == next.index && self.changes_to(next).next().is_none()
+    }
+
     /// Total number of instances over all services.
     pub fn instance_count(&self) -> usize {
         self.services.values().map(|entries| entries.len()).sum()

@@ -18,7 +18,7 @@ use super::address::{
     Address, Family, Origin,
 };
 use super::names::is_label;
-use super::parts::{changes, Parts};
+use super::parts::Parts;
 use super::{Skipped, SnapshotStats};
 use crate::registry::{HealthEntry, Node, RegistryState};
 use crate::zone::{Fragment, FragmentBuilder, Zone, ZoneBuilder};
@@ -85,7 +85,8 @@ pub(super) fn registry_zone(
     };
     let apex_key = zone.apex_key().to_vec();
 
-    let affected = parts.apply(&changes(old_state, state));
+    let changes: Vec<_> = old_state.changes_to(state).collect();
+    let affected = parts.apply(&changes);
     let jobs: Vec<(Arc<str>, Vec<&HealthEntry>)> = affected
         .into_iter()
         .map(|served| {

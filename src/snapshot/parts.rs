@@ -15,11 +15,9 @@ use imbl::OrdMap;
 
 use super::names::served_by;
 use super::{Skipped, ZoneOptions};
-use crate::registry::{Entries, HealthEntry, RegistryState};
+use crate::registry::{HealthEntry, RegistryState, ServiceChange};
 use crate::zone::Fragment;
 
-/// A registry key whose entries differ between two states: its old and new entries.
-pub(super) type Change<'a> = (&'a str, Option<&'a Entries>, Option<&'a Entries>);
 
 /// The bookkeeping of one registry snapshot. Cloning is cheap (persistent maps).
 #[derive(Clone, Debug, Default)]
@@ -48,47 +46,6 @@ struct SkipIndex {
     totals: BTreeMap<&'static str, usize>,
 }
 
-/// The registry keys whose entries differ between `old` and `new`, in key order. Entries are
-/// shared between states that hold them unchanged, so most keys compare by pointer.
-pub(super) fn changes<'a>(old: &'a RegistryState, new: &'a RegistryState) -> Vec<Change<'a>> {
-    let mut out = Vec::new();
-    let mut old_iter = old.services.iter().peekable();
-    let mut new_iter = new.services.iter().peekable();
-    loop {
-        match (old_iter.peek(), new_iter.peek()) {
-            (None, None) => break,
-            (Some((key, entries)), None) => {
-                out.push((key.as_str(), Some(*entries), None));
-                old_iter.next();
-            }
-            (None, Some((key, entries))) => {
-                out.push((key.as_str(), None, Some(*entries)));
-                new_iter.next();
-            }
-            (Some((old_key, old_entries)), Some((new_key, new_entries))) => {
-                match old_key.cmp(new_key) {
-                    std::cmp::Ordering::Less => {
-                        out.push((old_key.as_str(), Some(*old_entries), None));
-                        old_iter.next();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        out.push((new_key.as_str(), None, Some(*new_entries)));
-                        new_iter.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        if old_entries != new_entries {
-                            out.push((new_key.as_str(), Some(*old_entries), Some(*new_entries)));
-                        }
-                        old_iter.next();
-                        new_iter.next();
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 impl Parts {
     /// Empty parts for a first build with `options`.
     pub(super) fn new(options: &ZoneOptions) -> Self {
@@ -100,7 +57,7 @@ impl Parts {
 
     /// Takes in `changes` (registry keys, old and new entries): counts, what is left out, and
     /// which keys serve which services. Returns the served services to encode again.
-    pub(super) fn apply(&mut self, changes: &[Change<'_>]) -> BTreeSet<Arc<str>> {
+    pub(super) fn apply(&mut self, changes: &[ServiceChange<'_>]) -> BTreeSet<Arc<str>> {
         let mut affected = BTreeSet::new();
         for (key, old, new) in changes {
             let key: Arc<str> = Arc::from(*key);

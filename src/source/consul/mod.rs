@@ -408,14 +408,22 @@ impl SyncTask {
 
     /// Self-preservation, then build and publish the state if it differs, then persist it.
     async fn publish(&mut self, report: Option<SyncReport>) {
-        let (state, events) =
-            self.preserve
-                .apply(&self.truth, &self.published, std::time::Instant::now());
+        // The served snapshot counts the instances it serves: self-preservation needs not.
+        let published_served = self
+            .store
+            .current()
+            .map_or(0, |snapshot| snapshot.stats.passing_instances);
+        let (state, events) = self.preserve.apply(
+            &self.truth,
+            &self.published,
+            published_served,
+            std::time::Instant::now(),
+        );
         self.log_preservation(&events);
         // Recorded first: a client that sees the new answers finds the sync in `/health` too.
         self.record(report);
         log_transition(self.status.clear("sync"), "");
-        if state != *self.published {
+        if !state.same_as(&self.published) {
             let state = Arc::new(state);
             let fetched_at = SystemTime::now();
             let (store, options, input) = (

@@ -84,11 +84,13 @@ impl SelfPreservation {
         self.held.values().map(|h| h.since).min()
     }
 
-    /// The state to publish, given the registry's `truth` and the state served until now.
+    /// The state to publish, given the registry's `truth`, the state served until now and how
+    /// many instances it serves (the snapshot counts them: not counted again here).
     pub fn apply(
         &mut self,
         truth: &RegistryState,
         published: &RegistryState,
+        published_served: usize,
         now: Instant,
     ) -> (RegistryState, Vec<Event>) {
         let mut events = Vec::new();
@@ -96,17 +98,8 @@ impl SelfPreservation {
         // differ too): unchanged ones share their entries, so this costs the change, not the
         // registry.
         let touched: BTreeSet<&str> = published
-            .services
-            .iter()
-            .filter(|(name, entries)| truth.services.get(*name) != Some(*entries))
-            .map(|(name, _)| name.as_str())
-            .chain(
-                truth
-                    .services
-                    .keys()
-                    .filter(|name| !published.services.contains_key(*name))
-                    .map(String::as_str),
-            )
+            .changes_to(truth)
+            .map(|(name, _, _)| name)
             .chain(self.held.keys().map(|(service, _, _)| service.as_str()))
             .chain(self.recent.keys().map(|(service, _, _)| service.as_str()))
             .collect();
@@ -117,7 +110,7 @@ impl SelfPreservation {
                 && now.saturating_duration_since(departed.since) < DETECTION_WINDOW
         });
         // The recent departures no longer count as served; before them, they did.
-        let served_total = served_count(published) + self.recent.len();
+        let served_total = published_served + self.recent.len();
 
         let returned: Vec<InstanceKey> = self
             .held
@@ -196,6 +189,7 @@ impl SelfPreservation {
 }
 
 /// How many instances `state` serves.
+#[cfg(test)]
 fn served_count(state: &RegistryState) -> usize {
     state
         .services
@@ -254,7 +248,7 @@ mod tests {
             ("db", "c", "passing"),
         ]);
         let after = state(&[("web", "a", "passing"), ("db", "c", "passing")]);
-        let (published, events) = sp.apply(&after, &before, Instant::now());
+        let (published, events) = sp.apply(&after, &before, served_count(&before), Instant::now());
         assert_eq!(served_count(&published), 2);
         assert!(events.is_empty());
     }
@@ -269,7 +263,7 @@ mod tests {
             ("db", "c", "passing"),
         ]);
         let after = state(&[("web", "a", "critical")]);
-        let (published, events) = sp.apply(&after, &before, t0);
+        let (published, events) = sp.apply(&after, &before, served_count(&before), t0);
         assert_eq!(
             events,
             vec![Event::Triggered {
@@ -281,11 +275,11 @@ mod tests {
         assert_eq!(sp.next_release(), Some(t0 + Duration::from_secs(60)));
 
         // Still gone within the window: still held; a later sync compares with what is served.
-        let (published, events) = sp.apply(&after, &published, t0 + Duration::from_secs(30));
+        let (published, events) = sp.apply(&after, &published, served_count(&published), t0 + Duration::from_secs(30));
         assert!(events.is_empty());
         assert_eq!(served_count(&published), 3);
 
-        let (published, events) = sp.apply(&after, &published, t0 + Duration::from_secs(61));
+        let (published, events) = sp.apply(&after, &published, served_count(&published), t0 + Duration::from_secs(61));
         assert_eq!(events, vec![Event::Released(3)]);
         assert_eq!(served_count(&published), 0);
         assert_eq!(sp.held(), 0);
@@ -307,12 +301,12 @@ mod tests {
         let before = state(&all);
         // Two of five go: 40 %, under the threshold.
         let first = state(&all[2..]);
-        let (published, events) = sp.apply(&first, &before, t0);
+        let (published, events) = sp.apply(&first, &before, served_count(&before), t0);
         assert!(events.is_empty());
         assert_eq!(served_count(&published), 3);
         // One more a second later: three of five within the window.
         let second = state(&all[3..]);
-        let (published, events) = sp.apply(&second, &published, t0 + Duration::from_secs(1));
+        let (published, events) = sp.apply(&second, &published, served_count(&published), t0 + Duration::from_secs(1));
         assert_eq!(
             events,
             vec![Event::Triggered {
@@ -329,8 +323,8 @@ mod tests {
 
         // Outside the window, drops do not add up.
         let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
-        let (published, _) = sp.apply(&first, &before, t0);
-        let (published, events) = sp.apply(&second, &published, t0 + DETECTION_WINDOW);
+        let (published, _) = sp.apply(&first, &before, served_count(&before), t0);
+        let (published, events) = sp.apply(&second, &published, served_count(&published), t0 + DETECTION_WINDOW);
         assert!(events.is_empty());
         assert_eq!(served_count(&published), 2);
     }
@@ -340,9 +334,9 @@ mod tests {
         let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
         let t0 = Instant::now();
         let before = state(&[("web", "a", "passing"), ("web", "b", "passing")]);
-        let (published, _) = sp.apply(&RegistryState::default(), &before, t0);
+        let (published, _) = sp.apply(&RegistryState::default(), &before, served_count(&before), t0);
         assert_eq!(sp.held(), 2);
-        let (published, events) = sp.apply(&before, &published, t0 + Duration::from_secs(1));
+        let (published, events) = sp.apply(&before, &published, served_count(&published), t0 + Duration::from_secs(1));
         assert_eq!(events, vec![Event::Returned(2)]);
         assert_eq!(sp.held(), 0);
         assert_eq!(published, before);
@@ -352,7 +346,7 @@ mod tests {
     fn zero_threshold_disables() {
         let mut sp = SelfPreservation::new(0.0, Duration::from_secs(60));
         let before = state(&[("web", "a", "passing")]);
-        let (published, events) = sp.apply(&RegistryState::default(), &before, Instant::now());
+        let (published, events) = sp.apply(&RegistryState::default(), &before, served_count(&before), Instant::now());
         assert!(events.is_empty());
         assert!(published.services.is_empty());
     }
