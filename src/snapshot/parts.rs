@@ -18,7 +18,6 @@ use super::{Skipped, ZoneOptions};
 use crate::registry::{HealthEntry, RegistryState, ServiceChange};
 use crate::zone::Fragment;
 
-
 /// The bookkeeping of one registry snapshot. Cloning is cheap (persistent maps).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Parts {

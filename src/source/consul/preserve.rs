@@ -275,11 +275,21 @@ mod tests {
         assert_eq!(sp.next_release(), Some(t0 + Duration::from_secs(60)));
 
         // Still gone within the window: still held; a later sync compares with what is served.
-        let (published, events) = sp.apply(&after, &published, served_count(&published), t0 + Duration::from_secs(30));
+        let (published, events) = sp.apply(
+            &after,
+            &published,
+            served_count(&published),
+            t0 + Duration::from_secs(30),
+        );
         assert!(events.is_empty());
         assert_eq!(served_count(&published), 3);
 
-        let (published, events) = sp.apply(&after, &published, served_count(&published), t0 + Duration::from_secs(61));
+        let (published, events) = sp.apply(
+            &after,
+            &published,
+            served_count(&published),
+            t0 + Duration::from_secs(61),
+        );
         assert_eq!(events, vec![Event::Released(3)]);
         assert_eq!(served_count(&published), 0);
         assert_eq!(sp.held(), 0);
@@ -306,7 +316,12 @@ mod tests {
         assert_eq!(served_count(&published), 3);
         // One more a second later: three of five within the window.
         let second = state(&all[3..]);
-        let (published, events) = sp.apply(&second, &published, served_count(&published), t0 + Duration::from_secs(1));
+        let (published, events) = sp.apply(
+            &second,
+            &published,
+            served_count(&published),
+            t0 + Duration::from_secs(1),
+        );
         assert_eq!(
             events,
             vec![Event::Triggered {
@@ -324,7 +339,12 @@ mod tests {
         // Outside the window, drops do not add up.
         let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
         let (published, _) = sp.apply(&first, &before, served_count(&before), t0);
-        let (published, events) = sp.apply(&second, &published, served_count(&published), t0 + DETECTION_WINDOW);
+        let (published, events) = sp.apply(
+            &second,
+            &published,
+            served_count(&published),
+            t0 + DETECTION_WINDOW,
+        );
         assert!(events.is_empty());
         assert_eq!(served_count(&published), 2);
     }
@@ -334,9 +354,19 @@ mod tests {
         let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
         let t0 = Instant::now();
         let before = state(&[("web", "a", "passing"), ("web", "b", "passing")]);
-        let (published, _) = sp.apply(&RegistryState::default(), &before, served_count(&before), t0);
+        let (published, _) = sp.apply(
+            &RegistryState::default(),
+            &before,
+            served_count(&before),
+            t0,
+        );
         assert_eq!(sp.held(), 2);
-        let (published, events) = sp.apply(&before, &published, served_count(&published), t0 + Duration::from_secs(1));
+        let (published, events) = sp.apply(
+            &before,
+            &published,
+            served_count(&published),
+            t0 + Duration::from_secs(1),
+        );
         assert_eq!(events, vec![Event::Returned(2)]);
         assert_eq!(sp.held(), 0);
         assert_eq!(published, before);
@@ -346,7 +376,12 @@ mod tests {
     fn zero_threshold_disables() {
         let mut sp = SelfPreservation::new(0.0, Duration::from_secs(60));
         let before = state(&[("web", "a", "passing")]);
-        let (published, events) = sp.apply(&RegistryState::default(), &before, served_count(&before), Instant::now());
+        let (published, events) = sp.apply(
+            &RegistryState::default(),
+            &before,
+            served_count(&before),
+            Instant::now(),
+        );
         assert!(events.is_empty());
         assert!(published.services.is_empty());
     }
