@@ -17,6 +17,27 @@ use snapdns::snapshot::{Snapshot, ZoneOptions};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What the zone holds: names, distinct prepared responses and their bytes.
+fn zone_breakdown(snapshot: &Snapshot) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut names, mut key_bytes, mut slots, mut wire_bytes) = (0usize, 0usize, 0usize, 0usize);
+    for (key, by_type) in snapshot.zone.names() {
+        names += 1;
+        key_bytes += key.len();
+        slots += by_type.len();
+        for (_, prepared) in by_type {
+            if seen.insert(Arc::as_ptr(prepared)) {
+                wire_bytes += prepared.wire().len();
+            }
+        }
+    }
+    eprintln!(
+        "zone    {names} names ({key_bytes} B of keys), {slots} answers by type, {} distinct prepared responses ({wire_bytes} B of wire, {:.0} B each)",
+        seen.len(),
+        wire_bytes as f64 / seen.len().max(1) as f64
+    );
+}
+
 /// One-service changes timed after the build.
 const REBUILDS: usize = 21;
 
@@ -84,6 +105,7 @@ fn main() {
         served.zone.record_count(),
         (resident - base) * 1_048_576.0 / state.instance_count().max(1) as f64,
     );
+    zone_breakdown(&served);
     // One service changes at a time (one instance moves to another port), spread over the
     // registry: the time from the changed state to the snapshot ready to publish.
     let keys: Vec<String> = state.services.keys().cloned().collect();
