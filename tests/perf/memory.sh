@@ -19,7 +19,7 @@ trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; true' EXIT
 measure() {  # measure NAME PORT -> waits for an answer, prints RSS and time to first answer
     local name=$1 port=$2 start=$3 i
     for i in $(seq 1200); do
-        dig +time=1 +tries=1 @127.0.0.1 -p "$port" "web-$((N - 1)).service.consul" A +short 2>/dev/null | grep -q . && break
+        dig +time=1 +tries=1 @127.0.0.1 -p "$port" "web-$((N - 1)).service.consul" A +short 2>/dev/null | grep -qE "^[0-9]+\.[0-9]+\." && break
         sleep 0.05
     done
     local ms=$(( ($(date +%s%N) - start) / 1000000 ))
