@@ -12,6 +12,7 @@ use super::files::{
     sync_dir, HeaderError,
 };
 use super::journal::journals;
+use super::zone_cache;
 use super::{PersistError, Persisted, Saved, FORMAT_VERSION, KEEP_GENERATIONS};
 
 const MAGIC: &str = "snapdns-state";
@@ -21,6 +22,11 @@ const SUFFIX: &str = ".snapdns";
 /// The name of base generation `generation`.
 pub(super) fn file_name(generation: u64) -> String {
     format!("{PREFIX}{generation:012}{SUFFIX}")
+}
+
+/// The newest base generation in `dir` by file name (not read, so not known to be intact).
+pub fn newest_generation(dir: &Path) -> Option<u64> {
+    generations(dir).ok()?.first().map(|(generation, _)| *generation)
 }
 
 /// Base files in `dir` as (generation, path), newest first.
@@ -123,8 +129,9 @@ pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistErro
     Ok(persisted)
 }
 
-/// Removes bases beyond [`KEEP_GENERATIONS`], journals whose base is gone (a journal newer than
-/// every base belongs to a base being written and stays), and temporary files left by a crash.
+/// Removes bases beyond [`KEEP_GENERATIONS`], journals and zone caches whose base is gone (one
+/// newer than every base belongs to a base being written and stays), and temporary files left
+/// by a crash.
 pub(super) fn prune(dir: &Path) {
     if let Ok(list) = generations(dir) {
         let kept: Vec<u64> = list
@@ -136,7 +143,11 @@ pub(super) fn prune(dir: &Path) {
             let _ = fs::remove_file(path);
         }
         let newest = kept.first().copied().unwrap_or(0);
-        for (generation, path) in journals(dir).unwrap_or_default() {
+        let others = journals(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(zone_cache::caches(dir).unwrap_or_default());
+        for (generation, path) in others {
             if generation <= newest && !kept.contains(&generation) {
                 let _ = fs::remove_file(path);
             }
@@ -146,7 +157,9 @@ pub(super) fn prune(dir: &Path) {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&format!(".{PREFIX}")) && name.ends_with(".tmp") {
+            let ours = name.starts_with(&format!(".{PREFIX}"))
+                || name.starts_with(&format!(".{}", zone_cache::PREFIX));
+            if ours && name.ends_with(".tmp") {
                 // Only ours, and only older than a minute: another save may be writing it.
                 let old = entry
                     .metadata()

@@ -79,6 +79,7 @@ fn options_key(options: &ZoneOptions) -> Vec<u8> {
 
 impl Snapshot {
     /// Writes this snapshot's zone cache to `out`: `base` is the base its state was saved as.
+    /// A snapshot read from a cache has no options and writes none: it is never written back.
     pub fn write_cache(&self, base: &BaseId, out: &mut dyn Write) -> io::Result<()> {
         let parts = &self.parts;
         let mut encoder = Encoder::default();
@@ -152,7 +153,9 @@ impl Snapshot {
             *count = usize::try_from(decoder.uint()?).map_err(|_| DecodeError("count"))?;
         }
         let [services, instances, passing] = counts;
-        let mut parts = Parts::new(options);
+        // No options: an ordinary rebuild must not take these parts as the previous build's,
+        // since the snapshot's state is not the one they describe (see `rebuild_over`).
+        let mut parts = Parts::default();
         parts.instances = instances;
         parts.passing = passing;
         parts.skips = skips(&mut decoder)?;
@@ -185,8 +188,9 @@ impl Snapshot {
         Ok(Cached { snapshot, base })
     }
 
-    /// The snapshot of `state` built over `cached` (read by [`Snapshot::from_cache`]), whose
-    /// base held `base_state`: only the services that differ between the two are encoded.
+    /// The snapshot of `state` built over `cached` (read by [`Snapshot::from_cache`] with
+    /// `options`), whose base held `base_state`: only the services that differ between the two
+    /// are encoded.
     pub fn rebuild_over(
         cached: &Self,
         base_state: Arc<RegistryState>,
@@ -194,7 +198,9 @@ impl Snapshot {
         fetched_at: SystemTime,
         options: &ZoneOptions,
     ) -> Result<Self, super::BuildError> {
-        let previous = (base_state.as_ref(), &cached.parts, &cached.zone);
+        let mut parts = cached.parts.clone();
+        parts.options = Some(options.clone());
+        let previous = (base_state.as_ref(), &parts, &cached.zone);
         let (zone, stats, skipped, parts) =
             super::build::registry_zone(&state, options, Some(previous))?;
         Ok(Self {

@@ -99,3 +99,19 @@ fn a_cache_for_other_options_or_cut_short_is_refused() {
         assert!(Snapshot::from_cache(&bytes[..len], &options()).is_err());
     }
 }
+
+#[test]
+fn an_ordinary_rebuild_never_takes_a_cached_snapshot_as_its_base() {
+    let now = SystemTime::now();
+    let built = Snapshot::build(sample_state(5, 80), now, &options()).unwrap();
+    let cached = Snapshot::from_cache(&cache_of(&built, 5), &options())
+        .unwrap()
+        .snapshot;
+    // The cached snapshot's state has no services: a diff against it would count twice.
+    let later = sample_state(6, 8080);
+    let rebuilt = Snapshot::rebuild(Some(&cached), later.clone(), now, &options()).unwrap();
+    let fresh = Snapshot::build(later, now, &options()).unwrap();
+    assert_eq!(rebuilt.stats, fresh.stats);
+    assert_eq!(rebuilt.skipped, fresh.skipped);
+    assert_eq!(contents(&rebuilt.zone), contents(&fresh.zone));
+}
