@@ -26,7 +26,10 @@ pub(super) fn file_name(generation: u64) -> String {
 
 /// The newest base generation in `dir` by file name (not read, so not known to be intact).
 pub fn newest_generation(dir: &Path) -> Option<u64> {
-    generations(dir).ok()?.first().map(|(generation, _)| *generation)
+    generations(dir)
+        .ok()?
+        .first()
+        .map(|(generation, _)| *generation)
 }
 
 /// Base files in `dir` as (generation, path), newest first.
@@ -86,6 +89,32 @@ pub fn save_generation(
 /// Reads and checks one base file; a symbolic link or any other non-regular file is not
 /// followed.
 pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistError> {
+    let (bytes, start) = checked(path)?;
+    // serde_json's message names a position and what it expected, never the content.
+    let persisted: Persisted =
+        serde_json::from_slice(&bytes[start..]).map_err(|e| PersistError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("invalid payload: {e}"),
+        })?;
+    if !persisted.datacenter.eq_ignore_ascii_case(datacenter) {
+        return Err(PersistError::OtherDatacenter {
+            path: path.to_path_buf(),
+            found: persisted.datacenter,
+            expected: datacenter.to_string(),
+        });
+    }
+    Ok(persisted)
+}
+
+/// Checks that base `generation` in `dir` is intact (header, format, length, checksum) without
+/// decoding it: what serving its zone cache before it is read needs.
+pub fn check_generation(dir: &Path, generation: u64) -> Result<(), PersistError> {
+    checked(&dir.join(file_name(generation))).map(|_| ())
+}
+
+/// The bytes of a base file whose header, format version, length and checksum are right, and
+/// where its payload starts.
+fn checked(path: &Path) -> Result<(Vec<u8>, usize), PersistError> {
     let corrupt = |reason: String| PersistError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -116,17 +145,7 @@ pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistErro
             header.checksum
         )));
     }
-    // serde_json's message names a position and what it expected, never the content.
-    let persisted: Persisted =
-        serde_json::from_slice(payload).map_err(|e| corrupt(format!("invalid payload: {e}")))?;
-    if !persisted.datacenter.eq_ignore_ascii_case(datacenter) {
-        return Err(PersistError::OtherDatacenter {
-            path: path.to_path_buf(),
-            found: persisted.datacenter,
-            expected: datacenter.to_string(),
-        });
-    }
-    Ok(persisted)
+    Ok((bytes, header.size))
 }
 
 /// Removes bases beyond [`KEEP_GENERATIONS`], journals and zone caches whose base is gone (one

@@ -46,7 +46,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::RegistryState;
-pub use base::{newest_generation, next_generation, read_file, save_generation};
+pub use base::{check_generation, newest_generation, next_generation, read_file, save_generation};
 pub use journal::{BaseId, Delta, Journal, Replay, JOURNAL_VERSION};
 
 /// The base file format written by this version.

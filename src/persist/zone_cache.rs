@@ -83,14 +83,11 @@ pub fn save(
         };
         payload(&mut checked).map_err(io("write", &temp))?;
         let (checksum, length) = (checked.hasher.finalize(), checked.length);
-        let mut file = checked
-            .inner
-            .into_inner()
-            .map_err(|e| PersistError::Io {
-                op: "write",
-                path: temp.clone(),
-                source: e.into_error(),
-            })?;
+        let mut file = checked.inner.into_inner().map_err(|e| PersistError::Io {
+            op: "write",
+            path: temp.clone(),
+            source: e.into_error(),
+        })?;
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.write_all(header_line(checksum, length).as_bytes()))
             .map_err(io("write", &temp))?;

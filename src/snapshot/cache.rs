@@ -264,9 +264,7 @@ fn served_from(
 }
 
 /// The fragments, chunk by chunk on as many threads as there are cores (up to 8).
-fn fragments(
-    decoder: &mut Decoder<'_>,
-) -> Result<OrdMap<Arc<str>, Arc<Fragment>>, DecodeError> {
+fn fragments(decoder: &mut Decoder<'_>) -> Result<OrdMap<Arc<str>, Arc<Fragment>>, DecodeError> {
     let chunks = (0..decoder.count(2)?)
         .map(|_| Ok((decoder.uint()?, decoder.bytes()?)))
         .collect::<Result<Vec<(u64, &[u8])>, DecodeError>>()?;

@@ -175,7 +175,13 @@ mod tests {
     use super::*;
     use crate::registry::{EntryCheck, HealthEntry, Node, NodeService};
 
-    pub(super) fn entry(node: &str, address: &str, service: &str, port: u16, status: &str) -> HealthEntry {
+    pub(super) fn entry(
+        node: &str,
+        address: &str,
+        service: &str,
+        port: u16,
+        status: &str,
+    ) -> HealthEntry {
         HealthEntry {
             node: Arc::new(Node {
                 node: node.into(),
@@ -219,7 +225,9 @@ mod tests {
     }
 
     /// Every name and answer of two zones, as bytes, for comparison.
-    pub(super) fn contents(zone: &Zone) -> std::collections::BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
+    pub(super) fn contents(
+        zone: &Zone,
+    ) -> std::collections::BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
         zone.names()
             .map(|(key, by_type)| {
                 let types = by_type

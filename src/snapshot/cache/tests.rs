@@ -81,8 +81,14 @@ fn a_rebuild_over_the_cache_equals_a_full_build_and_reuses_unchanged_services() 
     assert_eq!(rebuilt.stats, fresh.stats);
     assert_eq!(rebuilt.skipped, fresh.skipped);
     let fragment = |s: &Snapshot, name: &str| s.parts.fragments.get(name).unwrap().clone();
-    assert!(Arc::ptr_eq(&fragment(&cached, "api"), &fragment(&rebuilt, "api")));
-    assert!(!Arc::ptr_eq(&fragment(&cached, "web"), &fragment(&rebuilt, "web")));
+    assert!(Arc::ptr_eq(
+        &fragment(&cached, "api"),
+        &fragment(&rebuilt, "api")
+    ));
+    assert!(!Arc::ptr_eq(
+        &fragment(&cached, "web"),
+        &fragment(&rebuilt, "web")
+    ));
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::SyncSettings;
 use crate::persist::{self, zone_cache, BaseId, Loaded, PersistError};
@@ -66,6 +66,12 @@ fn serve_cache(
     let path = zone_cache::path(dir, generation);
     let started = Instant::now();
     let fallback = "building the zone from the persisted state instead";
+    // Only the cache of an intact base: a damaged one is reported when the state is loaded,
+    // which then falls back to an older generation (whose cache would not be newest).
+    if let Err(error) = persist::check_generation(dir, generation) {
+        debug!(%error, "newest persisted state damaged; its zone cache is not served");
+        return None;
+    }
     let file = match zone_cache::read(dir, generation) {
         Ok(file) => file,
         Err(PersistError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -143,7 +149,9 @@ fn load(
         return;
     };
     let fetched_at = persisted.fetched_at();
-    let over = cached.zip(loaded.base).filter(|((_, id), (base, _))| id == base);
+    let over = cached
+        .zip(loaded.base)
+        .filter(|((_, id), (base, _))| id == base);
     let published = match over {
         Some(((snapshot, _), (_, base_state))) => {
             let built = Snapshot::rebuild_over(
@@ -163,7 +171,7 @@ fn load(
                         index = built.index(),
                         journal_records = loaded.journal.applied,
                         took_ms = started.elapsed().as_millis() as u64,
-                        "persisted registry state read and published over the zone cache"
+                        "serving the persisted registry state until the first sync (built over the zone cache)"
                     );
                     true
                 }
@@ -175,7 +183,14 @@ fn load(
         }
         None => {
             let origin = Origin::Disk(&path, generation);
-            publish(store, persisted.state.clone(), fetched_at, &settings.zone, origin).is_ok()
+            publish(
+                store,
+                persisted.state.clone(),
+                fetched_at,
+                &settings.zone,
+                origin,
+            )
+            .is_ok()
         }
     };
     if published {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use hickory_proto::rr::rdata::{CNAME, A, SOA, SRV};
+use hickory_proto::rr::rdata::{A, CNAME, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
@@ -59,7 +59,15 @@ fn zone_of(fragment: &Fragment) -> Zone {
     let soa = Record::from_rdata(
         apex.clone(),
         0,
-        RData::SOA(SOA::new(name("ns.consul."), name("h.consul."), 1, 1, 1, 1, 0)),
+        RData::SOA(SOA::new(
+            name("ns.consul."),
+            name("h.consul."),
+            1,
+            1,
+            1,
+            1,
+            0,
+        )),
     );
     ZoneBuilder::new(&apex, soa, 1)
         .build_with(&[fragment])
@@ -121,7 +129,11 @@ fn a_decoded_fragment_indexes_to_the_same_zone() {
     let decoded = decode(&bytes).unwrap();
     assert_eq!(decoded.record_count, fragment.record_count);
     assert_eq!(contents(&zone_of(&decoded)), contents(&zone_of(&fragment)));
-    assert_eq!(encode(&decoded), bytes, "decoding then encoding changes nothing");
+    assert_eq!(
+        encode(&decoded),
+        bytes,
+        "decoding then encoding changes nothing"
+    );
 }
 
 #[test]
@@ -130,7 +142,13 @@ fn a_response_shared_by_aliases_stays_shared() {
     let srv_of = |owner: &str| {
         let key = crate::zone::wire_key(&name(owner)).unwrap();
         let (_, answers) = decoded.names.iter().find(|(k, _)| **k == *key).unwrap();
-        answers.by_type.iter().find(|(t, _)| *t == 33).unwrap().1.clone()
+        answers
+            .by_type
+            .iter()
+            .find(|(t, _)| *t == 33)
+            .unwrap()
+            .1
+            .clone()
     };
     assert!(Arc::ptr_eq(
         &srv_of("_web._tcp.service.dc1.consul."),
@@ -142,7 +160,11 @@ fn a_response_shared_by_aliases_stays_shared() {
 fn every_truncation_is_rejected() {
     let bytes = encode(&sample());
     for len in 0..bytes.len() {
-        assert!(decode(&bytes[..len]).is_err(), "{len} of {} bytes", bytes.len());
+        assert!(
+            decode(&bytes[..len]).is_err(),
+            "{len} of {} bytes",
+            bytes.len()
+        );
     }
 }
 
