@@ -441,7 +441,7 @@ pub fn zone_cache_seed() -> Vec<u8> {
     let state = Arc::new(fixture_registry());
     let snapshot = Snapshot::build(state, SystemTime::UNIX_EPOCH, &zone_options())
         .expect("fixture snapshot builds");
-    let base = snapdns::persist::BaseId {
+    let base = snapdns::snapshot::BaseId {
         generation: 1,
         saved_at_ms: 0,
         index: 7,

@@ -31,7 +31,6 @@ use super::build::{apex, ZoneOptions};
 use super::names::{BAD_ADDRESS, BAD_NODE_NAME, BAD_SERVICE_NAME, BAD_TAG};
 use super::parts::{Parts, SkipIndex};
 use super::{Snapshot, SnapshotStats};
-use crate::persist::BaseId;
 use crate::registry::RegistryState;
 use crate::zone::codec::{DecodeError, Decoder, Encoder};
 use crate::zone::Fragment;
@@ -51,6 +50,18 @@ pub enum CacheError {
     /// Building the zone from its fragments failed.
     #[error("cannot index the cached zone: {0}")]
     Build(#[from] hickory_proto::ProtoError),
+}
+
+/// The base a zone cache belongs to: the persisted state file it was built from (the fields of
+/// `persist::BaseId`, named here so that the snapshot does not depend on the persistence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaseId {
+    /// The base's generation.
+    pub generation: u64,
+    /// When the base was saved, in ms since the Unix epoch.
+    pub saved_at_ms: u64,
+    /// The registry index of the base's state.
+    pub index: u64,
 }
 
 /// A snapshot read from a zone cache, and the base it was built for.
@@ -87,7 +98,11 @@ impl Snapshot {
         for value in [base.generation, base.saved_at_ms, base.index] {
             encoder.uint(value);
         }
-        encoder.uint(crate::persist::unix_ms(self.fetched_at));
+        let fetched_at_ms = self
+            .fetched_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        encoder.uint(fetched_at_ms);
         encoder.uint(u64::from(self.zone.serial()));
         for count in [
             self.stats.services,

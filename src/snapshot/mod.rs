@@ -20,7 +20,7 @@ use arc_swap::{ArcSwapOption, Guard};
 use tracing::warn;
 
 pub use build::{BuildError, ZoneOptions};
-pub use cache::{CacheError, Cached};
+pub use cache::{BaseId, CacheError, Cached};
 
 use crate::registry::RegistryState;
 use crate::zone::Zone;

@@ -177,7 +177,10 @@ fn mutation() {
 #[test]
 fn the_zone_cache_seed_is_current() {
     let seed = std::fs::read(repo().join("fuzz/seeds/zone_cache/fixture")).expect("seed");
-    assert!(seed == checks::zone_cache_seed(), "run write_zone_cache_seed");
+    assert!(
+        seed == checks::zone_cache_seed(),
+        "run write_zone_cache_seed"
+    );
 }
 
 /// Writes `fuzz/seeds/zone_cache/fixture`:

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::persist::BaseId;
 use crate::snapshot::tests::{contents, entry, options, state};
-use crate::snapshot::{CacheError, Snapshot};
+use crate::snapshot::{BaseId, CacheError, Snapshot};
 
 fn base(index: u64) -> BaseId {
     BaseId {

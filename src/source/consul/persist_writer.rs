@@ -250,7 +250,7 @@ fn save_base_and_cache(
     let Some(snapshot) = snapshot.filter(|s| Arc::ptr_eq(&s.state, &persisted.state)) else {
         return Ok(saved);
     };
-    let base = BaseId::of(generation, persisted);
+    let base = cache_base(BaseId::of(generation, persisted));
     match zone_cache::save(dir, generation, |out| snapshot.write_cache(&base, out)) {
         Ok(bytes) => debug!(generation, bytes, "zone cache written"),
         Err(error) => {
@@ -258,6 +258,15 @@ fn save_base_and_cache(
         }
     }
     Ok(saved)
+}
+
+/// A base's identity as its zone cache names it.
+pub(super) fn cache_base(id: BaseId) -> crate::snapshot::BaseId {
+    crate::snapshot::BaseId {
+        generation: id.generation,
+        saved_at_ms: id.saved_at_ms,
+        index: id.index,
+    }
 }
 
 /// Appends the record from `tail`'s state to `to` to the tail's journal and to the journal of

@@ -13,9 +13,10 @@ use std::time::Instant;
 
 use tracing::{debug, error, info, warn};
 
+use super::persist_writer::cache_base;
 use super::SyncSettings;
-use crate::persist::{self, zone_cache, BaseId, Loaded, PersistError};
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::persist::{self, zone_cache, Loaded, PersistError};
+use crate::snapshot::{BaseId, Snapshot, SnapshotStore};
 use crate::source::status::{SnapshotOrigin, SourceStatus};
 use crate::source::{publish, Origin};
 
@@ -151,7 +152,7 @@ fn load(
     let fetched_at = persisted.fetched_at();
     let over = cached
         .zip(loaded.base)
-        .filter(|((_, id), (base, _))| id == base);
+        .filter(|((_, id), (base, _))| *id == cache_base(*base));
     let published = match over {
         Some(((snapshot, _), (_, base_state))) => {
             let built = Snapshot::rebuild_over(
