@@ -3,13 +3,13 @@
 //! the pruning of old generations and of the journals that went with them.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::files::{
-    create_private, create_private_dir, header_line, io, numbered, parse_header, read_regular,
-    sync_dir, HeaderError,
+    create_private, create_private_dir, header_line, io, numbered, open_regular, parse_header,
+    read_regular, sync_dir, HeaderError,
 };
 use super::journal::journals;
 use super::zone_cache;
@@ -107,9 +107,62 @@ pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistErro
 }
 
 /// Checks that base `generation` in `dir` is intact (header, format, length, checksum) without
-/// decoding it: what serving its zone cache before it is read needs.
+/// decoding it or holding it in memory: what serving its zone cache before it is read needs.
 pub fn check_generation(dir: &Path, generation: u64) -> Result<(), PersistError> {
-    checked(&dir.join(file_name(generation))).map(|_| ())
+    let path = dir.join(file_name(generation));
+    let corrupt = |reason: String| PersistError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let mut file = open_regular(&path)?;
+    let mut buffer = vec![0; 1 << 20];
+    let mut filled = 0;
+    // The header line is within the first 128 bytes.
+    while filled < 128 {
+        match file
+            .read(&mut buffer[filled..])
+            .map_err(io("read", &path))?
+        {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    let header = parse_header(&buffer[..filled], MAGIC).map_err(|e| match e {
+        HeaderError::Incomplete => corrupt("no header line".into()),
+        HeaderError::Bad(reason) => corrupt(reason),
+    })?;
+    if header.version > FORMAT_VERSION {
+        return Err(PersistError::NewerFormat {
+            path: path.clone(),
+            version: header.version,
+        });
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&buffer[header.size..filled]);
+    let mut length = filled - header.size;
+    loop {
+        match file.read(&mut buffer).map_err(io("read", &path))? {
+            0 => break,
+            n => {
+                hasher.update(&buffer[..n]);
+                length += n;
+            }
+        }
+    }
+    if length != header.length {
+        return Err(corrupt(format!(
+            "payload is {length} bytes, header says {}",
+            header.length
+        )));
+    }
+    let actual = hasher.finalize();
+    if actual != header.checksum {
+        return Err(corrupt(format!(
+            "checksum {actual:08x} does not match {:08x}",
+            header.checksum
+        )));
+    }
+    Ok(())
 }
 
 /// The bytes of a base file whose header, format version, length and checksum are right, and
