@@ -387,6 +387,72 @@ pub fn check_state_file(dir: &Path, data: &[u8]) {
     }
 }
 
+/// `zone_cache`: bytes through the zone cache reader (`Snapshot::from_cache`). A cache that
+/// reads is published and every name it holds (the first 64) asked for each of its types, A
+/// and ANY, over UDP at 512 bytes (so cut answers too), with EDNS and over TCP. Only a panic is
+/// a fault: the reader checks every length and offset answering relies on, while the record
+/// bytes themselves are the file checksum's to guard, so odd replies are no finding here.
+pub fn check_zone_cache(data: &[u8]) {
+    let Ok(cached) = Snapshot::from_cache(data, &zone_options()) else {
+        return;
+    };
+    let snapshot = Arc::new(cached.snapshot);
+    let questions: Vec<(Name, u16)> = snapshot
+        .zone
+        .names()
+        .take(64)
+        .filter_map(|(key, by_type)| {
+            let name = decode_key(key)?;
+            let types: Vec<u16> = by_type.iter().map(|(rtype, _)| *rtype).collect();
+            Some((name, types))
+        })
+        .flat_map(|(name, types)| {
+            types
+                .into_iter()
+                .chain([1, 255])
+                .map(move |rtype| (name.clone(), rtype))
+        })
+        .collect();
+    let store = SnapshotStore::default();
+    store.publish(snapshot);
+    let responder = Responder::new(
+        store,
+        &wire_key(&zone_options().domain).expect("apex"),
+        Arc::new(ArcSwap::from_pointee(ZoneSet::default())),
+        policy(512),
+    );
+    let mut scratch = Scratch::default();
+    let mut out = Vec::with_capacity(4096);
+    for (name, rtype) in questions {
+        for (transport, edns) in [
+            (Transport::Udp, None),
+            (Transport::Udp, Some(1232)),
+            (Transport::Tcp, None),
+        ] {
+            let query = query_bytes(name.clone(), RecordType::from(rtype), edns);
+            out.clear();
+            responder.respond(&query, RECURSING_CLIENT, transport, &mut out, &mut scratch);
+        }
+    }
+}
+
+/// The `zone_cache` seed: the zone cache of the fixture registry's snapshot.
+pub fn zone_cache_seed() -> Vec<u8> {
+    let state = Arc::new(fixture_registry());
+    let snapshot = Snapshot::build(state, SystemTime::UNIX_EPOCH, &zone_options())
+        .expect("fixture snapshot builds");
+    let base = snapdns::snapshot::BaseId {
+        generation: 1,
+        saved_at_ms: 0,
+        index: 7,
+    };
+    let mut bytes = Vec::new();
+    snapshot
+        .write_cache(&base, &mut bytes)
+        .expect("write to memory");
+    bytes
+}
+
 /// `zone_file`: text through the static zone loader; a zone that loads is then asked for its
 /// apex SOA, NS and ANY and a missing name through a responder, and every reply checked.
 pub fn check_zone_file(dir: &Path, data: &[u8]) {

@@ -86,7 +86,7 @@ pub async fn run_with_reloads(
     // The registry file (or Consul's persisted state) is read before the sockets open, so the
     // first query sees its data. Health is bound before DNS.
     let status = Arc::new(source_status(&config));
-    let file_source = load_registry(&config, &store, &status);
+    let (file_source, restoring) = load_registry(&config, &store, &status);
     let http_listener = match config.server.http {
         Some(addr) => Some(http::bind(addr).await.map_err(|source| StartError::Bind {
             proto: "http",
@@ -134,8 +134,19 @@ pub async fn run_with_reloads(
         }
         None => {
             let client = ConsulClient::new(config.consul.clone()).map_err(StartError::Registry)?;
-            let task = SyncTask::new(client, config.sync.clone(), store.clone(), status.clone());
-            tasks.spawn(task.run(drain.token()));
+            let (settings, store, status) = (config.sync.clone(), store.clone(), status.clone());
+            let token = drain.token();
+            tasks.spawn(async move {
+                // The sync's baseline is the persisted state, once it is read (a zone cache
+                // served meanwhile holds no state to diff against).
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = restoring.finished() => {}
+                }
+                SyncTask::new(client, settings, store, status)
+                    .run(token)
+                    .await;
+            });
         }
     }
     if let Some(listener) = http_listener {
@@ -177,23 +188,21 @@ async fn join_workers(workers: Vec<std::thread::JoinHandle<()>>) {
 }
 
 /// Publishes what the registry source has now: the file, read and built, or Consul's newest
-/// persisted state. Returns the file source, to be watched; `None` for Consul.
+/// persisted state (its zone cache at once, the state read in the background). Returns the
+/// file source, to be watched, or for Consul what of the start-up from disk is under way.
 fn load_registry(
     config: &Config,
     store: &SnapshotStore,
     status: &Arc<SourceStatus>,
-) -> Option<FileSource> {
+) -> (Option<FileSource>, consul::Restoring) {
     match &config.registry {
         RegistrySource::File(path) => {
             let options = config.zone.clone();
             let mut source = FileSource::new(path.clone(), options, store.clone(), status.clone());
             source.load_once();
-            Some(source)
+            (Some(source), consul::Restoring::default())
         }
-        RegistrySource::Consul(_) => {
-            consul::restore(&config.sync, store, status);
-            None
-        }
+        RegistrySource::Consul(_) => (None, consul::restore(&config.sync, store, status)),
     }
 }
 

@@ -3,15 +3,16 @@
 //! the pruning of old generations and of the journals that went with them.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::files::{
-    create_private, create_private_dir, header_line, io, numbered, parse_header, read_regular,
-    sync_dir, HeaderError,
+    create_private, create_private_dir, header_line, io, numbered, open_regular, parse_header,
+    read_regular, sync_dir, HeaderError,
 };
 use super::journal::journals;
+use super::zone_cache;
 use super::{PersistError, Persisted, Saved, FORMAT_VERSION, KEEP_GENERATIONS};
 
 const MAGIC: &str = "snapdns-state";
@@ -21,6 +22,14 @@ const SUFFIX: &str = ".snapdns";
 /// The name of base generation `generation`.
 pub(super) fn file_name(generation: u64) -> String {
     format!("{PREFIX}{generation:012}{SUFFIX}")
+}
+
+/// The newest base generation in `dir` by file name (not read, so not known to be intact).
+pub fn newest_generation(dir: &Path) -> Option<u64> {
+    generations(dir)
+        .ok()?
+        .first()
+        .map(|(generation, _)| *generation)
 }
 
 /// Base files in `dir` as (generation, path), newest first.
@@ -80,6 +89,85 @@ pub fn save_generation(
 /// Reads and checks one base file; a symbolic link or any other non-regular file is not
 /// followed.
 pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistError> {
+    let (bytes, start) = checked(path)?;
+    // serde_json's message names a position and what it expected, never the content.
+    let persisted: Persisted =
+        serde_json::from_slice(&bytes[start..]).map_err(|e| PersistError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("invalid payload: {e}"),
+        })?;
+    if !persisted.datacenter.eq_ignore_ascii_case(datacenter) {
+        return Err(PersistError::OtherDatacenter {
+            path: path.to_path_buf(),
+            found: persisted.datacenter,
+            expected: datacenter.to_string(),
+        });
+    }
+    Ok(persisted)
+}
+
+/// Checks that base `generation` in `dir` is intact (header, format, length, checksum) without
+/// decoding it or holding it in memory: what serving its zone cache before it is read needs.
+pub fn check_generation(dir: &Path, generation: u64) -> Result<(), PersistError> {
+    let path = dir.join(file_name(generation));
+    let corrupt = |reason: String| PersistError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let mut file = open_regular(&path)?;
+    let mut buffer = vec![0; 1 << 20];
+    let mut filled = 0;
+    // The header line is within the first 128 bytes.
+    while filled < 128 {
+        match file
+            .read(&mut buffer[filled..])
+            .map_err(io("read", &path))?
+        {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    let header = parse_header(&buffer[..filled], MAGIC).map_err(|e| match e {
+        HeaderError::Incomplete => corrupt("no header line".into()),
+        HeaderError::Bad(reason) => corrupt(reason),
+    })?;
+    if header.version > FORMAT_VERSION {
+        return Err(PersistError::NewerFormat {
+            path: path.clone(),
+            version: header.version,
+        });
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&buffer[header.size..filled]);
+    let mut length = filled - header.size;
+    loop {
+        match file.read(&mut buffer).map_err(io("read", &path))? {
+            0 => break,
+            n => {
+                hasher.update(&buffer[..n]);
+                length += n;
+            }
+        }
+    }
+    if length != header.length {
+        return Err(corrupt(format!(
+            "payload is {length} bytes, header says {}",
+            header.length
+        )));
+    }
+    let actual = hasher.finalize();
+    if actual != header.checksum {
+        return Err(corrupt(format!(
+            "checksum {actual:08x} does not match {:08x}",
+            header.checksum
+        )));
+    }
+    Ok(())
+}
+
+/// The bytes of a base file whose header, format version, length and checksum are right, and
+/// where its payload starts.
+fn checked(path: &Path) -> Result<(Vec<u8>, usize), PersistError> {
     let corrupt = |reason: String| PersistError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -110,21 +198,12 @@ pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistErro
             header.checksum
         )));
     }
-    // serde_json's message names a position and what it expected, never the content.
-    let persisted: Persisted =
-        serde_json::from_slice(payload).map_err(|e| corrupt(format!("invalid payload: {e}")))?;
-    if !persisted.datacenter.eq_ignore_ascii_case(datacenter) {
-        return Err(PersistError::OtherDatacenter {
-            path: path.to_path_buf(),
-            found: persisted.datacenter,
-            expected: datacenter.to_string(),
-        });
-    }
-    Ok(persisted)
+    Ok((bytes, header.size))
 }
 
-/// Removes bases beyond [`KEEP_GENERATIONS`], journals whose base is gone (a journal newer than
-/// every base belongs to a base being written and stays), and temporary files left by a crash.
+/// Removes bases beyond [`KEEP_GENERATIONS`], journals and zone caches whose base is gone (one
+/// newer than every base belongs to a base being written and stays), and temporary files left
+/// by a crash.
 pub(super) fn prune(dir: &Path) {
     if let Ok(list) = generations(dir) {
         let kept: Vec<u64> = list
@@ -136,7 +215,11 @@ pub(super) fn prune(dir: &Path) {
             let _ = fs::remove_file(path);
         }
         let newest = kept.first().copied().unwrap_or(0);
-        for (generation, path) in journals(dir).unwrap_or_default() {
+        let others = journals(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(zone_cache::caches(dir).unwrap_or_default());
+        for (generation, path) in others {
             if generation <= newest && !kept.contains(&generation) {
                 let _ = fs::remove_file(path);
             }
@@ -146,7 +229,9 @@ pub(super) fn prune(dir: &Path) {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&format!(".{PREFIX}")) && name.ends_with(".tmp") {
+            let ours = name.starts_with(&format!(".{PREFIX}"))
+                || name.starts_with(&format!(".{}", zone_cache::PREFIX));
+            if ours && name.ends_with(".tmp") {
                 // Only ours, and only older than a minute: another save may be writing it.
                 let old = entry
                     .metadata()

@@ -53,8 +53,8 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), PersistError> {
         .map_err(io("fsync", dir))
 }
 
-/// The whole content of `path`; a symbolic link or any other non-regular file is not followed.
-pub(super) fn read_regular(path: &Path) -> Result<Vec<u8>, PersistError> {
+/// `path` opened for reading; a symbolic link or any other non-regular file is not followed.
+pub(super) fn open_regular(path: &Path) -> Result<fs::File, PersistError> {
     let kind = fs::symlink_metadata(path)
         .map_err(io("read", path))?
         .file_type();
@@ -65,11 +65,16 @@ pub(super) fn read_regular(path: &Path) -> Result<Vec<u8>, PersistError> {
         });
     }
     // O_NOFOLLOW too: the file may have been swapped for a link since it was looked at.
-    let mut file = fs::OpenOptions::new()
+    fs::OpenOptions::new()
         .read(true)
         .custom_flags(O_NOFOLLOW)
         .open(path)
-        .map_err(io("read", path))?;
+        .map_err(io("read", path))
+}
+
+/// The whole content of `path`; a symbolic link or any other non-regular file is not followed.
+pub(super) fn read_regular(path: &Path) -> Result<Vec<u8>, PersistError> {
+    let mut file = open_regular(path)?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io("read", path))?;
     Ok(bytes)

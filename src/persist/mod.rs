@@ -19,6 +19,9 @@
 //!   save after the base: the services that changed and the new index. A save costs what
 //!   changed, and any prefix of the journal is a state that was published.
 //!
+//! * Its zone cache, `zone-<generation>.snapdns` ([`zone_cache`]), holds the zone built from
+//!   the base's state, so a restart serves it at once and reads the base meanwhile.
+//!
 //! Loading takes the newest base that is intact, of a known format and for our datacenter, and
 //! replays its journal up to the first record that is torn or damaged; it reports every base it
 //! skipped. A journal is replayed onto its own base only (the records name it). When a journal
@@ -34,6 +37,7 @@
 mod base;
 mod files;
 pub mod journal;
+pub mod zone_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,7 +46,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::RegistryState;
-pub use base::{next_generation, read_file, save_generation};
+pub use base::{check_generation, newest_generation, next_generation, read_file, save_generation};
 pub use journal::{BaseId, Delta, Journal, Replay, JOURNAL_VERSION};
 
 /// The base file format written by this version.
@@ -92,6 +96,8 @@ pub struct Loaded {
     pub skipped: Vec<PersistError>,
     /// What replaying the found base's journal did.
     pub journal: Replay,
+    /// The found base's identity and its state before the journal (shared, not copied).
+    pub base: Option<(BaseId, Arc<RegistryState>)>,
 }
 
 /// Why a state file could not be written or used.
@@ -176,6 +182,7 @@ pub fn load(dir: &Path, datacenter: &str) -> Loaded {
         match read_file(&path, datacenter) {
             Ok(mut persisted) => {
                 let base = BaseId::of(generation, &persisted);
+                loaded.base = Some((base, persisted.state.clone()));
                 loaded.journal = journal::replay(dir, base, &mut persisted);
                 loaded.found = Some((persisted, generation, path));
                 break;

@@ -279,3 +279,58 @@ fn a_version_1_state_file_from_before_the_journal_loads() {
     // The next base comes after it.
     assert_eq!(next_generation(dir.path()).unwrap(), 4);
 }
+
+#[test]
+fn a_base_is_checked_without_decoding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = save(dir.path(), &persisted(1)).unwrap();
+    check_generation(dir.path(), saved.generation).unwrap();
+    let mut bytes = fs::read(&saved.path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&saved.path, &bytes).unwrap();
+    let error = check_generation(dir.path(), saved.generation).unwrap_err();
+    assert!(error.to_string().contains("checksum"), "{error}");
+    fs::write(&saved.path, &bytes[..last]).unwrap();
+    let error = check_generation(dir.path(), saved.generation).unwrap_err();
+    assert!(error.to_string().contains("header says"), "{error}");
+    assert!(check_generation(dir.path(), 9).is_err());
+}
+
+#[test]
+fn zone_caches_are_private_checked_and_pruned_with_their_base() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = save(dir.path(), &persisted(1)).unwrap();
+    let written = zone_cache::save(dir.path(), saved.generation, |out| {
+        out.write_all(b"payload")
+    })
+    .unwrap();
+    let path = zone_cache::path(dir.path(), saved.generation);
+    assert_eq!(fs::metadata(&path).unwrap().len(), written);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let file = zone_cache::read(dir.path(), saved.generation).unwrap();
+    assert_eq!(file.payload(), b"payload");
+
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let error = zone_cache::read(dir.path(), saved.generation).unwrap_err();
+    assert!(error.to_string().contains("checksum"), "{error}");
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&saved.path, &path).unwrap();
+    let error = zone_cache::read(dir.path(), saved.generation).unwrap_err();
+    assert!(error.to_string().contains("not followed"), "{error}");
+    fs::remove_file(&path).unwrap();
+
+    // Caches go with their bases.
+    zone_cache::save(dir.path(), 1, |out| out.write_all(b"x")).unwrap();
+    for index in 2..=(KEEP_GENERATIONS as u64 + 1) {
+        save(dir.path(), &persisted(index)).unwrap();
+    }
+    assert!(!zone_cache::path(dir.path(), 1).exists());
+}

@@ -130,7 +130,11 @@ pub(super) fn registry_zone(
 
 /// The zone's builder with its apex: the SOA (serial `serial`), the NS record naming
 /// `ns.<domain>`, and that name's addresses as glue and as its own answers.
-fn apex(domain: &Name, serial: u32, options: &ZoneOptions) -> Result<ZoneBuilder, BuildError> {
+pub(super) fn apex(
+    domain: &Name,
+    serial: u32,
+    options: &ZoneOptions,
+) -> Result<ZoneBuilder, BuildError> {
     let ns_name = Name::from_ascii("ns")?.append_domain(domain)?;
     let soa = Record::from_rdata(
         domain.clone(),
@@ -172,10 +176,19 @@ fn apex(domain: &Name, serial: u32, options: &ZoneOptions) -> Result<ZoneBuilder
 
 /// Runs `job` over `items`, on several threads when there are many.
 fn in_parallel<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < PARALLEL_THRESHOLD {
+        return items.iter().map(&job).collect();
+    }
+    on_threads(items, job)
+}
+
+/// Runs `job` over `items` on as many threads as there are cores (up to 8), in order. A job
+/// that panics loses its thread's results: callers that must not lose any compare lengths.
+pub(super) fn on_threads<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    if items.len() < PARALLEL_THRESHOLD || threads < 2 {
+    if items.len() < 2 || threads < 2 {
         return items.iter().map(&job).collect();
     }
     let chunk = items.len().div_ceil(threads);

@@ -8,6 +8,7 @@
 
 mod address;
 mod build;
+mod cache;
 mod names;
 mod parts;
 
@@ -19,6 +20,7 @@ use arc_swap::{ArcSwapOption, Guard};
 use tracing::warn;
 
 pub use build::{BuildError, ZoneOptions};
+pub use cache::{BaseId, CacheError, Cached};
 
 use crate::registry::RegistryState;
 use crate::zone::Zone;
@@ -173,7 +175,13 @@ mod tests {
     use super::*;
     use crate::registry::{EntryCheck, HealthEntry, Node, NodeService};
 
-    fn entry(node: &str, address: &str, service: &str, port: u16, status: &str) -> HealthEntry {
+    pub(super) fn entry(
+        node: &str,
+        address: &str,
+        service: &str,
+        port: u16,
+        status: &str,
+    ) -> HealthEntry {
         HealthEntry {
             node: Arc::new(Node {
                 node: node.into(),
@@ -195,7 +203,7 @@ mod tests {
         }
     }
 
-    fn options() -> ZoneOptions {
+    pub(super) fn options() -> ZoneOptions {
         ZoneOptions {
             domain: "consul.".parse().unwrap(),
             datacenter: "dc1".into(),
@@ -206,7 +214,7 @@ mod tests {
         }
     }
 
-    fn state(services: &[(&str, Vec<HealthEntry>)], index: u64) -> Arc<RegistryState> {
+    pub(super) fn state(services: &[(&str, Vec<HealthEntry>)], index: u64) -> Arc<RegistryState> {
         Arc::new(RegistryState {
             index,
             services: services
@@ -217,7 +225,9 @@ mod tests {
     }
 
     /// Every name and answer of two zones, as bytes, for comparison.
-    fn contents(zone: &Zone) -> std::collections::BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
+    pub(super) fn contents(
+        zone: &Zone,
+    ) -> std::collections::BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
         zone.names()
             .map(|(key, by_type)| {
                 let types = by_type

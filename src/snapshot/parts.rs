@@ -27,8 +27,8 @@ pub(super) struct Parts {
     pub(super) fragments: OrdMap<Arc<str>, Arc<Fragment>>,
     /// Served service -> the registry keys whose entries it serves, in key order (almost
     /// always one: the key of the same name).
-    served_from: OrdMap<Arc<str>, Arc<[Arc<str>]>>,
-    skips: SkipIndex,
+    pub(super) served_from: OrdMap<Arc<str>, Arc<[Arc<str>]>>,
+    pub(super) skips: SkipIndex,
     /// Instances in the state, whatever their health.
     pub(super) instances: usize,
     /// Instances whose every check passes.
@@ -38,11 +38,11 @@ pub(super) struct Parts {
 /// What each registry key leaves out of DNS, by reason, so the totals and the first example
 /// (in key order, the same on every replica) follow a change without a pass over the registry.
 #[derive(Clone, Debug, Default)]
-struct SkipIndex {
+pub(super) struct SkipIndex {
     /// Reason -> registry key -> (count, example) for that key.
-    by_reason: BTreeMap<&'static str, OrdMap<Arc<str>, (usize, String)>>,
+    pub(super) by_reason: BTreeMap<&'static str, OrdMap<Arc<str>, (usize, String)>>,
     /// Reason -> the sum of the counts above.
-    totals: BTreeMap<&'static str, usize>,
+    pub(super) totals: BTreeMap<&'static str, usize>,
 }
 
 impl Parts {

@@ -19,8 +19,8 @@ type TypedAnswers = Vec<(u16, Arc<Prepared>)>;
 /// non-terminals above its names too.
 #[derive(Debug, Default)]
 pub struct Fragment {
-    names: Vec<(Arc<[u8]>, Arc<NameAnswers>)>,
-    record_count: usize,
+    pub(super) names: Vec<(Arc<[u8]>, Arc<NameAnswers>)>,
+    pub(super) record_count: usize,
 }
 
 impl Fragment {

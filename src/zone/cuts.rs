@@ -36,35 +36,35 @@ const COMPRESSED_NAME_LIMIT: usize = 120;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Cuts {
     /// Offset of the first answer record (just past the question) in the prepared wire.
-    question_end: u16,
+    pub(super) question_end: u16,
     /// End offset in the prepared wire of each answer record.
-    answer_ends: Box<[u16]>,
+    pub(super) answer_ends: Box<[u16]>,
     /// Length of cut `k` (no OPT record, the question as encoded); `u16::MAX` when over 64 KiB.
-    sizes: Box<[u16]>,
+    pub(super) sizes: Box<[u16]>,
     /// The additional records some cut keeps, in the order of the additional section.
-    extras: Box<[Extra]>,
+    pub(super) extras: Box<[Extra]>,
     /// True when `extras` are sorted by [`Extra::from`]: a cut keeps a prefix of them.
-    in_order: bool,
+    pub(super) in_order: bool,
     /// For each `k` below its length: how many of the additional records of cut `k` are packed
     /// (the first ones; the others are plain).
-    packed: Box<[u16]>,
+    pub(super) packed: Box<[u16]>,
     /// Cuts whose additional section is not "packed, then plain": `(k, start, end)` in `arena`.
-    verbatim: Box<[(u16, u32, u32)]>,
+    pub(super) verbatim: Box<[(u16, u32, u32)]>,
     /// Both encodings of every extra, and the verbatim sections.
-    arena: Box<[u8]>,
+    pub(super) arena: Box<[u8]>,
 }
 
 /// One additional record that a cut can keep.
 #[derive(Clone, Debug)]
-struct Extra {
+pub(super) struct Extra {
     /// The smallest number of answers that keeps it: one past its owner's first mention.
-    from: u16,
+    pub(super) from: u16,
     /// Where its encodings are in the arena: (start, length).
-    plain: (u32, u16),
-    packed: (u32, u16),
+    pub(super) plain: (u32, u16),
+    pub(super) packed: (u32, u16),
     /// Offset in the packed encoding of a compression pointer past the question, to move when
     /// the response is sent for an alias with a shorter question.
-    pointer: Option<u16>,
+    pub(super) pointer: Option<u16>,
 }
 
 impl Cuts {

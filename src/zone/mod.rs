@@ -8,6 +8,7 @@
 //! This module does no I/O and knows nothing about Consul or sockets.
 
 mod builder;
+pub mod codec;
 mod cuts;
 mod index;
 mod prepared;

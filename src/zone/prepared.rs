@@ -29,21 +29,21 @@ pub(super) const SMALLEST_BUDGET: usize = 512 - 11;
 /// A response for one (name, type), encoded when the zone was built.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    wire: Box<[u8]>,
-    answers_start: u16,
-    answers_end: u16,
-    answer_count: u16,
+    pub(super) wire: Box<[u8]>,
+    pub(super) answers_start: u16,
+    pub(super) answers_end: u16,
+    pub(super) answer_count: u16,
     /// Length of every answer record when they all have the same type and size and can be
     /// permuted in place (A and AAAA with the owner compressed to the question); 0 otherwise.
-    uniform_answer_len: u8,
+    pub(super) uniform_answer_len: u8,
     /// True when the records did not all fit even into a 64 KiB message at build time.
-    truncated: bool,
+    pub(super) truncated: bool,
     /// Offsets of compression pointers that point past the question, to move when the response
     /// is sent for an alias with a shorter question.
-    relocations: Box<[u16]>,
+    pub(super) relocations: Box<[u16]>,
     /// Where to cut the response for a client whose limit it exceeds (see [`Cuts`]); `None`
     /// when it fits every limit.
-    cuts: Option<Box<Cuts>>,
+    pub(super) cuts: Option<Box<Cuts>>,
 }
 
 impl Prepared {

@@ -18,13 +18,14 @@ use snapdns::dns::{Responder, Scratch};
 
 use crate::support::repo;
 
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "respond",
     "tcp_framing",
     "registry_json",
     "state_file",
     "zone_file",
     "forward_reply",
+    "zone_cache",
 ];
 
 /// Runs one target's check on `data`.
@@ -51,6 +52,7 @@ impl Runner {
             "state_file" => checks::check_state_file(self.dir.path(), data),
             "zone_file" => checks::check_zone_file(self.dir.path(), data),
             "forward_reply" => checks::check_forward_reply(data),
+            "zone_cache" => checks::check_zone_cache(data),
             other => panic!("unknown fuzz target {other}"),
         }
     }
@@ -134,7 +136,7 @@ fn mutate(rng: &mut SmallRng, data: &mut Vec<u8>) {
 }
 
 /// The stable fallback for the fuzzers: 200,000 random mutations (seeded, so a failure
-/// reproduces) of the seeds through the same checks, spread over the six targets. Minutes,
+/// reproduces) of the seeds through the same checks, spread over the seven targets. Minutes,
 /// not seconds: `cargo test --release --test it fuzz_replay::mutation -- --ignored`.
 #[test]
 #[ignore = "long: the stable fallback for cargo-fuzz, run by hand"]
@@ -168,6 +170,27 @@ fn mutation() {
             panic!("{target}: iteration {i} failed on input {data:02x?}");
         }
     }
+}
+
+/// The committed zone cache seed is the one this version writes: a change of the format shows
+/// here (rewrite it with `write_zone_cache_seed`).
+#[test]
+fn the_zone_cache_seed_is_current() {
+    let seed = std::fs::read(repo().join("fuzz/seeds/zone_cache/fixture")).expect("seed");
+    assert!(
+        seed == checks::zone_cache_seed(),
+        "run write_zone_cache_seed"
+    );
+}
+
+/// Writes `fuzz/seeds/zone_cache/fixture`:
+/// `cargo test --test it fuzz_replay::write_zone_cache_seed -- --ignored`.
+#[test]
+#[ignore = "writes fuzz/seeds/zone_cache/; run by hand"]
+fn write_zone_cache_seed() {
+    let dir = repo().join("fuzz").join("seeds").join("zone_cache");
+    std::fs::create_dir_all(&dir).expect("seed dir");
+    std::fs::write(dir.join("fixture"), checks::zone_cache_seed()).expect("write seed");
 }
 
 /// Writes the seed corpus (`fuzz/seeds/`) from real queries, the shipped registry and zone

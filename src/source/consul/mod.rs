@@ -26,6 +26,7 @@ mod pending;
 mod persist_writer;
 mod persister;
 pub mod preserve;
+mod restore;
 mod retry;
 mod service_sync;
 mod service_watches;
@@ -52,8 +53,9 @@ use fetch::{join_full, FullResult, Merged, RunningFull};
 use log::log_transition;
 use pending::Pending;
 use persister::persist_loop;
-pub use persister::{restore, PERSIST_INTERVAL};
+pub use persister::PERSIST_INTERVAL;
 use preserve::SelfPreservation;
+pub use restore::{restore, Restoring};
 use retry::{jittered, Backoff};
 use service_sync::Unpublished;
 use service_watches::{ServiceAnswer, ServiceWatches};
@@ -137,7 +139,7 @@ pub struct SyncTask {
     changed_during_full: BTreeSet<String>,
     full_backoff: Backoff,
     change_backoff: Backoff,
-    persist: watch::Sender<Option<Arc<Persisted>>>,
+    persist: watch::Sender<Option<persister::ToSave>>,
     /// Per-service watches (per-service mode only).
     services: ServiceWatches,
     /// Per-service mode is on.
@@ -436,14 +438,15 @@ impl SyncTask {
             })
             .await;
             match built {
-                Ok(Ok(_)) => {
+                Ok(Ok(snapshot)) => {
                     self.published = state.clone();
-                    self.persist.send_replace(Some(Arc::new(Persisted {
+                    let persisted = Arc::new(Persisted {
                         datacenter: self.settings.datacenter.clone(),
                         fetched_at_ms: persist::unix_ms(fetched_at),
                         saved_at_ms: 0,
                         state,
-                    })));
+                    });
+                    self.persist.send_replace(Some((persisted, snapshot)));
                 }
                 Ok(Err(_)) => {} // logged by `publish`; the previous snapshot stays served
                 Err(error) => {

@@ -15,7 +15,10 @@ use std::time::SystemTime;
 
 use tokio::task::JoinHandle;
 
-use crate::persist::{self, BaseId, Delta, Journal, PersistError, Persisted, Saved};
+use tracing::{debug, warn};
+
+use crate::persist::{self, zone_cache, BaseId, Delta, Journal, PersistError, Persisted, Saved};
+use crate::snapshot::Snapshot;
 
 /// What one save or compaction left on disk.
 #[derive(Clone, Debug)]
@@ -38,6 +41,8 @@ pub(super) struct Written {
 struct Tail {
     journal: Journal,
     last: Arc<Persisted>,
+    /// The snapshot built from `last`'s state, whose zone cache goes with a base of it.
+    snapshot: Option<Arc<Snapshot>>,
     base_bytes: u64,
 }
 
@@ -66,13 +71,18 @@ impl Writer {
     }
 
     /// Saves `latest`: a journal record, or a whole base when there is no journal to append to.
-    /// A failure leaves no journal, so the next save writes a base.
-    pub(super) async fn save(&mut self, latest: &Persisted) -> Result<Written, PersistError> {
+    /// A failure leaves no journal, so the next save writes a base. `snapshot`, the snapshot
+    /// built from `latest`'s state, is written as the zone cache of every base of that state.
+    pub(super) async fn save(
+        &mut self,
+        latest: &Persisted,
+        snapshot: Option<Arc<Snapshot>>,
+    ) -> Result<Written, PersistError> {
         let mut persisted = latest.clone();
         persisted.saved_at_ms = persist::unix_ms(SystemTime::now());
         let persisted = Arc::new(persisted);
         let Some(tail) = self.tail.take() else {
-            return self.save_base(persisted).await;
+            return self.save_base(persisted, snapshot).await;
         };
         let follower = self.compaction.as_mut().and_then(|c| c.journal.take());
         let to = persisted.clone();
@@ -94,6 +104,7 @@ impl Writer {
         }
         let tail = self.tail.insert(Tail {
             last: persisted,
+            snapshot,
             ..tail
         });
         let written = Written {
@@ -112,15 +123,19 @@ impl Writer {
 
     /// Writes `persisted` as a new base with an empty journal, after any compaction in
     /// progress (one base is written at a time).
-    async fn save_base(&mut self, persisted: Arc<Persisted>) -> Result<Written, PersistError> {
+    async fn save_base(
+        &mut self,
+        persisted: Arc<Persisted>,
+        snapshot: Option<Arc<Snapshot>>,
+    ) -> Result<Written, PersistError> {
         if let Some(compaction) = self.compaction.take() {
             let _ = compaction.task.await;
         }
         let dir = self.dir.clone();
-        let to = persisted.clone();
+        let (to, zone) = (persisted.clone(), snapshot.clone());
         let (saved, journal) = tokio::task::spawn_blocking(move || {
             let generation = persist::next_generation(&dir)?;
-            let saved = persist::save_generation(&dir, generation, &to)?;
+            let saved = save_base_and_cache(&dir, generation, &to, zone.as_deref())?;
             let journal = Journal::create(&dir, BaseId::of(generation, &to))?;
             Ok::<_, PersistError>((saved, journal))
         })
@@ -137,6 +152,7 @@ impl Writer {
         self.tail = Some(Tail {
             journal,
             last: persisted,
+            snapshot,
             base_bytes: saved.bytes,
         });
         Ok(written)
@@ -162,10 +178,11 @@ impl Writer {
                 return;
             }
         };
-        let (dir, base) = (self.dir.clone(), tail.last.clone());
+        let (dir, base, zone) = (self.dir.clone(), tail.last.clone(), tail.snapshot.clone());
         let generation = journal.base().generation;
-        let task =
-            tokio::task::spawn_blocking(move || persist::save_generation(&dir, generation, &base));
+        let task = tokio::task::spawn_blocking(move || {
+            save_base_and_cache(&dir, generation, &base, zone.as_deref())
+        });
         self.compaction = Some(Compaction {
             journal: Some(journal),
             task,
@@ -217,6 +234,38 @@ impl Writer {
     /// The state directory.
     pub(super) fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Writes `persisted` as base `generation`, then `snapshot` (when it was built from that very
+/// state) as the base's zone cache. A cache that cannot be written is logged, not a failed save:
+/// a restart then builds the zone from the base.
+fn save_base_and_cache(
+    dir: &Path,
+    generation: u64,
+    persisted: &Persisted,
+    snapshot: Option<&Snapshot>,
+) -> Result<Saved, PersistError> {
+    let saved = persist::save_generation(dir, generation, persisted)?;
+    let Some(snapshot) = snapshot.filter(|s| Arc::ptr_eq(&s.state, &persisted.state)) else {
+        return Ok(saved);
+    };
+    let base = cache_base(BaseId::of(generation, persisted));
+    match zone_cache::save(dir, generation, |out| snapshot.write_cache(&base, out)) {
+        Ok(bytes) => debug!(generation, bytes, "zone cache written"),
+        Err(error) => {
+            warn!(%error, "zone cache not written; a restart builds the zone from the state")
+        }
+    }
+    Ok(saved)
+}
+
+/// A base's identity as its zone cache names it.
+pub(super) fn cache_base(id: BaseId) -> crate::snapshot::BaseId {
+    crate::snapshot::BaseId {
+        generation: id.generation,
+        saved_at_ms: id.saved_at_ms,
+        index: id.index,
     }
 }
 
@@ -278,12 +327,12 @@ mod tests {
         for n in 0..4 {
             latest = changed(&latest, n);
         }
-        let first = writer.save(&latest).await.unwrap();
+        let first = writer.save(&latest, None).await.unwrap();
         assert!(first.full && first.generation == 1 && first.records == 0);
         let mut generations = vec![];
         for n in 4..40 {
             latest = changed(&latest, n);
-            let written = writer.save(&latest).await.unwrap();
+            let written = writer.save(&latest, None).await.unwrap();
             assert!(!written.full, "save {n} appends");
             assert!(written.wrote < first.wrote * 2, "one service per record");
             if n % 5 == 0 {

@@ -1,7 +1,7 @@
-//! Persistence as the sync engine uses it: the state from disk at start-up (a base and its
-//! journal), and a writer task that saves the newest published state at most once per
-//! `--persist-interval` ([`PERSIST_INTERVAL`] by default) as a journal record, compacting in
-//! the background (`persist_writer.rs`). A save that
+//! Persistence as the sync engine uses it (start-up from disk is `restore.rs`): a writer task
+//! that saves the newest published state at most once per `--persist-interval`
+//! ([`PERSIST_INTERVAL`] by default) as a journal record, compacting in the background
+//! (`persist_writer.rs`); every base gets the zone cache of its state. A save that
 //! fails (disk full, directory gone) is retried with backoff, from [`RETRY_FIRST`] up to
 //! [`RETRY_MAX`] apart, until one succeeds, whether or not the registry changes meanwhile.
 
@@ -11,14 +11,15 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use super::persist_writer::{Writer, Written};
-use super::SyncSettings;
-use crate::persist::{self, PersistError, Persisted};
-use crate::snapshot::SnapshotStore;
-use crate::source::status::{SnapshotOrigin, SourceStatus};
-use crate::source::{publish, Origin};
+use crate::persist::{PersistError, Persisted};
+use crate::snapshot::Snapshot;
+use crate::source::status::SourceStatus;
+
+/// A published state to save, with the snapshot built from it (for the zone cache).
+pub(super) type ToSave = (Arc<Persisted>, Arc<Snapshot>);
 
 /// The state is saved at most this often by default (`--persist-interval`), however fast the
 /// registry changes: a kill -9 loses at most about this much.
@@ -31,54 +32,10 @@ pub(super) const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Failed saves are retried at least this often.
 pub(super) const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// Loads the newest usable persisted state from `state_dir` and publishes it, so DNS answers from
-/// disk before the first sync. Every skipped file is logged; nothing here can fail start-up.
-pub fn restore(settings: &SyncSettings, store: &SnapshotStore, status: &SourceStatus) {
-    let loaded = persist::load(&settings.state_dir, &settings.datacenter);
-    for problem in &loaded.skipped {
-        error!(error = %problem, "persisted registry state not usable; trying an older generation");
-    }
-    let skipped: Vec<String> = loaded.skipped.iter().map(ToString::to_string).collect();
-    status.update(|view| {
-        if let Some(p) = view.persistence.as_mut() {
-            p.skipped = skipped;
-        }
-    });
-    if let Some(stopped) = &loaded.journal.stopped {
-        // After a crash during an append this is the torn last record: expected, and the
-        // records before it still apply.
-        warn!(error = %stopped, replayed = loaded.journal.applied, "persisted state journal not replayed past this record; serving the state before it");
-    }
-    let Some((persisted, generation, path)) = loaded.found else {
-        info!(dir = %settings.state_dir.display(), "no persisted registry state; DNS answers SERVFAIL for registry names until the first sync");
-        return;
-    };
-    let origin = Origin::Disk(&path, generation);
-    let fetched_at = persisted.fetched_at();
-    if publish(
-        store,
-        persisted.state.clone(),
-        fetched_at,
-        &settings.zone,
-        origin,
-    )
-    .is_ok()
-    {
-        status.update(|view| {
-            view.snapshot_origin = SnapshotOrigin::Disk;
-            if let Some(p) = view.persistence.as_mut() {
-                p.loaded_from = Some(path);
-                p.generation = generation;
-                p.journal_records = loaded.journal.applied;
-            }
-        });
-    }
-}
-
 /// The persister: writes the newest published state, at most once per `interval` and
 /// [`SAVE_SPACING`] times the previous journal append's duration, and follows compactions.
 pub(super) async fn persist_loop(
-    mut updates: watch::Receiver<Option<Arc<Persisted>>>,
+    mut updates: watch::Receiver<Option<ToSave>>,
     dir: PathBuf,
     interval: Duration,
     status: Arc<SourceStatus>,
@@ -143,12 +100,12 @@ pub(super) async fn persist_loop(
 /// Saves the newest state sent, if any, and records the outcome in the status; `None` when
 /// the save failed, else whether a whole base was written.
 async fn save_latest(
-    updates: &mut watch::Receiver<Option<Arc<Persisted>>>,
+    updates: &mut watch::Receiver<Option<ToSave>>,
     writer: &mut Writer,
     status: &SourceStatus,
 ) -> Option<bool> {
-    let latest = updates.borrow_and_update().clone()?;
-    let result = writer.save(&latest).await;
+    let (latest, snapshot) = updates.borrow_and_update().clone()?;
+    let result = writer.save(&latest, Some(snapshot)).await;
     let full = result.as_ref().is_ok_and(|w| w.full);
     record(result, writer.dir(), status).then_some(full)
 }

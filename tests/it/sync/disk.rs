@@ -225,10 +225,14 @@ fn sync_failed_save_is_retried_until_it_succeeds() {
         .map(|f| f.file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    // A base and its (empty) journal.
+    // A base, its (empty) journal and its zone cache.
     assert_eq!(
         files,
-        ["journal-000000000001.snapdns", "state-000000000001.snapdns"]
+        [
+            "journal-000000000001.snapdns",
+            "state-000000000001.snapdns",
+            "zone-000000000001.snapdns"
+        ]
     );
     assert_eq!(server.log_count("cannot persist the registry state"), 1);
     assert_eq!(server.log_count("state directory writable again"), 1);

@@ -7,4 +7,5 @@ mod crash;
 mod disk;
 mod outages;
 mod security;
+mod startup;
 mod watches;
