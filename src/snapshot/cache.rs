@@ -170,12 +170,14 @@ impl Snapshot {
         let [services, instances, passing] = counts;
         // No options: an ordinary rebuild must not take these parts as the previous build's,
         // since the snapshot's state is not the one they describe (see `rebuild_over`).
-        let mut parts = Parts::default();
-        parts.instances = instances;
-        parts.passing = passing;
-        parts.skips = skips(&mut decoder)?;
-        parts.served_from = served_from(&mut decoder)?;
-        parts.fragments = fragments(&mut decoder)?;
+        let parts = Parts {
+            options: None,
+            instances,
+            passing,
+            skips: skips(&mut decoder)?,
+            served_from: served_from(&mut decoder)?,
+            fragments: fragments(&mut decoder)?,
+        };
         if decoder.remaining() != 0 {
             return Err(DecodeError("trailing bytes").into());
         }
@@ -188,7 +190,7 @@ impl Snapshot {
         let zone = apex(&domain, serial, options)
             .map_err(|super::BuildError::Encode(e)| e)?
             .build_with(&all)?;
-        let snapshot = Snapshot {
+        let snapshot = Self {
             zone,
             state,
             fetched_at,
@@ -264,9 +266,10 @@ fn skips(decoder: &mut Decoder<'_>) -> Result<SkipIndex, DecodeError> {
     Ok(skips)
 }
 
-fn served_from(
-    decoder: &mut Decoder<'_>,
-) -> Result<OrdMap<Arc<str>, Arc<[Arc<str>]>>, DecodeError> {
+/// Served service -> the registry keys feeding it, as `Parts` keeps them.
+type ServedFrom = OrdMap<Arc<str>, Arc<[Arc<str>]>>;
+
+fn served_from(decoder: &mut Decoder<'_>) -> Result<ServedFrom, DecodeError> {
     let mut out = OrdMap::new();
     for _ in 0..decoder.count(2)? {
         let served: Arc<str> = Arc::from(text(decoder)?);
