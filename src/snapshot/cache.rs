@@ -171,12 +171,12 @@ impl Snapshot {
         // No options: an ordinary rebuild must not take these parts as the previous build's,
         // since the snapshot's state is not the one they describe (see `rebuild_over`).
         let parts = Parts {
+            options: None,
             instances,
             passing,
             skips: skips(&mut decoder)?,
             served_from: served_from(&mut decoder)?,
             fragments: fragments(&mut decoder)?,
-            ..Parts::default()
         };
         if decoder.remaining() != 0 {
             return Err(DecodeError("trailing bytes").into());
@@ -266,7 +266,7 @@ fn skips(decoder: &mut Decoder<'_>) -> Result<SkipIndex, DecodeError> {
     Ok(skips)
 }
 
-/// Served service -> the registry keys feeding it, as `Parts` keeps it.
+/// Served service -> the registry keys feeding it, as `Parts` keeps them.
 type ServedFrom = OrdMap<Arc<str>, Arc<[Arc<str>]>>;
 
 fn served_from(decoder: &mut Decoder<'_>) -> Result<ServedFrom, DecodeError> {

@@ -8,17 +8,17 @@
 # the library-side times); then snapdns starts on that state directory with an unreachable
 # registry, once with the cache and once without it, and the time from start to the first
 # answer and to the full state (base and journal read, "serving the persisted registry state")
-# is printed.
+# is printed. NO_PREPARE=1 reuses the state directory of an earlier run.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/snapdns"
 FILE=${1:?usage: startup.sh REGISTRY_FILE}
 WORK=${WORK:-/tmp/snapdns-startup}
 PORT=${PORT:-5333}
-rm -rf "$WORK"; mkdir -p "$WORK"
-(cd "$REPO" && cargo bench --bench startup -- "$FILE" "$WORK/state")
+[ -n "${NO_PREPARE:-}" ] || rm -rf "$WORK"; mkdir -p "$WORK"
+[ -n "${NO_PREPARE:-}" ] || (cd "$REPO" && cargo bench --bench startup -- "$FILE" "$WORK/state")
 # The first service in the file answers once anything is served.
-SERVICE=$(head -c 4096 "$FILE" | grep -o '"Service": "[^"]*"' | head -1 | cut -d'"' -f4)
+SERVICE=$(head -c 4096 "$FILE" | grep -o '"Service": *"[^"]*"' | cut -d'"' -f4 | head -n1 || true)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; true' EXIT
 run() {  # run LABEL -> start, time the first answer and the full state, stop
@@ -43,5 +43,6 @@ run() {  # run LABEL -> start, time the first answer and the full state, stop
 echo "| start-up | first answer | full state served | resident |"
 echo "|---|---|---|---|"
 run "zone cache"
-rm -f "$WORK"/state/zone-*.snapdns
+mkdir -p "$WORK/aside"; mv "$WORK"/state/zone-*.snapdns "$WORK/aside/"
 run "no cache"
+mv "$WORK"/aside/zone-*.snapdns "$WORK/state/"

@@ -74,11 +74,11 @@ fn zone_of(fragment: &Fragment) -> Zone {
         .unwrap()
 }
 
-/// One type's response at a name: type, wire, relocations and the cuts clients can get.
-type TypeContents = (u16, Vec<u8>, Vec<u16>, Vec<Vec<u8>>);
-
 /// Every name with, per type, the response and every cut of it a client can get.
-fn contents(zone: &Zone) -> BTreeMap<Vec<u8>, Vec<TypeContents>> {
+/// Per type: the type, the response, its relocations and its cuts at several budgets.
+type Answers = Vec<(u16, Vec<u8>, Vec<u16>, Vec<Vec<u8>>)>;
+
+fn contents(zone: &Zone) -> BTreeMap<Vec<u8>, Answers> {
     zone.names()
         .map(|(key, by_type)| {
             let types = by_type
