@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::files::{
-    create_private, create_private_dir, header_line, io, numbered, open_regular, parse_header,
-    read_regular, sync_dir, HeaderError,
+    check_payload, create_private, create_private_dir, header_line, io, numbered, open_regular,
+    parse_header, read_regular, sync_dir, HeaderError,
 };
 use super::journal::journals;
 use super::zone_cache;
@@ -183,21 +183,7 @@ fn checked(path: &Path) -> Result<(Vec<u8>, usize), PersistError> {
             version: header.version,
         });
     }
-    let payload = &bytes[header.size..];
-    if payload.len() != header.length {
-        return Err(corrupt(format!(
-            "payload is {} bytes, header says {}",
-            payload.len(),
-            header.length
-        )));
-    }
-    let actual = crc32fast::hash(payload);
-    if actual != header.checksum {
-        return Err(corrupt(format!(
-            "checksum {actual:08x} does not match {:08x}",
-            header.checksum
-        )));
-    }
+    check_payload(&bytes, &header).map_err(corrupt)?;
     Ok((bytes, header.size))
 }
 

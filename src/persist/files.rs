@@ -168,6 +168,27 @@ pub(super) fn parse_header(bytes: &[u8], magic: &str) -> Result<Header, HeaderEr
 }
 
 /// The header line for `payload`.
+/// Why the payload after `header` in `bytes` is not the one the header describes (its length
+/// or its CRC-32), if it is not.
+pub(super) fn check_payload(bytes: &[u8], header: &Header) -> Result<(), String> {
+    let payload = &bytes[header.size..];
+    if payload.len() != header.length {
+        return Err(format!(
+            "payload is {} bytes, header says {}",
+            payload.len(),
+            header.length
+        ));
+    }
+    let actual = crc32fast::hash(payload);
+    if actual != header.checksum {
+        return Err(format!(
+            "checksum {actual:08x} does not match {:08x}",
+            header.checksum
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn header_line(magic: &str, version: u32, payload: &[u8]) -> String {
     format!(
         "{magic} {version} {:08x} {}\n",

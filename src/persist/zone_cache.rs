@@ -17,7 +17,9 @@ use std::fs;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::files::{create_private, io, numbered, parse_header, read_regular, sync_dir};
+use super::files::{
+    check_payload, create_private, io, numbered, parse_header, read_regular, sync_dir,
+};
 use super::PersistError;
 
 const MAGIC: &str = "snapdns-zone";
@@ -145,21 +147,7 @@ pub fn read(dir: &Path, generation: u64) -> Result<CacheFile, PersistError> {
             header.version
         )));
     }
-    let payload = &bytes[header.size..];
-    if payload.len() != header.length {
-        return Err(corrupt(format!(
-            "payload is {} bytes, header says {}",
-            payload.len(),
-            header.length
-        )));
-    }
-    let actual = crc32fast::hash(payload);
-    if actual != header.checksum {
-        return Err(corrupt(format!(
-            "checksum {actual:08x} does not match {:08x}",
-            header.checksum
-        )));
-    }
+    check_payload(&bytes, &header).map_err(corrupt)?;
     Ok(CacheFile {
         start: header.size,
         bytes,

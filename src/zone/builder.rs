@@ -223,12 +223,27 @@ impl ZoneBuilder {
             fragment.add_to(&mut names);
             record_count += fragment.record_count;
         }
+        Self::zone(
+            self.apex_key,
+            &self.soa,
+            self.serial,
+            (names, own, record_count),
+        )
+    }
+
+    /// The zone of an apex and SOA over an index of `names`, its own answers `own` among them.
+    fn zone(
+        apex_key: Box<[u8]>,
+        soa: &Record,
+        serial: u32,
+        (names, own, record_count): (NameIndex, Fragment, usize),
+    ) -> Result<Zone, ProtoError> {
         Ok(Zone {
-            apex_key: self.apex_key,
+            negative_authority: uncompressed(soa)?,
+            apex_key,
             names,
             own,
-            negative_authority: uncompressed(&self.soa)?,
-            serial: self.serial,
+            serial,
             record_count,
         })
     }
@@ -261,14 +276,12 @@ impl ZoneBuilder {
         if names.is_out_of_shape() {
             names = names.resized();
         }
-        Ok(Zone {
-            apex_key: self.apex_key,
-            names,
-            own,
-            negative_authority: uncompressed(&self.soa)?,
-            serial: self.serial,
-            record_count,
-        })
+        Self::zone(
+            self.apex_key,
+            &self.soa,
+            self.serial,
+            (names, own, record_count),
+        )
     }
 }
 
