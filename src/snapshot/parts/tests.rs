@@ -1,6 +1,5 @@
 //! Incremental rebuilds against full builds, over random sequences of registry changes.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -9,8 +8,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState};
+use crate::snapshot::tests::contents;
 use crate::snapshot::{Snapshot, ZoneOptions};
-use crate::zone::Zone;
 
 fn options() -> ZoneOptions {
     ZoneOptions {
@@ -69,18 +68,6 @@ fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> Heal
             ..EntryCheck::default()
         }],
     }
-}
-
-fn contents(zone: &Zone) -> BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
-    zone.names()
-        .map(|(key, by_type)| {
-            let types = by_type
-                .iter()
-                .map(|(t, p)| (*t, p.wire().to_vec()))
-                .collect();
-            (key.to_vec(), types)
-        })
-        .collect()
 }
 
 #[test]
