@@ -77,7 +77,13 @@ fn client(
         .default_headers(headers.clone())
         .user_agent(concat!("snapdns/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(config.request_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
+        // No idle timer: hyper's pool stamps a shared HTTP/2 connection only when a stream is
+        // taken from it, so a connection carrying nothing but long blocking queries looked idle
+        // after 90 s and was dropped from the pool while its streams went on, and the next
+        // request opened a second connection beside it (up to twice the budget). A connection
+        // now ends when Consul closes it or the keepalive probes find it dead; over HTTP/1.1
+        // the idle ones number at most the requests once in flight, which the budget bounds.
+        .pool_idle_timeout(None)
         // A blocking query sits idle on its connection for up to --blocking-wait: probes find
         // a registry that vanished without closing it (the per-request deadline, wait +
         // wait/16 + --request-timeout, is the watchdog behind them).

@@ -176,3 +176,62 @@ fn a_thousand_services_over_http1_are_followed_cluster_wide_within_the_connectio
     assert_eq!(refused, 0);
     assert_eq!(health(&server).1["watches"]["services"], 0);
 }
+
+/// Defect: the client's pools dropped an HTTP/2 connection 90 s after a request was last
+/// started on it, even while it carried blocking queries, so the first request after that
+/// opened a second connection beside the first (up to ~190 per replica against a budget
+/// of ~100). A change after more than 90 s of quiet must reuse the open connections.
+///
+/// Time has to pass here (the timer under test is the client's own), so this test waits
+/// 95 s once; nothing is polled that could end it earlier.
+#[test]
+fn connections_carrying_only_blocking_queries_are_kept_past_the_pool_idle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let consul = Standin::rust(&[
+        "--generate",
+        "40,2,2",
+        "--tls-cert",
+        &file("server.pem"),
+        "--tls-key",
+        &file("server.key"),
+    ]);
+    let server = start_syncing(
+        &consul.url(),
+        &[
+            "--sync-interval",
+            "1h",
+            "--blocking-wait",
+            "5m",
+            "--ca-file",
+            &file("ca.pem"),
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || health(&server).1["watches"]
+            ["services"]
+            == 40),
+        "{}",
+        health(&server).1
+    );
+    assert_eq!(health(&server).1["watches"]["mode"], "per-service");
+    let second = generated_address(7, 1, 2, 40);
+    assert_eventually!(service_addresses(&server, "svc-00007").len() == 2);
+    let (open_before, _, _) = consul.connections();
+
+    // Every query now blocks for 5 minutes: no request starts on any connection.
+    std::thread::sleep(Duration::from_secs(95));
+    consul.control(
+        "PUT",
+        "/_standin/flip?service=svc-00007&instance=0&status=critical",
+        "",
+    );
+    assert_eventually!(service_addresses(&server, "svc-00007") == [second.clone()]);
+    let (open_after, _, refused) = consul.connections();
+    assert_eq!(refused, 0);
+    assert!(
+        open_after <= open_before,
+        "{open_before} connections open before the quiet period, {open_after} after"
+    );
+}
