@@ -34,7 +34,7 @@ impl SyncTask {
         };
         self.report_ok(channel, &fetched);
         let watch = self.watches.get_mut(endpoint);
-        watch.succeeded();
+        watch.succeeded(fetched.wire_bytes);
         if sent > watch.index {
             return; // a full sync followed an index reset while this request was out: stale
         }

@@ -3,8 +3,11 @@
 //!
 //! Each query runs as its own task so that the sync loop can select on both; a [`Watch`] owns
 //! its index, its request, its backoff and its rate limit (a token bucket: a burst of
-//! [`WATCH_BURST`] requests, then one per [`WATCH_REFILL`]), so that an index that keeps moving
-//! cannot make it hammer the registry. The loop owns the baselines the answers are diffed with.
+//! [`WATCH_BURST`] requests, then one per refill interval), so that an index that keeps moving
+//! cannot make it hammer the registry. The interval follows the size of the watch's last
+//! answer ([`refill_for`]): a small list may be re-read often, a big one only once a second, so
+//! what a moving index costs stays near [`WATCH_BYTES_PER_SEC`]. The loop owns the baselines
+//! the answers are diffed with.
 
 use std::time::Duration;
 
@@ -15,9 +18,21 @@ use super::retry::Backoff;
 use crate::registry::consul::{Blocking, ConsulClient, ConsulError, Fetched, ServiceList};
 use crate::registry::HealthCheck;
 
-/// Watch requests per endpoint: a burst of this many, then one per [`WATCH_REFILL`].
+/// Watch requests per endpoint: a burst of this many, then one per refill interval.
 const WATCH_BURST: f64 = 3.0;
-const WATCH_REFILL: Duration = Duration::from_secs(1);
+/// The refill interval's bounds: a new service waits at most one interval for the catalog
+/// list once the burst is spent, and no list is read more than ten times a second.
+const MIN_REFILL: Duration = Duration::from_millis(100);
+const MAX_REFILL: Duration = Duration::from_secs(1);
+/// The registry bytes (on the wire) per second that a watch whose index keeps moving may
+/// cost a replica: at 10,000 services the catalog list (~26 KB gzipped) may be re-read about
+/// every 200 ms, at 100,000 (~260 KB) once a second; the check list (megabytes) once a second.
+const WATCH_BYTES_PER_SEC: f64 = 128.0 * 1024.0;
+
+/// The refill interval after an answer of `wire_bytes`.
+fn refill_for(wire_bytes: u64) -> Duration {
+    Duration::from_secs_f64(wire_bytes as f64 / WATCH_BYTES_PER_SEC).clamp(MIN_REFILL, MAX_REFILL)
+}
 
 /// The first delay after a failed watch request (doubling up to the sync interval).
 const WATCH_BACKOFF: Duration = Duration::from_millis(250);
@@ -59,6 +74,8 @@ pub(super) struct Watch {
     not_before: Instant,
     tokens: f64,
     refilled: Instant,
+    /// One token per this, after the size of the last answer ([`refill_for`]).
+    refill: Duration,
     backoff: Backoff,
 }
 
@@ -72,6 +89,7 @@ impl Watch {
             not_before: now,
             tokens: WATCH_BURST,
             refilled: now,
+            refill: MAX_REFILL,
             backoff: Backoff::new(WATCH_BACKOFF, backoff_cap),
         }
     }
@@ -82,10 +100,10 @@ impl Watch {
             return;
         }
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed / WATCH_REFILL.as_secs_f64()).min(WATCH_BURST);
+        self.tokens = (self.tokens + elapsed / self.refill.as_secs_f64()).min(WATCH_BURST);
         self.refilled = now;
         if self.tokens < 1.0 {
-            self.not_before = now + WATCH_REFILL.mul_f64(1.0 - self.tokens);
+            self.not_before = now + self.refill.mul_f64(1.0 - self.tokens);
             return;
         }
         self.tokens -= 1.0;
@@ -115,9 +133,11 @@ impl Watch {
         self.not_before = now + self.backoff.next();
     }
 
-    /// A request worked: the backoff starts over.
-    pub(super) fn succeeded(&mut self) {
+    /// A request worked, its answer `wire_bytes` long: the backoff starts over, and the
+    /// refill interval follows the answer's size.
+    pub(super) fn succeeded(&mut self, wire_bytes: u64) {
         self.backoff.reset();
+        self.refill = refill_for(wire_bytes);
     }
 
     /// Waits for the request, or forever when none is running; returns the index it was sent
@@ -207,5 +227,20 @@ impl Watches {
                 handle.abort();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refill_interval_follows_the_answer_size_within_its_bounds() {
+        assert_eq!(refill_for(0), MIN_REFILL);
+        assert_eq!(refill_for(2_600), MIN_REFILL); // 1,000 services
+        let ten_thousand = refill_for(26_000);
+        assert!(ten_thousand > MIN_REFILL && ten_thousand < Duration::from_millis(250));
+        assert_eq!(refill_for(260_000), MAX_REFILL); // 100,000 services
+        assert_eq!(refill_for(20_000_000), MAX_REFILL); // a check list
     }
 }
