@@ -7,6 +7,7 @@
 //! `X-Consul-Token`, marked sensitive, and never appears in a URL, a log line or an error.
 
 mod pools;
+mod render_allowance;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,6 +21,7 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use super::{HealthCheck, HealthEntry, NodeInterner};
+use render_allowance::ListSize;
 
 /// How to reach Consul.
 #[derive(Clone)]
@@ -234,6 +236,9 @@ pub struct ConsulClient {
     http2: Arc<AtomicBool>,
     /// Makes the entries of all services on one node share it, across answers.
     nodes: Arc<Mutex<NodeInterner>>,
+    /// The sizes of the last answers of the two cluster-wide lists (their deadlines grow with
+    /// them).
+    list_sizes: Arc<[ListSize; 2]>,
     base: Url,
     config: ConsulConfig,
 }
@@ -251,6 +256,7 @@ impl ConsulClient {
             lane: 0,
             http2: Arc::new(AtomicBool::new(false)),
             nodes: Arc::default(),
+            list_sizes: Arc::default(),
             base,
             config,
         })
@@ -288,7 +294,7 @@ impl ConsulClient {
         &self,
         blocking: Option<Blocking>,
     ) -> Result<Fetched<ServiceList>, ConsulError> {
-        self.get(&["catalog", "services"], blocking).await
+        self.list(0, &["catalog", "services"], blocking).await
     }
 
     /// `GET /v1/health/state/any`: every check in the datacenter, node and service checks.
@@ -296,7 +302,20 @@ impl ConsulClient {
         &self,
         blocking: Option<Blocking>,
     ) -> Result<Fetched<Vec<HealthCheck>>, ConsulError> {
-        self.get(&["health", "state", "any"], blocking).await
+        self.list(1, &["health", "state", "any"], blocking).await
+    }
+
+    /// A cluster-wide list (`which` indexes `list_sizes`), allowed time by its last size.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        which: usize,
+        segments: &[&str],
+        blocking: Option<Blocking>,
+    ) -> Result<Fetched<T>, ConsulError> {
+        let size = &self.list_sizes[which];
+        let fetched = self.get(segments, blocking, size.allowance()).await?;
+        size.record(fetched.json_bytes);
+        Ok(fetched)
     }
 
     /// `GET /v1/health/service/<name>`: every instance of one service, unfiltered (the snapshot
@@ -307,8 +326,9 @@ impl ConsulClient {
         name: &str,
         blocking: Option<Blocking>,
     ) -> Result<Fetched<Vec<HealthEntry>>, ConsulError> {
-        let mut fetched: Fetched<Vec<HealthEntry>> =
-            self.get(&["health", "service", name], blocking).await?;
+        let mut fetched: Fetched<Vec<HealthEntry>> = self
+            .get(&["health", "service", name], blocking, Duration::ZERO)
+            .await?;
         // A poisoned lock only means a panic elsewhere mid-share; the map is still usable.
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         nodes.share(&mut fetched.value);
@@ -319,6 +339,7 @@ impl ConsulClient {
         &self,
         segments: &[&str],
         blocking: Option<Blocking>,
+        render_allowance: Duration,
     ) -> Result<Fetched<T>, ConsulError> {
         let mut url = self.base.clone();
         {
@@ -334,7 +355,7 @@ impl ConsulClient {
         } else {
             "&stale"
         });
-        let mut timeout = self.config.request_timeout;
+        let mut timeout = self.config.request_timeout + render_allowance;
         if let Some(blocking) = blocking {
             let wait_ms = blocking.wait.as_millis().max(1);
             query.push_str(&format!("&index={}&wait={wait_ms}ms", blocking.index));
