@@ -359,5 +359,13 @@ mod tests {
             old.restart_only_changes(&config(args)),
             ["cache-size", "sync-interval"]
         );
+
+        let mut args = ServeArgs::default();
+        args.zone.serve_warning = true;
+        args.zone.service_ttl_table = [("web".into(), "5s".into())].into();
+        assert_eq!(
+            old.restart_only_changes(&config(args)),
+            ["serve-warning", "service-ttl-for"]
+        );
     }
 }
