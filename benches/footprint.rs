@@ -62,6 +62,8 @@ fn main() {
         domain: "consul.".parse().expect("domain"),
         datacenter: "dc1".into(),
         service_ttl: 0,
+        service_ttls: Default::default(),
+        health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
         nameserver_addresses: Vec::new(),

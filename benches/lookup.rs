@@ -68,6 +68,8 @@ fn options() -> ZoneOptions {
         domain: Name::from_ascii("consul.").unwrap(),
         datacenter: "dc1".into(),
         service_ttl: 0,
+        service_ttls: Default::default(),
+        health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
         nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],

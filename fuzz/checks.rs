@@ -40,6 +40,8 @@ pub fn zone_options() -> ZoneOptions {
         domain: Name::from_ascii("consul.").expect("domain"),
         datacenter: "dc1".into(),
         service_ttl: 0,
+        service_ttls: Default::default(),
+        health: Default::default(),
         node_ttl: 0,
         negative_ttl: 30,
         nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],

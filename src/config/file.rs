@@ -12,6 +12,10 @@ use super::{ConfigError, ServeArgs};
 /// Flags that have no key in the file.
 const FLAGS_ONLY: [&str; 3] = ["config", "log", "log-format"];
 
+/// Keys that have no flag: the `[service_ttl]` table (Consul's name; `--service-ttl-for` is
+/// the flag form).
+const FILE_ONLY: [&str; 1] = [super::service_ttls::TABLE];
+
 /// Reads and checks the file: TOML syntax, no unknown key, every value of its key's type.
 pub(super) fn read(path: &Path) -> Result<ServeArgs, ConfigError> {
     let text = std::fs::read_to_string(path)
@@ -62,6 +66,7 @@ fn keys() -> BTreeSet<String> {
         .get_arguments()
         .filter_map(|arg| arg.get_long())
         .filter(|long| !FLAGS_ONLY.contains(long))
+        .chain(FILE_ONLY)
         .map(str::to_string)
         .collect()
 }
@@ -70,7 +75,8 @@ fn section<T: DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
     toml::from_str(text)
 }
 
-/// One line: the file, the key on the line where toml found the problem, and toml's message.
+/// One line: the file, the key on the line where toml found the problem (`table.key` inside a
+/// table such as `[service_ttl]`), and toml's message.
 fn file_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
     let message = error.message().replace('\n', " ");
     let key = error
@@ -79,7 +85,18 @@ fn file_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
             let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
             let line = text[line_start..].lines().next()?;
             let key = line.split('=').next()?.trim();
-            (!key.is_empty() && !key.starts_with('[')).then(|| key.trim_matches('"').to_string())
+            if key.is_empty() || key.starts_with('[') {
+                return None;
+            }
+            let key = key.trim_matches('"');
+            let table = text[..line_start]
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'));
+            Some(match table {
+                Some(table) => format!("{}.{key}", table.trim()),
+                None => key.to_string(),
+            })
         })
         .unwrap_or_default();
     ConfigError::new(
@@ -131,6 +148,8 @@ mod tests {
         assert!(error.message.starts_with("max-udp-size: "), "{error}");
         let error = read_text("log = \"debug\"\n").unwrap_err();
         assert!(error.message.starts_with("log: unknown key"), "{error}");
+        let error = read_text("node-ttl = \"1s\"\n[service_ttl]\n\"web*\" = 10\n").unwrap_err();
+        assert!(error.message.starts_with("service_ttl.web*: "), "{error}");
     }
 
     #[test]
@@ -146,5 +165,19 @@ mod tests {
         assert_eq!(merged.zone.service_ttl.as_deref(), Some("20s"));
         assert!(merged.answer.no_shuffle);
         assert_eq!(merged.forward.upstream, ["10.0.0.1"]);
+    }
+
+    #[test]
+    fn the_service_ttl_table_is_read_and_kept_under_flags() {
+        let file =
+            read_text("serve-warning = true\n[service_ttl]\nweb = \"5s\"\n\"db*\" = \"1m\"\n")
+                .unwrap();
+        let mut flags = ServeArgs::default();
+        flags.zone.service_ttl_for = vec!["web=7s".into()];
+        let merged = merge(&flags, &file).unwrap();
+        assert!(merged.zone.serve_warning);
+        assert_eq!(merged.zone.service_ttl_for, ["web=7s"]);
+        assert_eq!(merged.zone.service_ttl_table.len(), 2);
+        assert_eq!(merged.zone.service_ttl_table["db*"], "1m");
     }
 }

@@ -16,6 +16,7 @@ mod file;
 mod forward;
 mod registry;
 mod server;
+mod service_ttls;
 mod values;
 mod zone;
 
@@ -258,7 +259,8 @@ impl Config {
             copies:);
         compare!(ZoneOptions, *zone, new.zone;
             restart: domain => "domain", datacenter => "datacenter",
-                service_ttl => "service-ttl", node_ttl => "node-ttl",
+                service_ttl => "service-ttl", service_ttls => "service-ttl-for",
+                health => "serve-warning", node_ttl => "node-ttl",
                 negative_ttl => "negative-ttl", nameserver_addresses => "listen";
             reload:;
             copies:);
@@ -356,6 +358,14 @@ mod tests {
         assert_eq!(
             old.restart_only_changes(&config(args)),
             ["cache-size", "sync-interval"]
+        );
+
+        let mut args = ServeArgs::default();
+        args.zone.serve_warning = true;
+        args.zone.service_ttl_table = [("web".into(), "5s".into())].into();
+        assert_eq!(
+            old.restart_only_changes(&config(args)),
+            ["serve-warning", "service-ttl-for"]
         );
     }
 }

@@ -1,15 +1,17 @@
 //! The zone section: the registry domain, the local datacenter and the TTLs of registry
 //! answers, validated into the snapshot builder's [`ZoneOptions`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use clap::Args;
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
 
+use super::service_ttls::service_ttls;
 use super::values::ttl;
 use super::ConfigError;
-use crate::snapshot::ZoneOptions;
+use crate::snapshot::{HealthFilter, ZoneOptions};
 
 /// Flags (and file keys) of the zone section.
 #[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]
@@ -31,6 +33,25 @@ pub struct ZoneArgs {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_ttl: Option<String>,
+
+    /// TTL of the answers of one service, `NAME=DURATION`, or of every service whose name
+    /// starts with a prefix, `PREFIX*=DURATION` (`*` alone: every service), over
+    /// `--service-ttl`; repeatable. An exact name wins, then the longest prefix (Consul's
+    /// `service_ttl`). The file may also hold a `[service_ttl]` table of `NAME = "DURATION"`.
+    #[arg(long, value_name = "NAME=DURATION")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub service_ttl_for: Vec<String>,
+
+    /// The file's `[service_ttl]` table (no flag: `--service-ttl-for` is its flag form).
+    #[arg(skip)]
+    #[serde(rename = "service_ttl", skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_ttl_table: BTreeMap<String, String>,
+
+    /// Also serve instances whose worst check is `warning` (Consul's default,
+    /// `only_passing = false`); critical and maintenance never. [default: passing only]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub serve_warning: bool,
 
     /// TTL of node and addr answers and of NS records. [default: 0s, as Consul]
     #[arg(long, value_name = "DURATION")]
@@ -81,6 +102,12 @@ impl ZoneArgs {
             domain,
             datacenter,
             service_ttl: ttl("service-ttl", self.service_ttl.as_deref())?,
+            service_ttls: service_ttls(&self.service_ttl_for, &self.service_ttl_table)?,
+            health: if self.serve_warning {
+                HealthFilter::PassingOrWarning
+            } else {
+                HealthFilter::PassingOnly
+            },
             node_ttl: ttl("node-ttl", self.node_ttl.as_deref())?,
             negative_ttl: ttl("negative-ttl", self.negative_ttl.as_deref())?,
             nameserver_addresses: listen

@@ -212,7 +212,7 @@ fn encode_snapshot(
     gauge(
         e,
         "snapdns_instances_passing",
-        "Instances served in answers (every check passing).",
+        "Instances served in answers: every check passing (with --serve-warning: none critical).",
         None,
         stats.passing_instances as u64,
     )?;

@@ -109,7 +109,7 @@ pub struct ServiceAddress {
 pub struct Weights {
     /// Weight while every check passes.
     pub passing: u32,
-    /// Weight while some check warns (unused: snapdns serves passing instances only).
+    /// Weight while some check warns (served only with `--serve-warning`).
     pub warning: u32,
 }
 
@@ -178,8 +178,7 @@ pub enum CheckScope {
 pub enum CheckStatus {
     /// Healthy.
     Passing,
-    /// Degraded: not served (snapdns serves passing instances only, as Consul's DNS does
-    /// without `only_passing = false`).
+    /// Degraded: served only with `--serve-warning` (Consul's default `only_passing = false`).
     Warning,
     /// Failing, or in maintenance; also Consul's initial status of a new check.
     #[default]

@@ -17,8 +17,10 @@ use super::address::{
     addr_label, datacenter_of, family_matches, fqdn, ip_record, node_address, service_address,
     Address, Family, Origin,
 };
+use super::health::{srv_weight, HealthFilter};
 use super::names::is_label;
 use super::parts::Parts;
+use super::service_ttl::ServiceTtls;
 use super::{Skipped, SnapshotStats};
 use crate::registry::{HealthEntry, Node, RegistryState};
 use crate::zone::{Fragment, FragmentBuilder, Zone, ZoneBuilder};
@@ -30,14 +32,28 @@ pub struct ZoneOptions {
     pub domain: Name,
     /// The local datacenter: names without a datacenter label mean this one.
     pub datacenter: String,
-    /// TTL of service answers (A/AAAA/CNAME/SRV and their additional records).
+    /// TTL of service answers (A/AAAA/CNAME/SRV and their additional records), unless
+    /// `service_ttls` names the service.
     pub service_ttl: u32,
+    /// Per-service TTLs (`--service-ttl-for`), over `service_ttl`.
+    pub service_ttls: ServiceTtls,
+    /// Which instances are served: passing only, or warning too (`--serve-warning`).
+    pub health: HealthFilter,
     /// TTL of node and addr answers and of NS records.
     pub node_ttl: u32,
     /// SOA minimum and TTL: how long resolvers cache NXDOMAIN and NODATA (RFC 2308).
     pub negative_ttl: u32,
     /// Addresses published for `ns.<domain>`, the name server named in SOA and NS.
     pub nameserver_addresses: Vec<IpAddr>,
+}
+
+impl ZoneOptions {
+    /// The TTL of the answers of the served (lower-case) `service`.
+    pub fn service_ttl_for(&self, service: &str) -> u32 {
+        self.service_ttls
+            .ttl_for(service)
+            .unwrap_or(self.service_ttl)
+    }
 }
 
 /// Why a snapshot could not be built.
@@ -86,7 +102,7 @@ pub(super) fn registry_zone(
     let apex_key = zone.apex_key().to_vec();
 
     let changes: Vec<_> = old_state.changes_to(state).collect();
-    let affected = parts.apply(&changes);
+    let affected = parts.apply(&changes, options.health);
     let jobs: Vec<(Arc<str>, Vec<&HealthEntry>)> = affected
         .into_iter()
         .map(|served| {
@@ -211,7 +227,7 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The answers of one registry service: its passing instances grouped by datacenter, in
+    /// The answers of one registry service: its served instances grouped by datacenter, in
     /// one stable order on every replica (node, instance ID, port).
     /// `service` is the lower-cased name all `entries` serve (`names::served_by`).
     fn service_fragment(
@@ -221,7 +237,8 @@ impl Context<'_> {
         apex_key: &[u8],
     ) -> Fragment {
         let mut groups: BTreeMap<(String, String), Vec<Served<'_>>> = BTreeMap::new();
-        for entry in entries.iter().copied().filter(|entry| entry.is_passing()) {
+        let health = self.options.health;
+        for entry in entries.iter().copied().filter(|entry| health.serves(entry)) {
             let datacenter = datacenter_of(&entry.node, self.local_dc);
             groups
                 .entry((datacenter.clone(), service.to_string()))
@@ -319,9 +336,12 @@ impl Context<'_> {
                 owners.extend(self.names(&[&rfc_service, &rfc_tag], "service", datacenter));
             }
         }
+        // Every name of the service, tag and RFC 2782 forms included, takes the service's TTL,
+        // as Consul looks the TTL up by the service a query names.
+        let ttl = self.options.service_ttl_for(service);
         for (members, owners) in sets {
             let served: Vec<&Served<'_>> = members.iter().map(|&i| &instances[i]).collect();
-            self.add_instance_set(zone, &owners, &served);
+            self.add_instance_set(zone, &owners, &served, ttl);
         }
     }
 
@@ -331,8 +351,8 @@ impl Context<'_> {
         zone: &mut FragmentBuilder,
         owners: &[Name],
         instances: &[&Served<'_>],
+        ttl: u32,
     ) {
-        let ttl = self.options.service_ttl;
         let Some(owner) = owners.iter().max_by_key(|owner| owner.len()) else {
             return;
         };
@@ -415,12 +435,7 @@ impl Context<'_> {
                         target
                     }
                 };
-                let weight = served
-                    .entry
-                    .service
-                    .weights
-                    .passing
-                    .min(u32::from(u16::MAX)) as u16;
+                let weight = srv_weight(served.entry);
                 srv_records.push(Record::from_rdata(
                     owner.clone(),
                     ttl,

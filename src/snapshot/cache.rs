@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use imbl::OrdMap;
 
 use super::build::{apex, ZoneOptions};
+use super::health::HealthFilter;
 use super::names::{BAD_ADDRESS, BAD_NODE_NAME, BAD_SERVICE_NAME, BAD_TAG};
 use super::parts::{Parts, SkipIndex};
 use super::{Snapshot, SnapshotStats};
@@ -44,7 +45,8 @@ pub enum CacheError {
     /// The bytes are not a zone cache (damaged, or cut short).
     #[error(transparent)]
     Damaged(#[from] DecodeError),
-    /// It was built with other zone options (domain, datacenter, TTLs, name servers).
+    /// It was built with other zone options (domain, datacenter, TTLs, per-service TTLs,
+    /// health filter, name servers).
     #[error("built with other zone options")]
     OtherOptions,
     /// Building the zone from its fragments failed.
@@ -84,6 +86,16 @@ fn options_key(options: &ZoneOptions) -> Vec<u8> {
     encoder.uint(options.nameserver_addresses.len() as u64);
     for address in &options.nameserver_addresses {
         encoder.bytes(address.to_string().as_bytes());
+    }
+    // Added after the fields above: a cache written before has a shorter key, so it differs.
+    encoder.uint(match options.health {
+        HealthFilter::PassingOnly => 0,
+        HealthFilter::PassingOrWarning => 1,
+    });
+    encoder.uint(options.service_ttls.patterns().count() as u64);
+    for (pattern, ttl) in options.service_ttls.patterns() {
+        encoder.bytes(pattern.as_bytes());
+        encoder.uint(u64::from(ttl));
     }
     encoder.out
 }

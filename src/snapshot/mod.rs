@@ -9,8 +9,10 @@
 mod address;
 mod build;
 mod cache;
+mod health;
 mod names;
 mod parts;
+mod service_ttl;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use tracing::warn;
 
 pub use build::{BuildError, ZoneOptions};
 pub use cache::{BaseId, CacheError, Cached};
+pub use health::HealthFilter;
+pub use service_ttl::ServiceTtls;
 
 use crate::registry::RegistryState;
 use crate::zone::Zone;
@@ -81,7 +85,8 @@ pub struct SnapshotStats {
     pub services: usize,
     /// Instances in the registry state, whatever their health.
     pub instances: usize,
-    /// Instances served: every check passing.
+    /// Instances served in answers: every check passing, or with `--serve-warning` none
+    /// critical ([`HealthFilter`]). The name stays for `/health` and `/metrics` readers.
     pub passing_instances: usize,
 }
 
@@ -208,6 +213,8 @@ mod tests {
             domain: "consul.".parse().unwrap(),
             datacenter: "dc1".into(),
             service_ttl: 0,
+            service_ttls: ServiceTtls::default(),
+            health: HealthFilter::PassingOnly,
             node_ttl: 0,
             negative_ttl: 0,
             nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],

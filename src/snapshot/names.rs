@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::address::{service_address, Address, Family};
+use super::health::HealthFilter;
 use super::Skipped;
 use crate::registry::HealthEntry;
 
@@ -42,10 +43,11 @@ pub(super) fn is_hostname(text: &str) -> bool {
 
 /// The services DNS serves from the entries of one registry key, by lower-cased name, each
 /// with its entries in registry order (usually one group: the key's own name). Counts what is
-/// left out into `skipped`.
+/// left out into `skipped` (a bad address only for instances `health` serves).
 pub(super) fn served_by<'a>(
     key: &'a str,
     entries: &'a [HealthEntry],
+    health: HealthFilter,
     skipped: &mut Skipped,
 ) -> BTreeMap<String, Vec<&'a HealthEntry>> {
     let mut services: BTreeMap<String, Vec<&'a HealthEntry>> = BTreeMap::new();
@@ -66,7 +68,7 @@ pub(super) fn served_by<'a>(
         if !is_label(&entry.node.node) {
             skipped.add(BAD_NODE_NAME, &entry.node.node);
         }
-        if entry.is_passing() {
+        if health.serves(entry) {
             if let Some((Address::Host(host), _)) = service_address(entry, Family::Any) {
                 if !is_hostname(&host) {
                     skipped.add(BAD_ADDRESS, &host);

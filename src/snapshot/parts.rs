@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use super::health::HealthFilter;
 use super::names::served_by;
 use super::{Skipped, ZoneOptions};
 use crate::registry::{HealthEntry, RegistryState, ServiceChange};
@@ -31,7 +32,7 @@ pub(super) struct Parts {
     pub(super) skips: SkipIndex,
     /// Instances in the state, whatever their health.
     pub(super) instances: usize,
-    /// Instances whose every check passes.
+    /// Instances served (every check passing, or none critical with `--serve-warning`).
     pub(super) passing: usize,
 }
 
@@ -56,20 +57,25 @@ impl Parts {
 
     /// Takes in `changes` (registry keys, old and new entries): counts, what is left out, and
     /// which keys serve which services. Returns the served services to encode again.
-    pub(super) fn apply(&mut self, changes: &[ServiceChange<'_>]) -> BTreeSet<Arc<str>> {
+    pub(super) fn apply(
+        &mut self,
+        changes: &[ServiceChange<'_>],
+        health: HealthFilter,
+    ) -> BTreeSet<Arc<str>> {
         let mut affected = BTreeSet::new();
         for (key, old, new) in changes {
             let key: Arc<str> = Arc::from(*key);
             let mut skipped = Skipped::default();
-            let old_served = old.map(|entries| served_by(&key, entries, &mut Skipped::default()));
-            let new_served = new.map(|entries| served_by(&key, entries, &mut skipped));
+            let old_served =
+                old.map(|entries| served_by(&key, entries, health, &mut Skipped::default()));
+            let new_served = new.map(|entries| served_by(&key, entries, health, &mut skipped));
             for entries in old.iter() {
                 self.instances -= entries.len();
-                self.passing -= entries.iter().filter(|e| e.is_passing()).count();
+                self.passing -= entries.iter().filter(|e| health.serves(e)).count();
             }
             for entries in new.iter() {
                 self.instances += entries.len();
-                self.passing += entries.iter().filter(|e| e.is_passing()).count();
+                self.passing += entries.iter().filter(|e| health.serves(e)).count();
             }
             self.skips.set(&key, skipped);
             let names = |served: &Option<BTreeMap<String, Vec<&HealthEntry>>>| -> BTreeSet<String> {
@@ -130,7 +136,14 @@ impl Parts {
             let Some((key, entries)) = state.services.get_key_value(key.as_ref()) else {
                 continue;
             };
-            if let Some(group) = served_by(key, entries, &mut Skipped::default()).remove(served) {
+            // Grouping does not depend on health: any filter gives the same groups.
+            let mut grouped = served_by(
+                key,
+                entries,
+                HealthFilter::PassingOnly,
+                &mut Skipped::default(),
+            );
+            if let Some(group) = grouped.remove(served) {
                 out.extend(group);
             }
         }

@@ -30,6 +30,10 @@ mod reload;
 mod replicas;
 /// Response rate limiting of UDP answers.
 mod rrl;
+/// `--serve-warning`: warning instances served, critical never.
+mod serve_warning;
+/// Per-service TTLs: `--service-ttl-for` and the `[service_ttl]` table.
+mod service_ttl;
 /// SIGTERM draining.
 mod shutdown;
 /// Static zones from `--zones-dir`.

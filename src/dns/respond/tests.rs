@@ -44,6 +44,8 @@ fn responder() -> Responder {
         domain: Name::from_ascii("consul.").unwrap(),
         datacenter: "dc1".into(),
         service_ttl: 0,
+        service_ttls: Default::default(),
+        health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
         nameserver_addresses: Vec::new(),

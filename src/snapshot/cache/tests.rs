@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::snapshot::tests::{contents, entry, options, state};
-use crate::snapshot::{BaseId, CacheError, Snapshot};
+use crate::snapshot::{BaseId, CacheError, HealthFilter, Snapshot, ZoneOptions};
 
 fn base(index: u64) -> BaseId {
     BaseId {
@@ -94,12 +94,20 @@ fn a_rebuild_over_the_cache_equals_a_full_build_and_reuses_unchanged_services() 
 fn a_cache_for_other_options_or_cut_short_is_refused() {
     let built = Snapshot::build(sample_state(5, 80), SystemTime::now(), &options()).unwrap();
     let bytes = cache_of(&built, 5);
-    let mut other = options();
-    other.service_ttl = 30;
-    assert!(matches!(
-        Snapshot::from_cache(&bytes, &other),
-        Err(CacheError::OtherOptions)
-    ));
+    let others: [fn(&mut ZoneOptions); 4] = [
+        |o| o.service_ttl = 30,
+        |o| o.health = HealthFilter::PassingOrWarning,
+        |o| o.service_ttls.insert("web*", 5).unwrap(),
+        |o| o.service_ttls.insert("*", 0).unwrap(),
+    ];
+    for change in others {
+        let mut other = options();
+        change(&mut other);
+        assert!(matches!(
+            Snapshot::from_cache(&bytes, &other),
+            Err(CacheError::OtherOptions)
+        ));
+    }
     for len in (0..bytes.len()).step_by(7) {
         assert!(Snapshot::from_cache(&bytes[..len], &options()).is_err());
     }

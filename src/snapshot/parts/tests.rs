@@ -7,15 +7,17 @@ use std::time::SystemTime;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState};
+use crate::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState, Weights};
 use crate::snapshot::tests::contents;
-use crate::snapshot::{Snapshot, ZoneOptions};
+use crate::snapshot::{HealthFilter, Snapshot, ZoneOptions};
 
 fn options() -> ZoneOptions {
     ZoneOptions {
         domain: "consul.".parse().unwrap(),
         datacenter: "dc1".into(),
         service_ttl: 0,
+        service_ttls: Default::default(),
+        health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
         nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
@@ -56,14 +58,15 @@ fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> Heal
                 .collect(),
             address: service_address.into(),
             port: rng.random_range(1..4),
+            weights: Weights {
+                passing: rng.random_range(1..3),
+                warning: rng.random_range(0..2),
+            },
             ..NodeService::default()
         },
         checks: vec![EntryCheck {
-            status: if rng.random_bool(0.8) {
-                "passing"
-            } else {
-                "critical"
-            }
+            status: ["passing", "passing", "passing", "warning", "critical"]
+                [rng.random_range(0..5)]
             .into(),
             ..EntryCheck::default()
         }],
@@ -72,7 +75,22 @@ fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> Heal
 
 #[test]
 fn incremental_rebuilds_equal_full_builds_over_random_changes() {
-    let mut rng = StdRng::seed_from_u64(12);
+    rebuild_randomly(12, &options());
+}
+
+#[test]
+fn with_warning_instances_and_per_service_ttls_too() {
+    let mut options = options();
+    options.health = HealthFilter::PassingOrWarning;
+    options.service_ttl = 4;
+    for (pattern, ttl) in [("web", 10), ("w*", 20), ("a*", 30)] {
+        options.service_ttls.insert(pattern, ttl).unwrap();
+    }
+    rebuild_randomly(13, &options);
+}
+
+fn rebuild_randomly(seed: u64, options: &ZoneOptions) {
+    let mut rng = StdRng::seed_from_u64(seed);
     // Node addresses change now and then, so services may disagree about a node for a while.
     let mut nodes: Vec<(String, String)> = (0..6)
         .map(|i| (format!("node-{i}"), format!("10.0.0.{}", i + 1)))
@@ -81,7 +99,7 @@ fn incremental_rebuilds_equal_full_builds_over_random_changes() {
     nodes.push(("hostnode".into(), "node.example".into()));
     let mut state = RegistryState::default();
     let now = SystemTime::now();
-    let mut served = Snapshot::build(Arc::new(state.clone()), now, &options()).unwrap();
+    let mut served = Snapshot::build(Arc::new(state.clone()), now, options).unwrap();
     for step in 0..300 {
         if rng.random_bool(0.1) {
             let at = rng.random_range(0..6);
@@ -100,8 +118,8 @@ fn incremental_rebuilds_equal_full_builds_over_random_changes() {
         }
         state.index = step + 1;
         let next = Arc::new(state.clone());
-        let rebuilt = Snapshot::rebuild(Some(&served), next.clone(), now, &options()).unwrap();
-        let fresh = Snapshot::build(next, now, &options()).unwrap();
+        let rebuilt = Snapshot::rebuild(Some(&served), next.clone(), now, options).unwrap();
+        let fresh = Snapshot::build(next, now, options).unwrap();
         assert_eq!(
             contents(&rebuilt.zone),
             contents(&fresh.zone),

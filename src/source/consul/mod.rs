@@ -178,6 +178,7 @@ impl SyncTask {
             preserve: SelfPreservation::new(
                 settings.self_preservation_threshold,
                 settings.self_preservation_window,
+                settings.zone.health,
             ),
             truth: (*published).clone(),
             published,

@@ -3,8 +3,9 @@
 //!
 //! The departing instances keep being served (with their last known entry) until they have been
 //! gone for the window, or until the registry serves them again. Only instances that were being
-//! served count: an instance "departs" when it disappears from the registry or stops passing
-//! its checks, so a partition that turns every node's `serfHealth` critical is held just like an
+//! served count: an instance "departs" when it disappears from the registry or stops being
+//! served by its checks (the zone's `HealthFilter`: passing, or with `--serve-warning` not
+//! critical), so a partition that turns every node's `serfHealth` critical is held just like an
 //! emptied catalog. The trade-off (a real mass failure is hidden for the window) is described in
 //! docs/sync.md. Pure logic: the caller supplies the clock.
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use compact_str::CompactString;
 
 use crate::registry::{HealthEntry, RegistryState};
+use crate::snapshot::HealthFilter;
 
 /// (service key, node name, instance ID): one instance.
 type InstanceKey = (String, CompactString, CompactString);
@@ -47,6 +49,8 @@ pub enum Event {
 pub struct SelfPreservation {
     threshold: f64,
     window: Duration,
+    /// Which instances the snapshot serves: the same rule as the zone's.
+    health: HealthFilter,
     held: BTreeMap<InstanceKey, Held>,
     /// Instances that departed within [`DETECTION_WINDOW`] without being held. Changes arrive
     /// one service at a time, so a mass drop may come as several publishes: the departures of
@@ -59,11 +63,13 @@ pub struct SelfPreservation {
 pub const DETECTION_WINDOW: Duration = Duration::from_secs(10);
 
 impl SelfPreservation {
-    /// `threshold` is the share of served instances (0 disables); `window` how long to hold.
-    pub fn new(threshold: f64, window: Duration) -> Self {
+    /// `threshold` is the share of served instances (0 disables); `window` how long to hold;
+    /// `health` which instances are served (the zone options').
+    pub fn new(threshold: f64, window: Duration, health: HealthFilter) -> Self {
         Self {
             threshold,
             window,
+            health,
             held: BTreeMap::new(),
             recent: BTreeMap::new(),
         }
@@ -103,8 +109,9 @@ impl SelfPreservation {
             .chain(self.held.keys().map(|(service, _, _)| service.as_str()))
             .chain(self.recent.keys().map(|(service, _, _)| service.as_str()))
             .collect();
-        let served_before = served(published, &touched);
-        let served_now: BTreeSet<InstanceKey> = served(truth, &touched).into_keys().collect();
+        let served_before = served(published, &touched, self.health);
+        let served_now: BTreeSet<InstanceKey> =
+            served(truth, &touched, self.health).into_keys().collect();
         self.recent.retain(|key, departed| {
             !served_now.contains(key)
                 && now.saturating_duration_since(departed.since) < DETECTION_WINDOW
@@ -191,24 +198,31 @@ impl SelfPreservation {
 /// How many instances `state` serves.
 #[cfg(test)]
 fn served_count(state: &RegistryState) -> usize {
+    served_count_by(state, HealthFilter::PassingOnly)
+}
+
+/// How many instances `state` serves under `health`.
+#[cfg(test)]
+fn served_count_by(state: &RegistryState, health: HealthFilter) -> usize {
     state
         .services
         .values()
         .flat_map(|entries| entries.iter())
-        .filter(|e| e.is_passing())
+        .filter(|e| health.serves(e))
         .count()
 }
 
-/// Every instance of the `services` that `state` serves (all checks passing), by key.
+/// Every instance of the `services` that `state` serves (by `health`), by key.
 fn served<'a>(
     state: &'a RegistryState,
     services: &BTreeSet<&str>,
+    health: HealthFilter,
 ) -> BTreeMap<InstanceKey, &'a HealthEntry> {
     services
         .iter()
         .filter_map(|name| state.services.get_key_value(*name))
         .flat_map(|(service, entries)| {
-            entries.iter().filter(|e| e.is_passing()).map(move |e| {
+            entries.iter().filter(|e| health.serves(e)).map(move |e| {
                 (
                     (service.clone(), e.node.node.clone(), e.service.id.clone()),
                     e,
@@ -241,7 +255,7 @@ mod tests {
 
     #[test]
     fn small_drops_apply_at_once() {
-        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60), HealthFilter::PassingOnly);
         let before = state(&[
             ("web", "a", "passing"),
             ("web", "b", "passing"),
@@ -254,8 +268,45 @@ mod tests {
     }
 
     #[test]
+    fn with_serve_warning_a_warning_instance_has_not_departed() {
+        let warning = HealthFilter::PassingOrWarning;
+        let before = state(&[
+            ("web", "a", "passing"),
+            ("web", "b", "warning"),
+            ("db", "c", "passing"),
+        ]);
+        // Every instance turning warning drops nothing that is served.
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60), warning);
+        let after = state(&[
+            ("web", "a", "warning"),
+            ("web", "b", "warning"),
+            ("db", "c", "warning"),
+        ]);
+        let served = served_count_by(&before, warning);
+        assert_eq!(served, 3);
+        let (published, events) = sp.apply(&after, &before, served, Instant::now());
+        assert!(events.is_empty());
+        assert_eq!(served_count_by(&published, warning), 3);
+        // Critical is a departure: two of three at once is held.
+        let after = state(&[
+            ("web", "a", "critical"),
+            ("web", "b", "critical"),
+            ("db", "c", "warning"),
+        ]);
+        let (published, events) = sp.apply(&after, &before, served, Instant::now());
+        assert_eq!(
+            events,
+            vec![Event::Triggered {
+                departing: 2,
+                served: 3
+            }]
+        );
+        assert_eq!(served_count_by(&published, warning), 3);
+    }
+
+    #[test]
     fn mass_drop_is_held_until_the_window_passes() {
-        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60), HealthFilter::PassingOnly);
         let t0 = Instant::now();
         let before = state(&[
             ("web", "a", "passing"),
@@ -299,7 +350,7 @@ mod tests {
     /// detection window add up, and the ones already gone are served again.
     #[test]
     fn a_drop_spread_over_several_syncs_is_held_whole() {
-        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60), HealthFilter::PassingOnly);
         let t0 = Instant::now();
         let all = [
             ("a", "n1", "passing"),
@@ -337,7 +388,7 @@ mod tests {
         assert_eq!(sp.held(), 3);
 
         // Outside the window, drops do not add up.
-        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60), HealthFilter::PassingOnly);
         let (published, _) = sp.apply(&first, &before, served_count(&before), t0);
         let (published, events) = sp.apply(
             &second,
@@ -351,7 +402,7 @@ mod tests {
 
     #[test]
     fn returning_instances_end_the_episode() {
-        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60));
+        let mut sp = SelfPreservation::new(0.5, Duration::from_secs(60), HealthFilter::PassingOnly);
         let t0 = Instant::now();
         let before = state(&[("web", "a", "passing"), ("web", "b", "passing")]);
         let (published, _) = sp.apply(
@@ -374,7 +425,7 @@ mod tests {
 
     #[test]
     fn zero_threshold_disables() {
-        let mut sp = SelfPreservation::new(0.0, Duration::from_secs(60));
+        let mut sp = SelfPreservation::new(0.0, Duration::from_secs(60), HealthFilter::PassingOnly);
         let before = state(&[("web", "a", "passing")]);
         let (published, events) = sp.apply(
             &RegistryState::default(),

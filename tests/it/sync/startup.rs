@@ -116,13 +116,24 @@ fn sync_a_zone_cache_built_with_other_options_is_not_served() {
     server.kill();
     consul.stop();
 
-    let server = start_syncing_in(dir, &consul.url(), &["--service-ttl", "42s"]);
-    let reply = udp(server.addr, "web.service.consul.", RecordType::A);
-    assert!(
-        reply.answers.iter().all(|r| r.ttl == 42),
-        "{:?}",
-        reply.answers
-    );
-    assert_eq!(reply.answers.len(), 4);
-    assert!(server.log().contains("built with other zone options"));
+    // Each start differs from the one before in one zone option: its cache is not served.
+    for args in [
+        &["--service-ttl", "42s"][..],
+        &["--service-ttl-for", "web=42s"],
+        &["--service-ttl-for", "w*=42s", "--serve-warning"],
+    ] {
+        let mut server = start_syncing_in(dir.clone(), &consul.url(), args);
+        let reply = udp(server.addr, "web.service.consul.", RecordType::A);
+        assert!(
+            reply.answers.iter().all(|r| r.ttl == 42),
+            "{args:?}: {:?}",
+            reply.answers
+        );
+        assert_eq!(reply.answers.len(), 4);
+        assert!(
+            server.log().contains("built with other zone options"),
+            "{args:?}"
+        );
+        server.kill();
+    }
 }
