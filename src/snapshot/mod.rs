@@ -10,6 +10,7 @@ mod address;
 mod build;
 mod cache;
 mod names;
+mod nameservers;
 mod parts;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use tracing::warn;
 
 pub use build::{BuildError, ZoneOptions};
 pub use cache::{BaseId, CacheError, Cached};
+pub use nameservers::{NameServer, NameServers};
 
 use crate::registry::RegistryState;
 use crate::zone::Zone;
@@ -210,7 +212,7 @@ mod tests {
             service_ttl: 0,
             node_ttl: 0,
             negative_ttl: 0,
-            nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            nameservers: NameServers::Listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
         }
     }
 

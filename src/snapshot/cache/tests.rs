@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::snapshot::tests::{contents, entry, options, state};
-use crate::snapshot::{BaseId, CacheError, Snapshot};
+use crate::snapshot::{BaseId, CacheError, NameServer, NameServers, Snapshot};
 
 fn base(index: u64) -> BaseId {
     BaseId {
@@ -100,6 +100,37 @@ fn a_cache_for_other_options_or_cut_short_is_refused() {
         Snapshot::from_cache(&bytes, &other),
         Err(CacheError::OtherOptions)
     ));
+    // Other name servers (`--nameserver`) shape the apex: refused too, by name and address.
+    let named = |name: &str, ip: &str| {
+        let mut other = options();
+        other.nameservers = NameServers::Named(vec![NameServer {
+            name: name.parse().unwrap(),
+            addresses: vec![ip.parse().unwrap()],
+        }]);
+        other
+    };
+    let ns1 = named("ns1.consul.", "127.0.0.1");
+    let ns1_bytes = cache_of(
+        &Snapshot::build(sample_state(5, 80), SystemTime::now(), &ns1).unwrap(),
+        5,
+    );
+    assert!(Snapshot::from_cache(&ns1_bytes, &ns1).is_ok());
+    for other in [
+        ns1.clone(),
+        named("ns2.consul.", "127.0.0.1"),
+        named("ns1.consul.", "127.0.0.2"),
+    ] {
+        if other != ns1 {
+            assert!(matches!(
+                Snapshot::from_cache(&ns1_bytes, &other),
+                Err(CacheError::OtherOptions)
+            ));
+        }
+        assert!(matches!(
+            Snapshot::from_cache(&bytes, &other),
+            Err(CacheError::OtherOptions)
+        ));
+    }
     for len in (0..bytes.len()).step_by(7) {
         assert!(Snapshot::from_cache(&bytes[..len], &options()).is_err());
     }
