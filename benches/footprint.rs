@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use snapdns::persist::{self, Persisted};
 use snapdns::registry::file;
-use snapdns::snapshot::{Snapshot, ZoneOptions};
+use snapdns::snapshot::{NameServers, Snapshot, ZoneOptions};
 
 /// The allocator the binary uses, so the numbers match the server's.
 #[global_allocator]
@@ -66,7 +66,7 @@ fn main() {
         health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
-        nameserver_addresses: Vec::new(),
+        nameservers: NameServers::Listen(Vec::new()),
     };
     let base = resident_mib();
     let started = Instant::now();

@@ -18,7 +18,7 @@ use hickory_proto::rr::{Name, RecordType};
 
 use snapdns::dns::{AnswerPolicy, Responder, Scratch, Transport};
 use snapdns::registry::{HealthEntry, Node, NodeService, RegistryState};
-use snapdns::snapshot::{Snapshot, SnapshotStore, ZoneOptions};
+use snapdns::snapshot::{NameServers, Snapshot, SnapshotStore, ZoneOptions};
 use snapdns::zone::{wire_key, ZoneSet};
 
 /// The same allocator as the binary.
@@ -72,7 +72,7 @@ fn options() -> ZoneOptions {
         health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
-        nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        nameservers: NameServers::Listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
     }
 }
 
@@ -113,6 +113,7 @@ fn responder(max_udp_size: u16) -> Responder {
         forwarding: false,
         allow_recursion: Vec::new(),
         rrl: Default::default(),
+        identity: Default::default(),
     };
     Responder::new(
         store,

@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use snapdns::persist::{self, zone_cache, Persisted};
 use snapdns::registry::file;
-use snapdns::snapshot::{BaseId, Snapshot, ZoneOptions};
+use snapdns::snapshot::{BaseId, NameServers, Snapshot, ZoneOptions};
 
 /// The allocator the binary uses, so the numbers match the server's.
 #[global_allocator]
@@ -42,7 +42,7 @@ fn main() {
         health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
-        nameserver_addresses: vec!["127.0.0.1".parse().expect("address")],
+        nameservers: NameServers::Listen(vec!["127.0.0.1".parse().expect("address")]),
     };
     if std::env::var_os("STARTUP_CACHE_ONLY").is_some() {
         // Profiling: the cache step alone, on the directory of an earlier run.

@@ -18,9 +18,11 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 
 use snapdns::dns::forward::fuzz_upstream_reply;
-use snapdns::dns::{AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, Transport};
+use snapdns::dns::{
+    AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, ServerIdentity, Transport,
+};
 use snapdns::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState};
-use snapdns::snapshot::{Snapshot, SnapshotStore, ZoneOptions};
+use snapdns::snapshot::{NameServers, Snapshot, SnapshotStore, ZoneOptions};
 use snapdns::zone::{wire_key, ZoneSet};
 
 /// The demo registry shipped in `zones/`.
@@ -44,7 +46,7 @@ pub fn zone_options() -> ZoneOptions {
         health: Default::default(),
         node_ttl: 0,
         negative_ttl: 30,
-        nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        nameservers: NameServers::Listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
     }
 }
 
@@ -175,6 +177,11 @@ fn policy(max_udp_size: u16) -> AnswerPolicy {
         forwarding: true,
         allow_recursion: vec!["127.0.0.0/8".parse().expect("net")],
         rrl: Default::default(),
+        // Non-empty, so fuzzed queries reach the NSID and CHAOS paths.
+        identity: ServerIdentity {
+            identity: "fuzz-replica".into(),
+            version: "fuzz-version".into(),
+        },
     }
 }
 
@@ -553,6 +560,7 @@ pub fn check_forward_reply(data: &[u8]) {
     let limits = ForwardLimits {
         limit,
         advertised: max_udp_size,
+        nsid: None,
     };
     let Some(out) = fuzz_upstream_reply(&query, upstream, limits) else {
         return;

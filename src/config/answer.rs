@@ -1,13 +1,15 @@
-//! The answer section: the UDP size cap, shuffling, who may recurse and response rate
-//! limiting, validated into the responder's [`AnswerPolicy`]. Every setting here is applied by
+//! The answer section: the UDP size cap, shuffling, who may recurse, response rate limiting
+//! and the server's identity, validated into the responder's [`AnswerPolicy`]. Every setting here is applied by
 //! SIGHUP.
+
+use std::sync::Arc;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::values::network;
 use super::ConfigError;
-use crate::dns::{AnswerPolicy, RrlSettings};
+use crate::dns::{AnswerPolicy, RrlSettings, ServerIdentity};
 
 /// Flags (and file keys) of the answer section.
 #[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]
@@ -51,6 +53,19 @@ pub struct AnswerArgs {
     #[arg(long, value_name = "BITS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rrl_ipv6_prefix: Option<u8>,
+
+    /// This server's identity: the NSID option (RFC 5001) for clients that ask, and the
+    /// CHAOS TXT of `id.server.` and `hostname.bind.`; empty turns both off. Give each
+    /// replica its own. [default: the host name]
+    #[arg(long, value_name = "STRING")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+
+    /// The CHAOS TXT of `version.server.` and `version.bind.`; empty turns it off.
+    /// [default: "snapdns <version>"]
+    #[arg(long, value_name = "STRING")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_string: Option<String>,
 }
 
 /// Highest `--rrl-rate`: the bucket arithmetic counts in nanoseconds.
@@ -59,8 +74,13 @@ const MAX_RRL_RATE: u32 = 1_000_000;
 const MAX_RRL_SLIP: u32 = 10;
 
 impl AnswerArgs {
-    /// Validates the answer section; `forwarding` says whether there are upstreams at all.
-    pub fn validate(&self, forwarding: bool) -> Result<AnswerPolicy, ConfigError> {
+    /// Validates the answer section; `forwarding` says whether there are upstreams at all,
+    /// `host_name` is the default identity.
+    pub fn validate(
+        &self,
+        forwarding: bool,
+        host_name: Option<&str>,
+    ) -> Result<AnswerPolicy, ConfigError> {
         let max_udp_size = self.max_udp_size.unwrap_or(1232);
         if max_udp_size < 512 {
             return Err(ConfigError::new(
@@ -85,6 +105,31 @@ impl AnswerArgs {
             forwarding,
             allow_recursion,
             rrl: self.rrl()?,
+            identity: self.identity(host_name)?,
+        })
+    }
+
+    fn identity(&self, host_name: Option<&str>) -> Result<ServerIdentity, ConfigError> {
+        let checked = |key: &str, text: &str| {
+            if text.len() > ServerIdentity::MAX_LEN {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{} bytes, above {}", text.len(), ServerIdentity::MAX_LEN),
+                ));
+            }
+            Ok(Arc::<str>::from(text))
+        };
+        let default_version = concat!("snapdns ", env!("CARGO_PKG_VERSION"));
+        // A host name too long for a TXT string (Linux allows 64 bytes) is no default.
+        let host_name = host_name
+            .filter(|name| name.len() <= ServerIdentity::MAX_LEN)
+            .unwrap_or_default();
+        Ok(ServerIdentity {
+            identity: checked("identity", self.identity.as_deref().unwrap_or(host_name))?,
+            version: checked(
+                "version-string",
+                self.version_string.as_deref().unwrap_or(default_version),
+            )?,
         })
     }
 

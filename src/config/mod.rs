@@ -14,6 +14,7 @@
 mod answer;
 mod file;
 mod forward;
+mod nameservers;
 mod registry;
 mod server;
 mod service_ttls;
@@ -35,7 +36,7 @@ pub use zone::ZoneArgs;
 use crate::dns::forward::ForwardConfig;
 use crate::dns::AnswerPolicy;
 use crate::registry::consul::ConsulConfig;
-use crate::snapshot::ZoneOptions;
+use crate::snapshot::{NameServers, ZoneOptions};
 use crate::source::consul::SyncSettings;
 
 /// snapdns: a DNS server for service discovery that answers `*.service.consul` from a local,
@@ -167,6 +168,8 @@ pub struct Environment {
     pub consul_http_token: Option<String>,
     /// Contents of /etc/resolv.conf.
     pub resolv_conf: Option<String>,
+    /// The host name (the kernel's), the default `--identity`.
+    pub host_name: Option<String>,
 }
 
 impl Environment {
@@ -180,6 +183,10 @@ impl Environment {
                 .ok()
                 .filter(|v| !v.is_empty()),
             resolv_conf: std::fs::read_to_string("/etc/resolv.conf").ok(),
+            host_name: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_string())
+                .filter(|name| !name.is_empty()),
         }
     }
 }
@@ -203,7 +210,9 @@ impl Config {
         let forward = args
             .forward
             .validate(&server.listen, env.resolv_conf.as_deref())?;
-        let answer = args.answer.validate(!forward.upstreams.is_empty())?;
+        let answer = args
+            .answer
+            .validate(!forward.upstreams.is_empty(), env.host_name.as_deref())?;
         let registry = args.registry.source(env.consul_http_addr.as_deref())?;
         let consul = args.consul.validate(
             &registry,
@@ -261,9 +270,16 @@ impl Config {
             restart: domain => "domain", datacenter => "datacenter",
                 service_ttl => "service-ttl", service_ttls => "service-ttl-for",
                 health => "serve-warning", node_ttl => "node-ttl",
-                negative_ttl => "negative-ttl", nameserver_addresses => "listen";
+                negative_ttl => "negative-ttl";
             reload:;
-            copies:);
+            // Compared below: without --nameserver they follow the listen addresses.
+            copies: nameservers);
+        if zone.nameservers != new.zone.nameservers {
+            keys.push(match (&zone.nameservers, &new.zone.nameservers) {
+                (NameServers::Listen(_), NameServers::Listen(_)) => "listen",
+                _ => "nameserver",
+            });
+        }
         // The answering policy is applied by a reload, all of it; whether there is a forwarder
         // at all follows the upstreams (restart-only, below).
         let AnswerPolicy {
@@ -272,6 +288,7 @@ impl Config {
             forwarding: _,
             allow_recursion: _,
             rrl: _,
+            identity: _,
         } = answer;
         if *registry != new.registry {
             keys.push("registry");
@@ -351,6 +368,19 @@ mod tests {
         assert_eq!(new.answer.rrl.rate, 5);
         assert_eq!(old.restart_only_changes(&new), ["listen"]);
         assert!(old.restart_only_changes(&old.clone()).is_empty());
+
+        // Name servers: the flag's own key, or `listen` when they follow the listen addresses.
+        let mut args = ServeArgs::default();
+        args.zone.nameserver = vec!["ns1.consul.=10.0.0.1".into()];
+        let named = config(args);
+        assert_eq!(old.restart_only_changes(&named), ["nameserver"]);
+        let mut args = ServeArgs::default();
+        args.zone.nameserver = vec!["ns1.consul.=10.0.0.2".into()];
+        assert_eq!(named.restart_only_changes(&config(args)), ["nameserver"]);
+        let mut args = ServeArgs::default();
+        args.answer.identity = Some("replica-2".into());
+        args.answer.version_string = Some(String::new());
+        assert!(old.restart_only_changes(&config(args)).is_empty());
 
         let mut args = ServeArgs::default();
         args.sync.sync_interval = Some("5m".into());

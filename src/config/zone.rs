@@ -8,6 +8,7 @@ use clap::Args;
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
 
+use super::nameservers::name_servers;
 use super::service_ttls::service_ttls;
 use super::values::ttl;
 use super::ConfigError;
@@ -63,10 +64,19 @@ pub struct ZoneArgs {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negative_ttl: Option<String>,
+
+    /// A name server of the registry domain, `NAME=IP`; repeatable (a name with several
+    /// addresses is given once per address). The apex NS lists every name, the SOA names the
+    /// first, names inside the domain get their addresses as glue and answers. Give every
+    /// replica the same list. [default: ns.<domain> with the listen addresses]
+    #[arg(long, value_name = "NAME=IP")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nameserver: Vec<String>,
 }
 
 impl ZoneArgs {
-    /// Validates the zone section; `listen` gives the addresses published for `ns.<domain>`.
+    /// Validates the zone section; without `--nameserver`, `ns.<domain>` names the `listen`
+    /// addresses.
     pub fn validate(&self, listen: &[SocketAddr]) -> Result<ZoneOptions, ConfigError> {
         let domain_text = self.domain.as_deref().unwrap_or("consul.");
         let mut domain = Name::from_ascii(domain_text)
@@ -99,7 +109,6 @@ impl ZoneArgs {
             ));
         }
         Ok(ZoneOptions {
-            domain,
             datacenter,
             service_ttl: ttl("service-ttl", self.service_ttl.as_deref())?,
             service_ttls: service_ttls(&self.service_ttl_for, &self.service_ttl_table)?,
@@ -110,11 +119,8 @@ impl ZoneArgs {
             },
             node_ttl: ttl("node-ttl", self.node_ttl.as_deref())?,
             negative_ttl: ttl("negative-ttl", self.negative_ttl.as_deref())?,
-            nameserver_addresses: listen
-                .iter()
-                .map(SocketAddr::ip)
-                .filter(|ip| !ip.is_unspecified())
-                .collect(),
+            nameservers: name_servers(&self.nameserver, &domain, listen)?,
+            domain,
         })
     }
 }

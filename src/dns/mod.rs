@@ -6,6 +6,7 @@
 
 mod flags;
 pub mod forward;
+pub mod identity;
 pub mod query;
 pub mod respond;
 pub mod rrl;
@@ -15,6 +16,7 @@ pub mod udp;
 
 use std::sync::Arc;
 
+pub use identity::ServerIdentity;
 pub use respond::{AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, Transport};
 pub use rrl::{RateLimiter, RrlSettings, Verdict};
 pub use tcp::TcpHandler;
@@ -35,12 +37,27 @@ impl Forwarding {
     /// The response from the cache when the answer is cached and can be had without waiting;
     /// `None` sends the query down the asynchronous path.
     pub fn resolve_cached(&self, query: &[u8], limits: ForwardLimits) -> Option<Vec<u8>> {
-        self.forwarder.as_ref()?.resolve_cached(query, limits)
+        let nsid = limits.nsid.clone();
+        let limit = limits.limit;
+        let response = self.forwarder.as_ref()?.resolve_cached(query, limits)?;
+        Some(with_nsid(response, nsid.as_deref(), limit))
     }
 
     /// Forwards a query and returns the response for the client, or `None` to stay silent.
     pub async fn resolve(&self, query: &[u8], limits: ForwardLimits) -> Option<Vec<u8>> {
         let forwarder = self.forwarder.as_ref()?;
-        forwarder.resolve(query, limits).await
+        let nsid = limits.nsid.clone();
+        let limit = limits.limit;
+        let response = forwarder.resolve(query, limits).await?;
+        Some(with_nsid(response, nsid.as_deref(), limit))
     }
+}
+
+/// A forwarded reply with the NSID the client asked for, when it fits: the forwarder's
+/// replies end with our OPT record, as local ones do.
+fn with_nsid(mut response: Vec<u8>, nsid: Option<&str>, limit: usize) -> Vec<u8> {
+    if let Some(nsid) = nsid {
+        identity::append_nsid(&mut response, nsid.as_bytes(), limit);
+    }
+    response
 }

@@ -3,7 +3,8 @@
 //! and the EDNS parameters.
 
 use hickory_proto::op::{Header, MessageType, OpCode, Query};
-use hickory_proto::rr::{Record, RecordType};
+use hickory_proto::rr::rdata::opt::EdnsCode;
+use hickory_proto::rr::{RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::zone::is_subdomain_key;
@@ -53,6 +54,8 @@ pub struct EdnsInfo {
     pub version: u8,
     /// DNSSEC OK bit.
     pub dnssec_ok: bool,
+    /// The query carries an NSID option (RFC 5001): the client asks who answers.
+    pub nsid: bool,
 }
 
 /// Why a message is not answered normally.
@@ -143,6 +146,7 @@ impl<'a> ParsedQuery<'a> {
                     payload: u16::from(record.dns_class).max(512),
                     version: ((record.ttl >> 16) & 0xff) as u8,
                     dnssec_ok: record.ttl & 0x8000 != 0,
+                    nsid: matches!(&record.data, RData::OPT(opt) if opt.get(EdnsCode::NSID).is_some()),
                 });
             }
         }

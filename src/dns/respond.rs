@@ -3,7 +3,8 @@
 //! Local answers come from prepared responses (see [`crate::zone`]): copy, patch the ID,
 //! flags and question case, add the OPT record, shuffle A/AAAA in place, and cut to the
 //! client's size limit when needed. Nothing here takes a lock or awaits; forwarded names are
-//! handed back to the caller as [`Outcome::Forward`].
+//! handed back to the caller as [`Outcome::Forward`]. CHAOS-class queries and NSID are
+//! answered from the policy's [`ServerIdentity`] (see [`super::identity`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::flags;
+use super::identity::{self, ServerIdentity, CLASS_CH};
 use super::query::{ParsedQuery, Rejection, Signature};
 use super::rrl::RrlSettings;
 use crate::snapshot::SnapshotStore;
@@ -65,16 +67,20 @@ pub struct AnswerPolicy {
     pub allow_recursion: Vec<IpNet>,
     /// Response rate limiting of UDP answers to everyone else.
     pub rrl: RrlSettings,
+    /// What NSID and the CHAOS names tell (`--identity`, `--version-string`).
+    pub identity: ServerIdentity,
 }
 
 /// The sizes a forwarded reply keeps to, fixed by the answering policy in force when the
 /// query arrived, so that local and forwarded answers follow the same `max-udp-size`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardLimits {
     /// The reply is at most this long (TC=1 beyond).
     pub limit: usize,
     /// The UDP payload size advertised in the reply's OPT record.
     pub advertised: u16,
+    /// The NSID to put in the reply's OPT record: the client asked and it is turned on.
+    pub nsid: Option<Arc<str>>,
 }
 
 /// Per-worker state: the random source for shuffling. Not shared, so no lock.
@@ -89,7 +95,7 @@ pub struct Scratch {
 impl Scratch {
     /// The limits of the query last handed back as [`Outcome::Forward`].
     pub fn forward_limits(&self) -> ForwardLimits {
-        self.forward
+        self.forward.clone()
     }
 }
 
@@ -100,6 +106,7 @@ impl Default for Scratch {
             forward: ForwardLimits {
                 limit: PLAIN_UDP_LIMIT,
                 advertised: PLAIN_UDP_LIMIT as u16,
+                nsid: None,
             },
         }
     }
@@ -193,12 +200,18 @@ impl Responder {
         };
         let policy = self.policy.load();
         let recursion_available = may_recurse(&policy, client);
+        // NSID only in the OPT of the EDNS version we speak (not in BADVERS).
+        let nsid = query
+            .edns
+            .filter(|edns| edns.nsid && edns.version == 0)
+            .and_then(|_| policy.identity.nsid());
         let reply = Reply {
             query: &query,
             recursion_available,
             limit: limit(&policy, &query, transport),
             max_udp_size: policy.max_udp_size,
             shuffle: policy.shuffle,
+            nsid,
         };
         if let Some(edns) = query.edns {
             if edns.version != 0 {
@@ -213,6 +226,13 @@ impl Responder {
             Some(Signature::Tsig) => return reply.rcode_only(out, ResponseCode::NotAuth, false),
             Some(Signature::Sig0) => return reply.rcode_only(out, ResponseCode::Refused, false),
             None => {}
+        }
+        if query.qclass == CLASS_CH {
+            // Never forwarded: the answer is about this server.
+            return match policy.identity.chaos_text(query.key(), query.qtype) {
+                Some(text) => reply.chaos_txt(text, out),
+                None => reply.rcode_only(out, ResponseCode::Refused, false),
+            };
         }
 
         if query.is_in(&self.registry_apex) {
@@ -231,6 +251,7 @@ impl Responder {
             scratch.forward = ForwardLimits {
                 limit: reply.limit,
                 advertised: reply.max_udp_size,
+                nsid: nsid.map(|_| policy.identity.identity.clone()),
             };
             Outcome::Forward
         } else {
@@ -287,6 +308,8 @@ struct Reply<'q> {
     limit: usize,
     max_udp_size: u16,
     shuffle: bool,
+    /// The NSID to add to our OPT record, when the client asked for it.
+    nsid: Option<&'q [u8]>,
 }
 
 impl Reply<'_> {
@@ -345,6 +368,14 @@ impl Reply<'_> {
         self.push_opt(out, 0);
     }
 
+    /// The answer to a CHAOS TXT query about this server.
+    fn chaos_txt(&self, text: &[u8], out: &mut Vec<u8>) -> Outcome {
+        self.header(out, true, ResponseCode::NoError, 1, 0);
+        identity::write_chaos_txt(out, text);
+        self.push_opt(out, 0);
+        Outcome::Reply
+    }
+
     /// A response with the question and no records.
     fn rcode_only(&self, out: &mut Vec<u8>, rcode: ResponseCode, authoritative: bool) -> Outcome {
         self.header(out, authoritative, rcode, 0, 0);
@@ -397,6 +428,10 @@ impl Reply<'_> {
         ]);
         let additionals = u16::from_be_bytes([out[10], out[11]]) + 1;
         out[10..12].copy_from_slice(&additionals.to_be_bytes());
+        if let Some(nsid) = self.nsid {
+            // Only if it fits: the room was measured for an empty OPT.
+            identity::append_nsid(out, nsid, self.limit);
+        }
     }
 
     /// The response does not fit: send the longest prefix of the answers that does, with the

@@ -164,7 +164,7 @@ impl Worker {
     fn forward(&self, message: &[u8], peer: SocketAddr, limits: ForwardLimits) {
         // A cache hit is answered right here: no task, no hand-off to another thread.
         let started = Instant::now();
-        if let Some(response) = self.forwarding.resolve_cached(message, limits) {
+        if let Some(response) = self.forwarding.resolve_cached(message, limits.clone()) {
             self.metrics.observe_answer(&response, started);
             if let Err(error) = self.socket.send_to(&response, peer) {
                 debug!(%error, %peer, "udp send failed");

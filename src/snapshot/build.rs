@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{CNAME, NS, SOA, SRV};
+use hickory_proto::rr::rdata::{CNAME, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::ProtoError;
 use rustc_hash::FxHashSet;
@@ -19,6 +19,7 @@ use super::address::{
 };
 use super::health::{srv_weight, HealthFilter};
 use super::names::is_label;
+use super::nameservers::{self, NameServers};
 use super::parts::Parts;
 use super::service_ttl::ServiceTtls;
 use super::{Skipped, SnapshotStats};
@@ -43,8 +44,8 @@ pub struct ZoneOptions {
     pub node_ttl: u32,
     /// SOA minimum and TTL: how long resolvers cache NXDOMAIN and NODATA (RFC 2308).
     pub negative_ttl: u32,
-    /// Addresses published for `ns.<domain>`, the name server named in SOA and NS.
-    pub nameserver_addresses: Vec<IpAddr>,
+    /// The name servers named in NS and SOA, with their addresses (`--nameserver`).
+    pub nameservers: NameServers,
 }
 
 impl ZoneOptions {
@@ -144,19 +145,24 @@ pub(super) fn registry_zone(
     Ok((zone, stats, parts.skipped(), parts))
 }
 
-/// The zone's builder with its apex: the SOA (serial `serial`), the NS record naming
-/// `ns.<domain>`, and that name's addresses as glue and as its own answers.
+/// The zone's builder with its apex: the SOA (serial `serial`, MNAME the first name server),
+/// the NS RRset naming the name servers, and the addresses of those inside the domain as glue
+/// and as their own answers (see [`super::nameservers`]).
 pub(super) fn apex(
     domain: &Name,
     serial: u32,
     options: &ZoneOptions,
 ) -> Result<ZoneBuilder, BuildError> {
-    let ns_name = Name::from_ascii("ns")?.append_domain(domain)?;
+    let servers = options.nameservers.servers(domain)?;
+    let primary = match servers.first() {
+        Some(server) => server.name.clone(),
+        None => Name::from_ascii("ns")?.append_domain(domain)?,
+    };
     let soa = Record::from_rdata(
         domain.clone(),
         options.negative_ttl,
         RData::SOA(SOA::new(
-            ns_name.clone(),
+            primary,
             Name::from_ascii("hostmaster")?.append_domain(domain)?,
             serial,
             3600,
@@ -166,27 +172,7 @@ pub(super) fn apex(
         )),
     );
     let mut zone = ZoneBuilder::new(domain, soa, serial);
-    let ns = Record::from_rdata(
-        domain.clone(),
-        options.node_ttl,
-        RData::NS(NS(ns_name.clone())),
-    );
-    let ns_glue: Vec<Record> = options
-        .nameserver_addresses
-        .iter()
-        .map(|ip| ip_record(&ns_name, options.node_ttl, *ip))
-        .collect();
-    zone.add_answer(domain, RecordType::NS, &[ns], &ns_glue);
-    for rtype in [RecordType::A, RecordType::AAAA] {
-        let glue: Vec<Record> = ns_glue
-            .iter()
-            .filter(|r| r.record_type() == rtype)
-            .cloned()
-            .collect();
-        if !glue.is_empty() {
-            zone.add_answer(&ns_name, rtype, &glue, &[]);
-        }
-    }
+    nameservers::add_to(&mut zone, domain, &servers, options.node_ttl);
     Ok(zone)
 }
 

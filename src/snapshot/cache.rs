@@ -83,9 +83,10 @@ fn options_key(options: &ZoneOptions) -> Vec<u8> {
     for ttl in [options.service_ttl, options.node_ttl, options.negative_ttl] {
         encoder.uint(u64::from(ttl));
     }
-    encoder.uint(options.nameserver_addresses.len() as u64);
-    for address in &options.nameserver_addresses {
-        encoder.bytes(address.to_string().as_bytes());
+    let nameservers = options.nameservers.key_items();
+    encoder.uint(nameservers.len() as u64);
+    for item in &nameservers {
+        encoder.bytes(item.as_bytes());
     }
     // Added after the fields above: a cache written before has a shorter key, so it differs.
     encoder.uint(match options.health {

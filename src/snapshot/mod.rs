@@ -11,6 +11,7 @@ mod build;
 mod cache;
 mod health;
 mod names;
+mod nameservers;
 mod parts;
 mod service_ttl;
 
@@ -24,6 +25,7 @@ use tracing::warn;
 pub use build::{BuildError, ZoneOptions};
 pub use cache::{BaseId, CacheError, Cached};
 pub use health::HealthFilter;
+pub use nameservers::{NameServer, NameServers};
 pub use service_ttl::ServiceTtls;
 
 use crate::registry::RegistryState;
@@ -217,7 +219,7 @@ mod tests {
             health: HealthFilter::PassingOnly,
             node_ttl: 0,
             negative_ttl: 0,
-            nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            nameservers: NameServers::Listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
         }
     }
 

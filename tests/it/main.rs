@@ -20,10 +20,14 @@ mod fuzz_replay;
 mod glibc;
 /// HAProxy's DNS service discovery as a client.
 mod haproxy;
+/// Which replica answered: NSID and the CHAOS names.
+mod identity;
 /// Logs: JSON lines, log flags.
 mod logging;
 /// `/metrics`.
 mod metrics;
+/// `--nameserver`: NS, SOA and glue shared by replicas.
+mod nameservers;
 /// SIGHUP reloads.
 mod reload;
 /// Five replicas behind Unbound and dnsmasq.

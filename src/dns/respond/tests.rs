@@ -8,7 +8,7 @@ use hickory_proto::rr::Name;
 
 use super::*;
 use crate::registry::{HealthEntry, Node, NodeService, RegistryState};
-use crate::snapshot::{Snapshot, ZoneOptions};
+use crate::snapshot::{NameServers, Snapshot, ZoneOptions};
 use crate::zone::{encoded_so_far, wire_key};
 
 /// A registry with `big` (60 instances) and `huge` (500), answered with
@@ -48,7 +48,7 @@ fn responder() -> Responder {
         health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
-        nameserver_addresses: Vec::new(),
+        nameservers: NameServers::Listen(Vec::new()),
     };
     let store = SnapshotStore::default();
     let snapshot = Snapshot::build(Arc::new(state), SystemTime::now(), &options).unwrap();
@@ -59,6 +59,7 @@ fn responder() -> Responder {
         forwarding: false,
         allow_recursion: Vec::new(),
         rrl: RrlSettings::default(),
+        identity: ServerIdentity::default(),
     };
     let apex = wire_key(&Name::from_ascii("consul.").unwrap()).unwrap();
     Responder::new(store, &apex, Arc::default(), policy)
@@ -88,6 +89,7 @@ fn reencoded(responder: &Responder, bytes: &[u8]) -> Vec<u8> {
         limit: limit(&policy, &query, Transport::Udp),
         max_udp_size: policy.max_udp_size,
         shuffle: false,
+        nsid: None,
     };
     let guard = responder.registry.load();
     let zone = &guard.as_deref().unwrap().zone;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::snapshot::tests::{contents, entry, options, state};
-use crate::snapshot::{BaseId, CacheError, HealthFilter, Snapshot, ZoneOptions};
+use crate::snapshot::{
+    BaseId, CacheError, HealthFilter, NameServer, NameServers, Snapshot, ZoneOptions,
+};
 
 fn base(index: u64) -> BaseId {
     BaseId {
@@ -100,6 +102,30 @@ fn a_cache_for_other_options_or_cut_short_is_refused() {
         |o| o.service_ttls.insert("web*", 5).unwrap(),
         |o| o.service_ttls.insert("*", 0).unwrap(),
     ];
+    // Other name servers (`--nameserver`) shape the apex: refused too, by name and address.
+    let named = |name: &str, ip: &str| {
+        let mut other = options();
+        other.nameservers = NameServers::Named(vec![NameServer {
+            name: name.parse().unwrap(),
+            addresses: vec![ip.parse().unwrap()],
+        }]);
+        other
+    };
+    let ns1 = named("ns1.consul.", "127.0.0.1");
+    let ns1_bytes = cache_of(
+        &Snapshot::build(sample_state(5, 80), SystemTime::now(), &ns1).unwrap(),
+        5,
+    );
+    assert!(Snapshot::from_cache(&ns1_bytes, &ns1).is_ok());
+    for other in [
+        named("ns2.consul.", "127.0.0.1"),
+        named("ns1.consul.", "127.0.0.2"),
+    ] {
+        assert!(matches!(
+            Snapshot::from_cache(&ns1_bytes, &other),
+            Err(CacheError::OtherOptions)
+        ));
+    }
     for change in others {
         let mut other = options();
         change(&mut other);

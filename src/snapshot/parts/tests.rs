@@ -1,6 +1,6 @@
 //! Incremental rebuilds against full builds, over random sequences of registry changes.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState, Weights};
 use crate::snapshot::tests::contents;
-use crate::snapshot::{HealthFilter, Snapshot, ZoneOptions};
+use crate::snapshot::{HealthFilter, NameServer, NameServers, Snapshot, ZoneOptions};
 
 fn options() -> ZoneOptions {
     ZoneOptions {
@@ -20,7 +20,25 @@ fn options() -> ZoneOptions {
         health: Default::default(),
         node_ttl: 0,
         negative_ttl: 0,
-        nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        // Named servers, one of them named like the datacenter `dc2` the generator uses, so
+        // its answers share a name with the registry's empty non-terminal `dc2.consul.`.
+        nameservers: NameServers::Named(vec![
+            NameServer {
+                name: "ns1.consul.".parse().unwrap(),
+                addresses: vec![
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ],
+            },
+            NameServer {
+                name: "dc2.consul.".parse().unwrap(),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))],
+            },
+            NameServer {
+                name: "dns.example.net.".parse().unwrap(),
+                addresses: Vec::new(),
+            },
+        ]),
     }
 }
 
