@@ -65,6 +65,7 @@ fn main() {
         node_ttl: 0,
         negative_ttl: 0,
         nameserver_addresses: Vec::new(),
+        srv_node_meta_txt: false,
     };
     let base = resident_mib();
     let started = Instant::now();

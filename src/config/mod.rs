@@ -259,7 +259,8 @@ impl Config {
         compare!(ZoneOptions, *zone, new.zone;
             restart: domain => "domain", datacenter => "datacenter",
                 service_ttl => "service-ttl", node_ttl => "node-ttl",
-                negative_ttl => "negative-ttl", nameserver_addresses => "listen";
+                negative_ttl => "negative-ttl", nameserver_addresses => "listen",
+                srv_node_meta_txt => "srv-node-meta-txt";
             reload:;
             copies:);
         // The answering policy is applied by a reload, all of it; whether there is a forwarder

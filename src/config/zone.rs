@@ -42,6 +42,13 @@ pub struct ZoneArgs {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negative_ttl: Option<String>,
+
+    /// SRV answers also carry each target node's metadata as TXT records in the additional
+    /// section (Consul's `enable_additional_node_meta_txt`). Off by default: it grows answers
+    /// that 512-byte clients and HAProxy read.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub srv_node_meta_txt: bool,
 }
 
 impl ZoneArgs {
@@ -88,6 +95,7 @@ impl ZoneArgs {
                 .map(SocketAddr::ip)
                 .filter(|ip| !ip.is_unspecified())
                 .collect(),
+            srv_node_meta_txt: self.srv_node_meta_txt,
         })
     }
 }

@@ -85,6 +85,7 @@ fn options_key(options: &ZoneOptions) -> Vec<u8> {
     for address in &options.nameserver_addresses {
         encoder.bytes(address.to_string().as_bytes());
     }
+    encoder.uint(u64::from(options.srv_node_meta_txt));
     encoder.out
 }
 

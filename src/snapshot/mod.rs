@@ -9,6 +9,7 @@
 mod address;
 mod build;
 mod cache;
+mod meta_txt;
 mod names;
 mod parts;
 
@@ -211,6 +212,7 @@ mod tests {
             node_ttl: 0,
             negative_ttl: 0,
             nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            srv_node_meta_txt: false,
         }
     }
 
@@ -224,10 +226,12 @@ mod tests {
         })
     }
 
-    /// Every name and answer of two zones, as bytes, for comparison.
+    /// Every name and answer of two zones, as bytes, for comparison; the reverse names (outside
+    /// the apex) with their PTR answers among them.
     pub(super) fn contents(
         zone: &Zone,
     ) -> std::collections::BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
+        let ptr = u16::from(hickory_proto::rr::RecordType::PTR);
         zone.names()
             .map(|(key, by_type)| {
                 let types = by_type
@@ -236,6 +240,10 @@ mod tests {
                     .collect();
                 (key.to_vec(), types)
             })
+            .chain(
+                zone.pointers()
+                    .map(|(key, p)| (key.to_vec(), vec![(ptr, p.wire().to_vec())])),
+            )
             .collect()
     }
 

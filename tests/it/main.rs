@@ -28,6 +28,8 @@ mod metrics;
 mod reload;
 /// Five replicas behind Unbound and dnsmasq.
 mod replicas;
+/// PTR for registry addresses, node metadata as TXT.
+mod reverse;
 /// Response rate limiting of UDP answers.
 mod rrl;
 /// SIGTERM draining.

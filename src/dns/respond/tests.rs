@@ -47,6 +47,7 @@ fn responder() -> Responder {
         node_ttl: 0,
         negative_ttl: 0,
         nameserver_addresses: Vec::new(),
+        srv_node_meta_txt: false,
     };
     let store = SnapshotStore::default();
     let snapshot = Snapshot::build(Arc::new(state), SystemTime::now(), &options).unwrap();

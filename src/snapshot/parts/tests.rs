@@ -11,7 +11,7 @@ use crate::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState}
 use crate::snapshot::tests::contents;
 use crate::snapshot::{Snapshot, ZoneOptions};
 
-fn options() -> ZoneOptions {
+fn options(srv_node_meta_txt: bool) -> ZoneOptions {
     ZoneOptions {
         domain: "consul.".parse().unwrap(),
         datacenter: "dc1".into(),
@@ -19,6 +19,7 @@ fn options() -> ZoneOptions {
         node_ttl: 0,
         negative_ttl: 0,
         nameserver_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        srv_node_meta_txt,
     }
 }
 
@@ -39,11 +40,19 @@ fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> Heal
         2 => "host.example".to_string(),
         _ => String::new(),
     };
+    // Node metadata differs now and then between the entries of one node, as when one
+    // service's answer is seen before another's.
+    let mut meta = crate::registry::SmallMap::default();
+    if rng.random_bool(0.5) {
+        meta.insert("rack", format!("r{}", rng.random_range(0..2)).into());
+        meta.insert("a=b", "`c".into());
+    }
     HealthEntry {
         node: Arc::new(Node {
             node: node.into(),
             address: address.into(),
             datacenter: if rng.random_bool(0.1) { "dc2" } else { "dc1" }.into(),
+            meta,
             ..Node::default()
         }),
         service: NodeService {
@@ -72,7 +81,16 @@ fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> Heal
 
 #[test]
 fn incremental_rebuilds_equal_full_builds_over_random_changes() {
-    let mut rng = StdRng::seed_from_u64(12);
+    random_changes(12, &options(false));
+}
+
+#[test]
+fn incremental_rebuilds_equal_full_builds_with_node_meta_in_srv_answers() {
+    random_changes(13, &options(true));
+}
+
+fn random_changes(seed: u64, options: &ZoneOptions) {
+    let mut rng = StdRng::seed_from_u64(seed);
     // Node addresses change now and then, so services may disagree about a node for a while.
     let mut nodes: Vec<(String, String)> = (0..6)
         .map(|i| (format!("node-{i}"), format!("10.0.0.{}", i + 1)))
@@ -81,11 +99,16 @@ fn incremental_rebuilds_equal_full_builds_over_random_changes() {
     nodes.push(("hostnode".into(), "node.example".into()));
     let mut state = RegistryState::default();
     let now = SystemTime::now();
-    let mut served = Snapshot::build(Arc::new(state.clone()), now, &options()).unwrap();
+    let mut served = Snapshot::build(Arc::new(state.clone()), now, options).unwrap();
     for step in 0..300 {
         if rng.random_bool(0.1) {
+            // A few addresses, so nodes share them (and services' own addresses) at times.
             let at = rng.random_range(0..6);
-            nodes[at].1 = format!("10.0.1.{}", rng.random_range(1..200));
+            nodes[at].1 = match rng.random_range(0..4) {
+                0 => "10.9.0.1".to_string(),
+                1 => "fd00::9".to_string(),
+                _ => format!("10.0.1.{}", rng.random_range(1..4)),
+            };
         }
         for _ in 0..rng.random_range(1..3) {
             let key = KEYS[rng.random_range(0..KEYS.len())];
@@ -100,14 +123,15 @@ fn incremental_rebuilds_equal_full_builds_over_random_changes() {
         }
         state.index = step + 1;
         let next = Arc::new(state.clone());
-        let rebuilt = Snapshot::rebuild(Some(&served), next.clone(), now, &options()).unwrap();
-        let fresh = Snapshot::build(next, now, &options()).unwrap();
+        let rebuilt = Snapshot::rebuild(Some(&served), next.clone(), now, options).unwrap();
+        let fresh = Snapshot::build(next, now, options).unwrap();
         assert_eq!(
             contents(&rebuilt.zone),
             contents(&fresh.zone),
             "step {step}"
         );
         assert_eq!(rebuilt.zone.name_count(), fresh.zone.name_count());
+        assert_eq!(rebuilt.zone.pointer_count(), fresh.zone.pointer_count());
         assert_eq!(rebuilt.zone.record_count(), fresh.zone.record_count());
         assert_eq!(rebuilt.stats, fresh.stats);
         assert_eq!(rebuilt.skipped, fresh.skipped, "step {step}");
