@@ -3,7 +3,7 @@
 //! payload is `snapshot/cache.rs`'s).
 //!
 //! ```text
-//! snapdns-zone 1 <crc32 of the payload, 8 hex digits> <payload length, 20 digits>\n
+//! snapdns-zone 2 <crc32 of the payload, 8 hex digits> <payload length, 20 digits>\n
 //! <payload>
 //! ```
 //!

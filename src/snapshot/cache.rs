@@ -19,6 +19,9 @@
 //! fragments: uint chunks, chunks x (bytes: uint n, n x (served: bytes, fragment))
 //! ```
 //!
+//! A fragment holds its reverse names too (`zone/codec.rs`), and `options` the
+//! `srv-node-meta-txt` switch: both shape the answers.
+//!
 //! Fragments come in chunks so that they are decoded on several threads.
 
 use std::io::{self, Write};
