@@ -67,6 +67,7 @@ fn main() {
         node_ttl: 0,
         negative_ttl: 0,
         nameservers: NameServers::Listen(Vec::new()),
+        srv_node_meta_txt: false,
     };
     let base = resident_mib();
     let started = Instant::now();

@@ -73,6 +73,7 @@ fn options() -> ZoneOptions {
         node_ttl: 0,
         negative_ttl: 0,
         nameservers: NameServers::Listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+        srv_node_meta_txt: false,
     }
 }
 

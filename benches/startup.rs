@@ -43,6 +43,7 @@ fn main() {
         node_ttl: 0,
         negative_ttl: 0,
         nameservers: NameServers::Listen(vec!["127.0.0.1".parse().expect("address")]),
+        srv_node_meta_txt: false,
     };
     if std::env::var_os("STARTUP_CACHE_ONLY").is_some() {
         // Profiling: the cache step alone, on the directory of an earlier run.

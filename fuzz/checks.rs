@@ -47,6 +47,7 @@ pub fn zone_options() -> ZoneOptions {
         node_ttl: 0,
         negative_ttl: 30,
         nameservers: NameServers::Listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+        srv_node_meta_txt: false,
     }
 }
 

@@ -270,7 +270,7 @@ impl Config {
             restart: domain => "domain", datacenter => "datacenter",
                 service_ttl => "service-ttl", service_ttls => "service-ttl-for",
                 health => "serve-warning", node_ttl => "node-ttl",
-                negative_ttl => "negative-ttl";
+                negative_ttl => "negative-ttl", srv_node_meta_txt => "srv-node-meta-txt";
             reload:;
             // Compared below: without --nameserver they follow the listen addresses.
             copies: nameservers);

@@ -72,6 +72,13 @@ pub struct ZoneArgs {
     #[arg(long, value_name = "NAME=IP")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nameserver: Vec<String>,
+
+    /// SRV answers also carry each target node's metadata as TXT records in the additional
+    /// section (Consul's `enable_additional_node_meta_txt`). Off by default: it grows answers
+    /// that 512-byte clients and HAProxy read.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub srv_node_meta_txt: bool,
 }
 
 impl ZoneArgs {
@@ -121,6 +128,7 @@ impl ZoneArgs {
             negative_ttl: ttl("negative-ttl", self.negative_ttl.as_deref())?,
             nameservers: name_servers(&self.nameserver, &domain, listen)?,
             domain,
+            srv_node_meta_txt: self.srv_node_meta_txt,
         })
     }
 }

@@ -243,6 +243,15 @@ impl Responder {
                 None => reply.rcode_only(out, ResponseCode::ServFail, true),
             };
         }
+        let reverse = reverse::is_reverse(query.key());
+        if reverse {
+            let guard = self.registry.load();
+            if let Some(snapshot) = guard.as_deref() {
+                if let Some(prepared) = snapshot.zone.pointer(query.key()) {
+                    return self.answer_pointer(&snapshot.zone, prepared, &reply, out, scratch);
+                }
+            }
+        }
         let statics = self.static_zones.load();
         if let Some(zone) = statics.find(query.key()) {
             return self.answer_from(zone, &reply, out, scratch);
@@ -254,6 +263,14 @@ impl Responder {
                 nsid: nsid.map(|_| policy.identity.identity.clone()),
             };
             Outcome::Forward
+        } else if reverse && !policy.forwarding {
+            // No upstreams (`--no-forward`): a reverse name the registry does not know is
+            // absent, as Consul answers without recursors; "unknown" before the first sync.
+            match self.registry.load().as_deref() {
+                Some(snapshot) => reply.negative(&snapshot.zone, ResponseCode::NXDomain, out),
+                None => return reply.rcode_only(out, ResponseCode::ServFail, true),
+            }
+            Outcome::Reply
         } else {
             reply.rcode_only(out, ResponseCode::Refused, false)
         }
@@ -275,29 +292,39 @@ impl Responder {
             return reply.rcode_only(out, ResponseCode::NotImp, true);
         }
         match zone.lookup(query.key(), query.qtype) {
-            Lookup::Answer(prepared) => {
-                let budget = reply.limit - if query.edns.is_some() { OPT_LEN } else { 0 };
-                // An alias's question can be shorter than the encoded one.
-                let len = prepared.wire().len() + query.question.len() + 12;
-                if len - prepared.question_end() > budget {
-                    // Cut where the zone build measured: a copy like any prepared answer.
-                    reply.cut(prepared, budget, out);
-                    return Outcome::Reply;
-                }
-                let shift = reply.prepared(prepared, out);
-                if reply.shuffle {
-                    if let Some(unit) = prepared.shuffle_unit() {
-                        let range = prepared.answer_range();
-                        let start = (range.start as isize + shift) as usize;
-                        let end = (range.end as isize + shift) as usize;
-                        shuffle_records(&mut out[start..end], unit, &mut scratch.rng);
-                    }
-                }
-            }
+            Lookup::Answer(prepared) => self.send_prepared(prepared, reply, out, scratch),
             Lookup::NoData => reply.negative(zone, ResponseCode::NoError, out),
             Lookup::NxDomain => reply.negative(zone, ResponseCode::NXDomain, out),
         }
         Outcome::Reply
+    }
+
+    /// Writes a prepared answer for this query: copied and patched, shuffled, or cut.
+    fn send_prepared(
+        &self,
+        prepared: &Prepared,
+        reply: &Reply<'_>,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) {
+        let query = reply.query;
+        let budget = reply.limit - if query.edns.is_some() { OPT_LEN } else { 0 };
+        // An alias's question can be shorter than the encoded one.
+        let len = prepared.wire().len() + query.question.len() + 12;
+        if len - prepared.question_end() > budget {
+            // Cut where the zone build measured: a copy like any prepared answer.
+            reply.cut(prepared, budget, out);
+            return;
+        }
+        let shift = reply.prepared(prepared, out);
+        if reply.shuffle {
+            if let Some(unit) = prepared.shuffle_unit() {
+                let range = prepared.answer_range();
+                let start = (range.start as isize + shift) as usize;
+                let end = (range.end as isize + shift) as usize;
+                shuffle_records(&mut out[start..end], unit, &mut scratch.rng);
+            }
+        }
     }
 }
 
@@ -559,5 +586,6 @@ pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+mod reverse;
 #[cfg(test)]
 mod tests;

@@ -18,13 +18,14 @@ use super::address::{
     Address, Family, Origin,
 };
 use super::health::{srv_weight, HealthFilter};
+use super::meta_txt::node_meta_records;
 use super::names::is_label;
 use super::nameservers::{self, NameServers};
 use super::parts::Parts;
 use super::service_ttl::ServiceTtls;
 use super::{Skipped, SnapshotStats};
 use crate::registry::{HealthEntry, Node, RegistryState};
-use crate::zone::{Fragment, FragmentBuilder, Zone, ZoneBuilder};
+use crate::zone::{Fragment, FragmentBuilder, PtrKind, Zone, ZoneBuilder};
 
 /// How the registry zone is shaped: domain, local datacenter, TTLs, name servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +47,9 @@ pub struct ZoneOptions {
     pub negative_ttl: u32,
     /// The name servers named in NS and SOA, with their addresses (`--nameserver`).
     pub nameservers: NameServers,
+    /// SRV answers carry their nodes' metadata TXT records in the additional section
+    /// (Consul's `enable_additional_node_meta_txt`).
+    pub srv_node_meta_txt: bool,
 }
 
 impl ZoneOptions {
@@ -264,7 +268,34 @@ impl Context<'_> {
                 self.add_node(&mut builder, &datacenter, &entry.node);
             }
         }
+        self.add_pointers(&mut builder, service, entries);
         builder.finish(apex_key)
+    }
+
+    /// The reverse names of the local datacenter's addresses that `entries` hand out (Consul's
+    /// `handlePtr` looks in the agent's datacenter): each node's address, whatever its health,
+    /// points at the node, and a passing instance's own address at the service. Which of
+    /// several wins is the zone's business (`zone::reverse`).
+    fn add_pointers(&self, zone: &mut FragmentBuilder, service: &str, entries: &[&HealthEntry]) {
+        for entry in entries {
+            if datacenter_of(&entry.node, self.local_dc) != self.local_dc {
+                continue;
+            }
+            let node = &entry.node;
+            if let (true, Ok(ip)) = (is_label(&node.node), node.address.trim().parse()) {
+                if let Some(target) = self.node_name(&node.node, self.local_dc) {
+                    zone.add_pointer(ip, PtrKind::Node, &target, self.options.node_ttl);
+                }
+            }
+            if !entry.is_passing() {
+                continue;
+            }
+            if let Ok(ip) = entry.service.address.trim().parse::<IpAddr>() {
+                if let Some(target) = self.service_name(service, self.local_dc) {
+                    zone.add_pointer(ip, PtrKind::Service, &target, self.options.service_ttl);
+                }
+            }
+        }
     }
 
     /// Names under `<kind>.<dc>.<domain>`, plus `<kind>.<domain>` for the local datacenter.
@@ -380,6 +411,7 @@ impl Context<'_> {
             let mut srv_records: Vec<Record> = Vec::new();
             let mut additionals: Vec<Record> = Vec::new();
             let mut glued: FxHashSet<(Name, IpAddr)> = FxHashSet::default();
+            let mut meta_glued: FxHashSet<Name> = FxHashSet::default();
             let mut seen: BTreeSet<(String, String, u16)> = BTreeSet::new();
             for served in instances {
                 let Some((address, origin)) = service_address(served.entry, Family::Any) else {
@@ -421,6 +453,15 @@ impl Context<'_> {
                         target
                     }
                 };
+                if self.options.srv_node_meta_txt {
+                    // Consul adds the node's TXT whatever the target's form; once per node here.
+                    let node = &served.entry.node;
+                    if let Some(owner) = self.node_name(&node.node, &served.datacenter) {
+                        if is_label(&node.node) && meta_glued.insert(owner.clone()) {
+                            additionals.extend(node_meta_records(&owner, ttl, node));
+                        }
+                    }
+                }
                 let weight = srv_weight(served.entry);
                 srv_records.push(Record::from_rdata(
                     owner.clone(),
@@ -453,6 +494,10 @@ impl Context<'_> {
             };
             zone.add_shared(&owners, rtype, &[record], &[]);
         }
+        let meta = node_meta_records(owner, ttl, node);
+        if !meta.is_empty() {
+            zone.add_shared(&owners, RecordType::TXT, &meta, &[]);
+        }
     }
 
     /// `<hex>.addr.<dc>.<domain>` answers with the address it encodes.
@@ -473,6 +518,13 @@ impl Context<'_> {
 
     fn node_name(&self, node: &str, datacenter: &str) -> Option<Name> {
         Name::from_ascii(format!("{node}.node.{datacenter}"))
+            .ok()?
+            .append_domain(self.domain)
+            .ok()
+    }
+
+    fn service_name(&self, service: &str, datacenter: &str) -> Option<Name> {
+        Name::from_ascii(format!("{service}.service.{datacenter}"))
             .ok()?
             .append_domain(self.domain)
             .ok()

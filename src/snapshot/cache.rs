@@ -19,6 +19,9 @@
 //! fragments: uint chunks, chunks x (bytes: uint n, n x (served: bytes, fragment))
 //! ```
 //!
+//! A fragment holds its reverse names too (`zone/codec.rs`), and `options` the
+//! `srv-node-meta-txt` switch: both shape the answers.
+//!
 //! Fragments come in chunks so that they are decoded on several threads.
 
 use std::io::{self, Write};
@@ -98,6 +101,7 @@ fn options_key(options: &ZoneOptions) -> Vec<u8> {
         encoder.bytes(pattern.as_bytes());
         encoder.uint(u64::from(ttl));
     }
+    encoder.uint(u64::from(options.srv_node_meta_txt));
     encoder.out
 }
 

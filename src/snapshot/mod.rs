@@ -10,6 +10,7 @@ mod address;
 mod build;
 mod cache;
 mod health;
+mod meta_txt;
 mod names;
 mod nameservers;
 mod parts;
@@ -220,6 +221,7 @@ mod tests {
             node_ttl: 0,
             negative_ttl: 0,
             nameservers: NameServers::Listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+            srv_node_meta_txt: false,
         }
     }
 
@@ -233,10 +235,12 @@ mod tests {
         })
     }
 
-    /// Every name and answer of two zones, as bytes, for comparison.
+    /// Every name and answer of two zones, as bytes, for comparison; the reverse names (outside
+    /// the apex) with their PTR answers among them.
     pub(super) fn contents(
         zone: &Zone,
     ) -> std::collections::BTreeMap<Vec<u8>, Vec<(u16, Vec<u8>)>> {
+        let ptr = u16::from(hickory_proto::rr::RecordType::PTR);
         zone.names()
             .map(|(key, by_type)| {
                 let types = by_type
@@ -245,6 +249,10 @@ mod tests {
                     .collect();
                 (key.to_vec(), types)
             })
+            .chain(
+                zone.pointers()
+                    .map(|(key, p)| (key.to_vec(), vec![(ptr, p.wire().to_vec())])),
+            )
             .collect()
     }
 

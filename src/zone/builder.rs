@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use tracing::warn;
 
 use super::index::NameIndex;
+use super::reverse::{PtrKind, PtrTarget, ReverseIndex};
 use super::{NameAnswers, Prepared, Zone};
 
 /// The prepared answers of one owner name, by record type.
@@ -20,6 +21,8 @@ type TypedAnswers = Vec<(u16, Arc<Prepared>)>;
 #[derive(Debug, Default)]
 pub struct Fragment {
     pub(super) names: Vec<(Arc<[u8]>, Arc<NameAnswers>)>,
+    /// Reverse names of the addresses it hands out, with what it says they point at.
+    pub(super) pointers: Vec<(Arc<[u8]>, PtrTarget)>,
     pub(super) record_count: usize,
 }
 
@@ -29,15 +32,21 @@ impl Fragment {
         self.names.len()
     }
 
-    fn add_to(&self, index: &mut NameIndex) {
+    fn add_to(&self, index: &mut NameIndex, reverse: &mut ReverseIndex) {
         for (key, answers) in &self.names {
             index.add(key, answers);
         }
+        for (key, target) in &self.pointers {
+            reverse.add(key, target);
+        }
     }
 
-    fn remove_from(&self, index: &mut NameIndex) {
+    fn remove_from(&self, index: &mut NameIndex, reverse: &mut ReverseIndex) {
         for (key, answers) in &self.names {
             index.remove(key, answers);
+        }
+        for (key, target) in &self.pointers {
+            reverse.remove(key, target);
         }
     }
 }
@@ -47,6 +56,7 @@ impl Fragment {
 #[derive(Debug, Default)]
 pub struct FragmentBuilder {
     names: FxHashMap<Box<[u8]>, TypedAnswers>,
+    pointers: Vec<(Arc<[u8]>, PtrTarget)>,
     record_count: usize,
 }
 
@@ -136,6 +146,18 @@ impl FragmentBuilder {
         }
     }
 
+    /// Says that the reverse name of `ip` points at `target` (a node's or a service's name);
+    /// each (address, target) once per fragment.
+    pub fn add_pointer(&mut self, ip: std::net::IpAddr, kind: PtrKind, target: &Name, ttl: u32) {
+        let (Ok(key), Ok(target)) = (wire_key(&Name::from(ip)), wire_key_as_is(target)) else {
+            return;
+        };
+        let pointer = (Arc::from(key), PtrTarget { kind, target, ttl });
+        if !self.pointers.contains(&pointer) {
+            self.pointers.push(pointer);
+        }
+    }
+
     /// True when the builder holds data of type `rtype` at `owner`.
     pub fn has(&self, owner: &Name, rtype: RecordType) -> bool {
         wire_key(owner)
@@ -175,8 +197,11 @@ impl FragmentBuilder {
                 }),
             ));
         }
+        let mut pointers = self.pointers;
+        pointers.sort();
         Fragment {
             names,
+            pointers,
             record_count: self.record_count,
         }
     }
@@ -218,16 +243,18 @@ impl ZoneBuilder {
         let capacity: usize =
             own.name_count() + fragments.iter().map(|f| f.name_count()).sum::<usize>();
         let mut names = NameIndex::with_capacity(capacity);
+        let pointers: usize = fragments.iter().map(|f| f.pointers.len()).sum();
+        let mut reverse = ReverseIndex::with_capacity(pointers);
         let mut record_count = 0;
         for fragment in std::iter::once(&own).chain(fragments.iter().copied()) {
-            fragment.add_to(&mut names);
+            fragment.add_to(&mut names, &mut reverse);
             record_count += fragment.record_count;
         }
         Self::zone(
             self.apex_key,
             &self.soa,
             self.serial,
-            (names, own, record_count),
+            (names, reverse, own, record_count),
         )
     }
 
@@ -236,12 +263,13 @@ impl ZoneBuilder {
         apex_key: Box<[u8]>,
         soa: &Record,
         serial: u32,
-        (names, own, record_count): (NameIndex, Fragment, usize),
+        (names, reverse, own, record_count): (NameIndex, ReverseIndex, Fragment, usize),
     ) -> Result<Zone, ProtoError> {
         Ok(Zone {
             negative_authority: uncompressed(soa)?,
             apex_key,
             names,
+            reverse,
             own,
             serial,
             record_count,
@@ -264,23 +292,27 @@ impl ZoneBuilder {
     ) -> Result<Zone, ProtoError> {
         let own = self.fragment.finish(&self.apex_key);
         let mut names = previous.names.clone();
+        let mut reverse = previous.reverse.clone();
         let mut record_count = previous.record_count;
         for fragment in std::iter::once(&previous.own).chain(removed.iter().copied()) {
-            fragment.remove_from(&mut names);
+            fragment.remove_from(&mut names, &mut reverse);
             record_count -= fragment.record_count;
         }
         for fragment in std::iter::once(&own).chain(added.iter().copied()) {
-            fragment.add_to(&mut names);
+            fragment.add_to(&mut names, &mut reverse);
             record_count += fragment.record_count;
         }
         if names.is_out_of_shape() {
             names = names.resized();
         }
+        if reverse.is_out_of_shape() {
+            reverse = reverse.resized();
+        }
         Self::zone(
             self.apex_key,
             &self.soa,
             self.serial,
-            (names, own, record_count),
+            (names, reverse, own, record_count),
         )
     }
 }
@@ -303,6 +335,15 @@ pub fn wire_key(name: &Name) -> Result<Box<[u8]>, ProtoError> {
     let mut buf = Vec::with_capacity(name.len() + 1);
     let mut encoder = BinEncoder::new(&mut buf);
     encoder.set_name_encoding(NameEncoding::UncompressedLowercase);
+    name.emit(&mut encoder)?;
+    Ok(buf.into_boxed_slice())
+}
+
+/// Uncompressed wire format of a name, case kept: a PTR target as registered.
+fn wire_key_as_is(name: &Name) -> Result<Box<[u8]>, ProtoError> {
+    let mut buf = Vec::with_capacity(name.len() + 1);
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
     name.emit(&mut encoder)?;
     Ok(buf.into_boxed_slice())
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::cuts::{Cuts, Extra};
-use super::{Fragment, NameAnswers, Prepared};
+use super::{Fragment, NameAnswers, Prepared, PtrKind, PtrTarget};
 
 /// Why bytes could not be read as fragments.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,6 +89,13 @@ impl Encoder {
                 self.u16(*rtype);
                 self.uint(table[&Arc::as_ptr(prepared)] as u64);
             }
+        }
+        self.uint(fragment.pointers.len() as u64);
+        for (key, target) in &fragment.pointers {
+            self.bytes(key);
+            self.out.push(target.kind as u8);
+            self.u32(target.ttl);
+            self.bytes(&target.target);
         }
     }
 
@@ -247,8 +254,34 @@ impl<'a> Decoder<'a> {
                 }),
             ));
         }
+        let count = self.count(8)?;
+        let mut pointers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let key = self.bytes()?;
+            let kind = match self.u8()? {
+                0 => PtrKind::Node,
+                1 => PtrKind::Service,
+                _ => return Err(DecodeError("pointer kind")),
+            };
+            let ttl = self.u32()?;
+            let target = self.bytes()?;
+            if !is_wire_name(key) || !is_wire_name(target) {
+                return Err(DecodeError("pointer is not a wire name"));
+            }
+            let target = PtrTarget {
+                kind,
+                target: target.into(),
+                ttl,
+            };
+            pointers.push((Arc::from(key), target));
+        }
+        // The index takes contributions back by content: they must be as the build made them.
+        if !pointers.is_sorted() {
+            return Err(DecodeError("pointers out of order"));
+        }
         Ok(Fragment {
             names,
+            pointers,
             record_count,
         })
     }

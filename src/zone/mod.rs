@@ -12,9 +12,11 @@ pub mod codec;
 mod cuts;
 mod index;
 mod prepared;
+mod reverse;
 
 pub use builder::{wire_key, Fragment, FragmentBuilder, ZoneBuilder};
 pub use prepared::{Prepared, MAX_MESSAGE_LEN};
+pub use reverse::{PtrKind, PtrTarget};
 
 #[cfg(test)]
 pub(crate) use prepared::encoded_so_far;
@@ -24,12 +26,16 @@ use std::sync::Arc;
 use hickory_proto::rr::RecordType;
 
 use index::NameIndex;
+use reverse::ReverseIndex;
 
 /// The answers of one zone, keyed by lower-cased wire-format owner name.
 #[derive(Debug)]
 pub struct Zone {
     pub(crate) apex_key: Box<[u8]>,
     pub(crate) names: NameIndex,
+    /// PTR answers for the reverse names of the addresses the zone's data hands out (they
+    /// lie outside the apex); empty for static zones.
+    pub(crate) reverse: ReverseIndex,
     /// The zone's own answers (apex SOA and NS, the name server's addresses), replaced
     /// whole when a zone is derived from this one.
     pub(crate) own: Fragment,
@@ -85,6 +91,23 @@ impl Zone {
             Some((_, prepared)) => Lookup::Answer(prepared),
             None => Lookup::NoData,
         }
+    }
+
+    /// The PTR answer for a reverse name (lower-cased wire format) of an address the zone's
+    /// data knows. One hash probe.
+    #[inline]
+    pub fn pointer(&self, key: &[u8]) -> Option<&Prepared> {
+        self.reverse.get(key)
+    }
+
+    /// Number of reverse names answered.
+    pub fn pointer_count(&self) -> usize {
+        self.reverse.len()
+    }
+
+    /// Every reverse name (lower-cased wire format) with its PTR answer, in no particular order.
+    pub fn pointers(&self) -> impl Iterator<Item = (&[u8], &Prepared)> + '_ {
+        self.reverse.iter()
     }
 
     /// True when `key` (lower-cased wire format) is the apex or below it.

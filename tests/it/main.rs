@@ -32,6 +32,8 @@ mod nameservers;
 mod reload;
 /// Five replicas behind Unbound and dnsmasq.
 mod replicas;
+/// PTR for registry addresses, node metadata as TXT.
+mod reverse;
 /// Response rate limiting of UDP answers.
 mod rrl;
 /// `--serve-warning`: warning instances served, critical never.

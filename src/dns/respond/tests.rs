@@ -49,6 +49,7 @@ fn responder() -> Responder {
         node_ttl: 0,
         negative_ttl: 0,
         nameservers: NameServers::Listen(Vec::new()),
+        srv_node_meta_txt: false,
     };
     let store = SnapshotStore::default();
     let snapshot = Snapshot::build(Arc::new(state), SystemTime::now(), &options).unwrap();

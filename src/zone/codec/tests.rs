@@ -51,6 +51,9 @@ fn sample() -> Fragment {
     let alias = name("db.service.consul.");
     let cname = Record::from_rdata(alias.clone(), 0, RData::CNAME(CNAME(name("db.example."))));
     builder.add_answer(&alias, RecordType::CNAME, &[cname], &[]);
+    let node = name("node-1.node.dc1.consul.");
+    builder.add_pointer("10.0.0.1".parse().unwrap(), PtrKind::Node, &node, 0);
+    builder.add_pointer("fd00::1".parse().unwrap(), PtrKind::Service, &alias, 5);
     builder.finish(&crate::zone::wire_key(&apex).unwrap())
 }
 
@@ -79,6 +82,10 @@ fn zone_of(fragment: &Fragment) -> Zone {
 type Answers = Vec<(u16, Vec<u8>, Vec<u16>, Vec<Vec<u8>>)>;
 
 fn contents(zone: &Zone) -> BTreeMap<Vec<u8>, Answers> {
+    let ptr = u16::from(RecordType::PTR);
+    let pointers = zone
+        .pointers()
+        .map(|(key, p)| (key.to_vec(), vec![(ptr, p.wire().to_vec(), vec![], vec![])]));
     zone.names()
         .map(|(key, by_type)| {
             let types = by_type
@@ -99,6 +106,7 @@ fn contents(zone: &Zone) -> BTreeMap<Vec<u8>, Answers> {
                 .collect();
             (key.to_vec(), types)
         })
+        .chain(pointers)
         .collect()
 }
 
@@ -131,6 +139,8 @@ fn a_decoded_fragment_indexes_to_the_same_zone() {
     let bytes = encode(&fragment);
     let decoded = decode(&bytes).unwrap();
     assert_eq!(decoded.record_count, fragment.record_count);
+    assert_eq!(decoded.pointers, fragment.pointers);
+    assert_eq!(zone_of(&decoded).pointer_count(), 2);
     assert_eq!(contents(&zone_of(&decoded)), contents(&zone_of(&fragment)));
     assert_eq!(
         encode(&decoded),
