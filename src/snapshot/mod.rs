@@ -11,6 +11,7 @@ mod build;
 mod cache;
 mod names;
 mod parts;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct Snapshot {
     pub stats: SnapshotStats,
     /// Registry entries, or parts of them, that DNS does not serve, and why.
     pub skipped: Skipped,
+    /// TTL of the answers built per query (`addr` names of addresses no answer uses).
+    pub node_ttl: u32,
     /// The encoded parts the zone was assembled from, reused by the next build.
     parts: parts::Parts,
 }
@@ -125,6 +128,7 @@ impl Snapshot {
             fetched_at,
             stats,
             skipped,
+            node_ttl: options.node_ttl,
             parts,
         })
     }

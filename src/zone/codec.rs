@@ -98,8 +98,11 @@ impl Encoder {
         self.u16(prepared.answers_end);
         self.u16(prepared.answer_count);
         self.out.push(prepared.uniform_answer_len);
-        self.out
-            .push(u8::from(prepared.truncated) | (u8::from(prepared.cuts.is_some()) << 1));
+        self.out.push(
+            u8::from(prepared.truncated)
+                | (u8::from(prepared.cuts.is_some()) << 1)
+                | (u8::from(prepared.alias_safe) << 2),
+        );
         self.u16s(&prepared.relocations);
         if let Some(cuts) = &prepared.cuts {
             self.cuts(cuts);
@@ -274,6 +277,7 @@ impl<'a> Decoder<'a> {
             uniform_answer_len,
             truncated: flags & 1 != 0,
             relocations,
+            alias_safe: flags & 4 != 0,
             cuts,
         };
         check_prepared(&prepared)?;

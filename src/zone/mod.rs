@@ -87,6 +87,12 @@ impl Zone {
         }
     }
 
+    /// Whether `key` (lower-cased wire format) holds data: `None` when the name does not
+    /// exist, `Some(false)` for an empty non-terminal.
+    pub fn has_data(&self, key: &[u8]) -> Option<bool> {
+        self.names.get(key).map(|name| !name.by_type.is_empty())
+    }
+
     /// True when `key` (lower-cased wire format) is the apex or below it.
     pub fn contains(&self, key: &[u8]) -> bool {
         is_subdomain_key(key, &self.apex_key)

@@ -41,6 +41,9 @@ pub struct Prepared {
     /// Offsets of compression pointers that point past the question, to move when the response
     /// is sent for an alias with a shorter question.
     pub(super) relocations: Box<[u16]>,
+    /// True when every compression pointer either points at the question's start or is
+    /// listed in `relocations`: the response may then be sent for any other question.
+    pub(super) alias_safe: bool,
     /// Where to cut the response for a client whose limit it exceeds (see [`Cuts`]); `None`
     /// when it fits every limit.
     pub(super) cuts: Option<Box<Cuts>>,
@@ -147,6 +150,7 @@ impl Prepared {
             uniform_answer_len,
             truncated,
             relocations: Box::new([]),
+            alias_safe: false,
             cuts: None,
         })
     }
@@ -207,7 +211,8 @@ impl Prepared {
     /// be the longest of them (relocation only ever moves pointers backwards), and every answer
     /// record must be owned by it. Returns `None` when the encoding cannot be shared: a
     /// compression pointer into the middle of the question (which an alias does not have), or
-    /// answers with names in their data that may point anywhere (CNAME).
+    /// records with names in their data that may point anywhere (CNAME answers, additional
+    /// records other than A/AAAA).
     pub fn encode_shared(
         owner: &Name,
         qtype: RecordType,
@@ -222,6 +227,14 @@ impl Prepared {
         }) {
             return None;
         }
+        // Only owner names of additional records are relocated: none may hold a name in its
+        // data (a CNAME followed for an SRV target inside the domain).
+        if additionals
+            .iter()
+            .any(|r| !matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+        {
+            return None;
+        }
         let mut prepared = Self::encode(owner, qtype, answers, &[], additionals).ok()?;
         prepared.relocations = relocations(
             &prepared.wire,
@@ -231,6 +244,7 @@ impl Prepared {
         if prepared.cuts.as_ref().is_some_and(|cuts| !cuts.shareable()) {
             return None;
         }
+        prepared.alias_safe = true;
         Some(prepared)
     }
 
@@ -248,6 +262,46 @@ impl Prepared {
     /// Offsets of the compression pointers to move for a shorter question (see the module doc).
     pub fn relocations(&self) -> &[u16] {
         &self.relocations
+    }
+
+    /// True when the response can be sent, pointers moved, for a question `shift` bytes
+    /// longer (negative: shorter) than the encoded one: it was encoded to be shared, and no
+    /// moved pointer would leave the 14-bit range.
+    pub fn fits_alias(&self, shift: isize) -> bool {
+        self.alias_safe && (shift <= 0 || self.wire.len() + shift.unsigned_abs() <= 0x3FFF)
+    }
+
+    /// The same response re-encoded for the question `question` (wire format, as the client
+    /// sent it): answers owned by the encoded question are owned by the new one, the rest is
+    /// kept. For the rare names answered under another name whose response was not encoded to
+    /// be shared ([`Self::fits_alias`]); this allocates.
+    pub fn renamed(&self, question: &[u8]) -> Option<Self> {
+        use hickory_proto::op::Message;
+        use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+        let client = Query::read(&mut BinDecoder::new(question)).ok()?;
+        let message = Message::from_vec(&self.wire).ok()?;
+        let encoded = message.queries.first()?;
+        let (old_owner, qtype) = (encoded.name().clone(), encoded.query_type());
+        let owner = client.name().to_lowercase();
+        let answers: Vec<Record> = message
+            .answers
+            .iter()
+            .map(|record| {
+                let mut record = record.clone();
+                if record.name == old_owner {
+                    record.name = owner.clone();
+                }
+                record
+            })
+            .collect();
+        Self::encode(
+            &owner,
+            qtype,
+            &answers,
+            &message.authorities,
+            &message.additionals,
+        )
+        .ok()
     }
 
     /// The encoded message (ID 0, lower-case question, no OPT record).

@@ -24,6 +24,9 @@ mod haproxy;
 mod logging;
 /// `/metrics`.
 mod metrics;
+/// Consul's name forms answered without names of their own: locality labels, RFC 2782
+/// without `.service`, any `addr`, hostnames inside the domain.
+mod name_forms;
 /// SIGHUP reloads.
 mod reload;
 /// Five replicas behind Unbound and dnsmasq.
