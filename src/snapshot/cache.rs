@@ -306,7 +306,7 @@ fn fragments(decoder: &mut Decoder<'_>) -> Result<OrdMap<Arc<str>, Arc<Fragment>
     let chunks = (0..decoder.count(2)?)
         .map(|_| Ok((decoder.uint()?, decoder.bytes()?)))
         .collect::<Result<Vec<(u64, &[u8])>, DecodeError>>()?;
-    let decoded = super::build::on_threads(&chunks, |(count, bytes)| {
+    let decoded = super::threads::on_threads(&chunks, |(count, bytes)| {
         let mut decoder = Decoder::new(bytes);
         let count = usize::try_from(*count).map_err(|_| DecodeError("count"))?;
         if count > bytes.len() {

@@ -12,6 +12,7 @@ mod cache;
 mod names;
 mod parts;
 mod targets;
+mod threads;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -417,5 +417,34 @@ mod tests {
         let _ = parse(&key(&long), APEX);
         let deep = format!("_a._b.{}consul", "x.".repeat(120));
         let _ = parse(&key(&deep), APEX);
+        // Random labels of random lengths, keywords and hex among them.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(13);
+        let words: [&[u8]; 8] = [
+            b"dc",
+            b"service",
+            b"node",
+            b"addr",
+            b"_a",
+            b"_tcp",
+            b"7f000001",
+            b"x",
+        ];
+        for _ in 0..20_000 {
+            let mut name = Vec::new();
+            for _ in 0..rng.random_range(0..8) {
+                if rng.random_bool(0.2) {
+                    let len = rng.random_range(0..70usize);
+                    name.push(len as u8);
+                    name.extend((0..len).map(|_| rng.random::<u8>()));
+                } else {
+                    let word = words[rng.random_range(0..words.len())];
+                    name.push(word.len() as u8);
+                    name.extend_from_slice(word);
+                }
+            }
+            name.extend_from_slice(APEX);
+            let _ = parse(&name, APEX);
+        }
     }
 }
