@@ -182,6 +182,12 @@ mod tests {
     use super::is_subdomain_key;
 
     #[test]
+    fn a_prepared_answer_stays_48_bytes() {
+        // One per answer of every name: a field more is memory on every replica (issue 12).
+        assert_eq!(std::mem::size_of::<super::Prepared>(), 48);
+    }
+
+    #[test]
     fn subdomain_keys_respect_label_boundaries() {
         let consul = b"\x06consul\x00";
         assert!(is_subdomain_key(

@@ -26,6 +26,12 @@ pub const MAX_MESSAGE_LEN: usize = 65_535;
 /// OPT record. Responses up to this size always fit and get no [`Cuts`].
 pub(super) const SMALLEST_BUDGET: usize = 512 - 11;
 
+/// [`Prepared::flags`]: the records did not all fit even into a 64 KiB message at build time.
+pub(super) const TRUNCATED: u8 = 1;
+/// [`Prepared::flags`]: every compression pointer points at the question's start or is listed
+/// in the relocations, so the response may be sent for any other question.
+pub(super) const ALIAS_SAFE: u8 = 4;
+
 /// A response for one (name, type), encoded when the zone was built.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -36,14 +42,12 @@ pub struct Prepared {
     /// Length of every answer record when they all have the same type and size and can be
     /// permuted in place (A and AAAA with the owner compressed to the question); 0 otherwise.
     pub(super) uniform_answer_len: u8,
-    /// True when the records did not all fit even into a 64 KiB message at build time.
-    pub(super) truncated: bool,
+    /// [`TRUNCATED`] and [`ALIAS_SAFE`]; one byte for both, since the struct is held once
+    /// per answer (a second `bool` would grow it by 8 bytes).
+    pub(super) flags: u8,
     /// Offsets of compression pointers that point past the question, to move when the response
     /// is sent for an alias with a shorter question.
     pub(super) relocations: Box<[u16]>,
-    /// True when every compression pointer either points at the question's start or is
-    /// listed in `relocations`: the response may then be sent for any other question.
-    pub(super) alias_safe: bool,
     /// Where to cut the response for a client whose limit it exceeds (see [`Cuts`]); `None`
     /// when it fits every limit.
     pub(super) cuts: Option<Box<Cuts>>,
@@ -148,9 +152,8 @@ impl Prepared {
             answers_end: answers_end as u16,
             answer_count: answers.len() as u16,
             uniform_answer_len,
-            truncated,
+            flags: if truncated { TRUNCATED } else { 0 },
             relocations: Box::new([]),
-            alias_safe: false,
             cuts: None,
         })
     }
@@ -244,7 +247,7 @@ impl Prepared {
         if prepared.cuts.as_ref().is_some_and(|cuts| !cuts.shareable()) {
             return None;
         }
-        prepared.alias_safe = true;
+        prepared.flags |= ALIAS_SAFE;
         Some(prepared)
     }
 
@@ -268,7 +271,8 @@ impl Prepared {
     /// longer (negative: shorter) than the encoded one: it was encoded to be shared, and no
     /// moved pointer would leave the 14-bit range.
     pub fn fits_alias(&self, shift: isize) -> bool {
-        self.alias_safe && (shift <= 0 || self.wire.len() + shift.unsigned_abs() <= 0x3FFF)
+        self.flags & ALIAS_SAFE != 0
+            && (shift <= 0 || self.wire.len() + shift.unsigned_abs() <= 0x3FFF)
     }
 
     /// The same response re-encoded for the question `question` (wire format, as the client
@@ -327,7 +331,7 @@ impl Prepared {
 
     /// True when the records did not fit into 64 KiB when the zone was built.
     pub fn is_truncated(&self) -> bool {
-        self.truncated
+        self.flags & TRUNCATED != 0
     }
 }
 
