@@ -194,13 +194,16 @@ fn addr_names_decode_any_address() {
         "7f0000011.addr.consul.",
         "7f00000g.addr.consul.",
         "x.7f000001.addr.consul.",
-        "addr.consul.",
     ] {
         for (transport, answer) in both(&server, bad, RecordType::A) {
             assert_rcode(&answer, ResponseCode::NXDomain);
             assert!(soa(&answer).is_some(), "{bad} over {transport}");
         }
     }
+    // The name above them exists, with no data.
+    let above = udp(server.addr, "addr.consul.", RecordType::A);
+    assert_rcode(&above, ResponseCode::NoError);
+    assert!(above.answers.is_empty() && soa(&above).is_some());
 }
 
 /// `web` at `db.service.consul`, `a` and `b` pointing at each other, `me` at itself, and a

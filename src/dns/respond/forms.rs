@@ -45,7 +45,7 @@ pub(super) enum Form {
     Alias { key: NameBuf, only: Only },
     /// `<hex>.addr`: the address the hex encodes.
     Addr(IpAddr),
-    /// `dc.<domain>`: the empty non-terminal above every locality form.
+    /// `dc.<domain>`, `addr.<domain>`: empty non-terminals above the names of a form.
     Empty,
     /// Nothing: NXDOMAIN.
     Unknown,
@@ -140,9 +140,10 @@ pub(super) fn parse(key: &[u8], apex: &[u8]) -> Form {
     let kind_text = text(labels[kind]);
     let shortcut = !KEYWORDS.contains(&kind_text);
     if kind_text == b"addr" {
-        // Consul ignores what follows `addr`.
+        // Consul ignores what follows `addr`; `addr.<domain>` itself is above every addr name.
         return match labels[..kind] {
             [hex] => decode_hex(text(hex)).map_or(Form::Unknown, Form::Addr),
+            [] => Form::Empty,
             _ => Form::Unknown,
         };
     }
@@ -382,6 +383,7 @@ mod tests {
 
     #[test]
     fn addr_names_decode_any_hex_address() {
+        assert_eq!(parse(&key("addr.consul"), APEX), Form::Empty);
         let v4 = |a, b, c, d| Form::Addr(IpAddr::V4(Ipv4Addr::new(a, b, c, d)));
         assert_eq!(parse(&key("7f000001.addr.consul"), APEX), v4(127, 0, 0, 1));
         assert_eq!(
@@ -400,7 +402,6 @@ mod tests {
             "7f00001.addr.consul",
             "7f0000011.addr.consul",
             "7f00000g.addr.consul",
-            "addr.consul",
             "a.7f000001.addr.consul",
             "+f000001.addr.consul",
         ] {
