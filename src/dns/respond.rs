@@ -24,7 +24,7 @@ use super::flags;
 use super::identity::{self, ServerIdentity, CLASS_CH};
 use super::query::{ParsedQuery, Rejection, Signature};
 use super::rrl::RrlSettings;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::zone::{Lookup, Prepared, Zone, ZoneSet, MAX_MESSAGE_LEN};
 
 const CLASS_IN: u16 = 1;
@@ -238,7 +238,9 @@ impl Responder {
         if query.is_in(&self.registry_apex) {
             let guard = self.registry.load();
             return match guard.as_deref() {
-                Some(snapshot) => self.answer_from(&snapshot.zone, &reply, out, scratch),
+                Some(snapshot) => {
+                    self.answer_from(&snapshot.zone, Some(snapshot), &reply, out, scratch)
+                }
                 // Never synced: "unknown", not "absent".
                 None => reply.rcode_only(out, ResponseCode::ServFail, true),
             };
@@ -254,7 +256,7 @@ impl Responder {
         }
         let statics = self.static_zones.load();
         if let Some(zone) = statics.find(query.key()) {
-            return self.answer_from(zone, &reply, out, scratch);
+            return self.answer_from(zone, None, &reply, out, scratch);
         }
         if recursion_available {
             scratch.forward = ForwardLimits {
@@ -276,9 +278,12 @@ impl Responder {
         }
     }
 
+    /// Answers from `zone`; `registry` is the snapshot when it is the registry zone, whose
+    /// names not in the zone may be one of the forms answered without names of their own.
     fn answer_from(
         &self,
         zone: &Zone,
+        registry: Option<&Snapshot>,
         reply: &Reply<'_>,
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
@@ -292,21 +297,25 @@ impl Responder {
             return reply.rcode_only(out, ResponseCode::NotImp, true);
         }
         match zone.lookup(query.key(), query.qtype) {
-            Lookup::Answer(prepared) => self.send_prepared(prepared, reply, out, scratch),
+            Lookup::Answer(prepared) => return self.send_prepared(prepared, reply, out, scratch),
             Lookup::NoData => reply.negative(zone, ResponseCode::NoError, out),
-            Lookup::NxDomain => reply.negative(zone, ResponseCode::NXDomain, out),
+            Lookup::NxDomain => match registry {
+                Some(snapshot) => return self.answer_form(snapshot, reply, out, scratch),
+                None => reply.negative(zone, ResponseCode::NXDomain, out),
+            },
         }
         Outcome::Reply
     }
 
-    /// Writes a prepared answer for this query: copied and patched, shuffled, or cut.
+    /// Sends a prepared response for the query: cut to the client's limit when needed, A and
+    /// AAAA records shuffled.
     fn send_prepared(
         &self,
         prepared: &Prepared,
         reply: &Reply<'_>,
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
-    ) {
+    ) -> Outcome {
         let query = reply.query;
         let budget = reply.limit - if query.edns.is_some() { OPT_LEN } else { 0 };
         // An alias's question can be shorter than the encoded one.
@@ -314,7 +323,7 @@ impl Responder {
         if len - prepared.question_end() > budget {
             // Cut where the zone build measured: a copy like any prepared answer.
             reply.cut(prepared, budget, out);
-            return;
+            return Outcome::Reply;
         }
         let shift = reply.prepared(prepared, out);
         if reply.shuffle {
@@ -325,6 +334,7 @@ impl Responder {
                 shuffle_records(&mut out[start..end], unit, &mut scratch.rng);
             }
         }
+        Outcome::Reply
     }
 }
 
@@ -586,6 +596,7 @@ pub(super) fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+mod forms;
 mod reverse;
 #[cfg(test)]
 mod tests;

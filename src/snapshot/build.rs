@@ -23,6 +23,8 @@ use super::names::is_label;
 use super::nameservers::{self, NameServers};
 use super::parts::Parts;
 use super::service_ttl::ServiceTtls;
+use super::targets::Targets;
+use super::threads::in_parallel;
 use super::{Skipped, SnapshotStats};
 use crate::registry::{HealthEntry, Node, RegistryState};
 use crate::zone::{Fragment, FragmentBuilder, PtrKind, Zone, ZoneBuilder};
@@ -75,9 +77,6 @@ struct Served<'a> {
     datacenter: String,
 }
 
-/// Services whose fragments are built on several threads when there are at least this many.
-const PARALLEL_THRESHOLD: usize = 512;
-
 /// A zone is derived from the previous one (its index shared, the changed names replaced)
 /// when at most one in this many served services changed; else its index is built afresh.
 const DERIVE_RATIO: usize = 4;
@@ -116,19 +115,35 @@ pub(super) fn registry_zone(
         })
         .collect();
     let built = in_parallel(&jobs, |(served, entries)| {
-        (!entries.is_empty()).then(|| Arc::new(ctx.service_fragment(served, entries, &apex_key)))
+        (!entries.is_empty()).then(|| ctx.service_fragment(served, entries, &apex_key, None))
     });
     let mut removed = Vec::new();
     let mut added = Vec::new();
+    let mut dependents = BTreeSet::new();
     for ((served, _), fragment) in jobs.iter().zip(built) {
         let old = match fragment {
-            Some(fragment) => {
+            Some((fragment, targets)) => {
+                if targets.dependent {
+                    dependents.insert(served.clone());
+                } else {
+                    parts.unwatch(served);
+                }
                 added.push(fragment.clone());
                 parts.fragments.insert(served.clone(), fragment)
             }
-            None => parts.fragments.remove(served.as_ref()),
+            None => {
+                parts.unwatch(served);
+                parts.fragments.remove(served.as_ref())
+            }
         };
         removed.extend(old);
+    }
+    // Services whose in-domain targets may answer differently: the re-encoded ones with such
+    // targets, and those that looked at a name whose fragment changed.
+    for fragment in removed.iter().chain(&added) {
+        for key in fragment.keys() {
+            dependents.extend(parts.watchers_of(key));
+        }
     }
     let zone = match old_zone {
         Some(old_zone) if jobs.len() * DERIVE_RATIO <= parts.fragments.len() => {
@@ -141,12 +156,53 @@ pub(super) fn registry_zone(
             zone.build_with(&all)?
         }
     };
+    let zone = if dependents.is_empty() {
+        zone
+    } else {
+        resolve_targets(&ctx, state, &mut parts, zone, &dependents)?
+    };
     let stats = SnapshotStats {
         services: state.services.len(),
         instances: parts.instances,
         passing_instances: parts.passing,
     };
     Ok((zone, stats, parts.skipped(), parts))
+}
+
+/// The second pass over the services with in-domain targets (`targets`): each encoded again
+/// with its targets looked up in `zone` (every other service's answers as this build gives
+/// them), and the zone derived with those fragments in place of the first pass's.
+fn resolve_targets(
+    ctx: &Context<'_>,
+    state: &RegistryState,
+    parts: &mut Parts,
+    zone: Zone,
+    dependents: &BTreeSet<Arc<str>>,
+) -> Result<Zone, BuildError> {
+    let jobs: Vec<(Arc<str>, Vec<&HealthEntry>)> = dependents
+        .iter()
+        .filter(|served| parts.fragments.contains_key(served.as_ref()))
+        .map(|served| (served.clone(), parts.entries_of(served, state)))
+        .collect();
+    let apex_key = zone.apex_key().to_vec();
+    let built = in_parallel(&jobs, |(served, entries)| {
+        ctx.service_fragment(served, entries, &apex_key, Some(&zone))
+    });
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    for ((served, _), (fragment, targets)) in jobs.iter().zip(built) {
+        removed.extend(parts.fragments.insert(served.clone(), fragment.clone()));
+        added.push(fragment);
+        if targets.dependent {
+            parts.watch(served, targets.watched);
+        } else {
+            parts.unwatch(served);
+        }
+    }
+    let removed: Vec<&Fragment> = removed.iter().map(AsRef::as_ref).collect();
+    let added: Vec<&Fragment> = added.iter().map(AsRef::as_ref).collect();
+    let builder = apex(ctx.domain, zone.serial(), ctx.options)?;
+    Ok(builder.build_over(&zone, &removed, &added)?)
 }
 
 /// The zone's builder with its apex: the SOA (serial `serial`, MNAME the first name server),
@@ -180,36 +236,6 @@ pub(super) fn apex(
     Ok(zone)
 }
 
-/// Runs `job` over `items`, on several threads when there are many.
-fn in_parallel<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if items.len() < PARALLEL_THRESHOLD {
-        return items.iter().map(&job).collect();
-    }
-    on_threads(items, job)
-}
-
-/// Runs `job` over `items` on as many threads as there are cores (up to 8), in order. A job
-/// that panics loses its thread's results: callers that must not lose any compare lengths.
-pub(super) fn on_threads<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if items.len() < 2 || threads < 2 {
-        return items.iter().map(&job).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&job).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().unwrap_or_default())
-            .collect()
-    })
-}
-
 struct Context<'a> {
     domain: &'a Name,
     local_dc: &'a str,
@@ -220,12 +246,15 @@ impl Context<'_> {
     /// The answers of one registry service: its served instances grouped by datacenter, in
     /// one stable order on every replica (node, instance ID, port).
     /// `service` is the lower-cased name all `entries` serve (`names::served_by`).
-    fn service_fragment(
-        &self,
+    /// In-domain hostname targets are looked up in `over` (see [`Targets`]).
+    fn service_fragment<'s>(
+        &'s self,
         service: &str,
         entries: &[&HealthEntry],
         apex_key: &[u8],
-    ) -> Fragment {
+        over: Option<&'s Zone>,
+    ) -> (Arc<Fragment>, Targets<'s>) {
+        let mut targets = Targets::new(self.domain, over);
         let mut groups: BTreeMap<(String, String), Vec<Served<'_>>> = BTreeMap::new();
         let health = self.options.health;
         for entry in entries.iter().copied().filter(|entry| health.serves(entry)) {
@@ -247,7 +276,13 @@ impl Context<'_> {
                 };
                 key(a).cmp(&key(b))
             });
-            self.add_service(&mut builder, &datacenter, &service, &instances);
+            self.add_service(
+                &mut builder,
+                &mut targets,
+                &datacenter,
+                &service,
+                &instances,
+            );
         }
         // The nodes of every instance, whatever its health (Consul does not filter nodes).
         // A node shared with other services is encoded in each of their fragments; the zone
@@ -265,11 +300,11 @@ impl Context<'_> {
                 datacenter.clone(),
                 entry.node.node.to_ascii_lowercase().into(),
             )) {
-                self.add_node(&mut builder, &datacenter, &entry.node);
+                self.add_node(&mut builder, &mut targets, &datacenter, &entry.node);
             }
         }
         self.add_pointers(&mut builder, service, entries);
-        builder.finish(apex_key)
+        (Arc::new(builder.finish(apex_key)), targets)
     }
 
     /// The reverse names of the local datacenter's addresses that `entries` hand out (Consul's
@@ -287,12 +322,14 @@ impl Context<'_> {
                     zone.add_pointer(ip, PtrKind::Node, &target, self.options.node_ttl);
                 }
             }
-            if !entry.is_passing() {
+            // The instances DNS serves (passing; warning too with --serve-warning).
+            if !self.options.health.serves(entry) {
                 continue;
             }
             if let Ok(ip) = entry.service.address.trim().parse::<IpAddr>() {
                 if let Some(target) = self.service_name(service, self.local_dc) {
-                    zone.add_pointer(ip, PtrKind::Service, &target, self.options.service_ttl);
+                    let ttl = self.options.service_ttl_for(service);
+                    zone.add_pointer(ip, PtrKind::Service, &target, ttl);
                 }
             }
         }
@@ -320,6 +357,7 @@ impl Context<'_> {
     fn add_service(
         &self,
         zone: &mut FragmentBuilder,
+        targets: &mut Targets<'_>,
         datacenter: &str,
         service: &str,
         instances: &[Served<'_>],
@@ -358,7 +396,7 @@ impl Context<'_> {
         let ttl = self.options.service_ttl_for(service);
         for (members, owners) in sets {
             let served: Vec<&Served<'_>> = members.iter().map(|&i| &instances[i]).collect();
-            self.add_instance_set(zone, &owners, &served, ttl);
+            self.add_instance_set(zone, targets, &owners, &served, ttl);
         }
     }
 
@@ -366,6 +404,7 @@ impl Context<'_> {
     fn add_instance_set(
         &self,
         zone: &mut FragmentBuilder,
+        targets: &mut Targets<'_>,
         owners: &[Name],
         instances: &[&Served<'_>],
         ttl: u32,
@@ -396,11 +435,14 @@ impl Context<'_> {
                     // Consul answers with a CNAME only when no instance has an address of the
                     // asked family, and then only the first hostname instance's.
                     if let Some(target) = first_host.and_then(|h| fqdn(&h)) {
+                        // A name inside the domain answers its records too, as Consul.
+                        let chased = targets.resolve(&target, rtype, owners);
                         records.push(Record::from_rdata(
                             owner.clone(),
                             ttl,
                             RData::CNAME(CNAME(target)),
                         ));
+                        records.extend(chased);
                     }
                 }
                 if !records.is_empty() {
@@ -450,6 +492,14 @@ impl Context<'_> {
                     }
                     Address::Host(host) => {
                         let Some(target) = fqdn(host) else { continue };
+                        // A name inside the domain: its records, as the registry serves them.
+                        for rtype in [RecordType::A, RecordType::AAAA] {
+                            for record in targets.resolve(&target, rtype, &[]) {
+                                if !additionals.contains(&record) {
+                                    additionals.push(record);
+                                }
+                            }
+                        }
                         target
                     }
                 };
@@ -475,24 +525,36 @@ impl Context<'_> {
         }
     }
 
-    fn add_node(&self, zone: &mut FragmentBuilder, datacenter: &str, node: &Node) {
+    fn add_node(
+        &self,
+        zone: &mut FragmentBuilder,
+        targets: &mut Targets<'_>,
+        datacenter: &str,
+        node: &Node,
+    ) {
         let ttl = self.options.node_ttl;
         let owners = self.names(&[node.node.as_str()], "node", datacenter);
         let Some(owner) = owners.iter().max_by_key(|owner| owner.len()) else {
             return;
         };
         for (rtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
-            let record = match node_address(node, family) {
-                Some(Address::Ip(ip)) if family_matches(ip, family) => ip_record(owner, ttl, ip),
+            let records = match node_address(node, family) {
+                Some(Address::Ip(ip)) if family_matches(ip, family) => {
+                    vec![ip_record(owner, ttl, ip)]
+                }
                 Some(Address::Host(host)) => match fqdn(&host) {
                     Some(target) => {
-                        Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target)))
+                        let chased = targets.resolve(&target, rtype, &owners);
+                        let cname = RData::CNAME(CNAME(target));
+                        let mut records = vec![Record::from_rdata(owner.clone(), ttl, cname)];
+                        records.extend(chased);
+                        records
                     }
                     None => continue,
                 },
                 _ => continue,
             };
-            zone.add_shared(&owners, rtype, &[record], &[]);
+            zone.add_shared(&owners, rtype, &records, &[]);
         }
         let meta = node_meta_records(owner, ttl, node);
         if !meta.is_empty() {

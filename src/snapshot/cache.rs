@@ -16,6 +16,7 @@
 //! fetched_at_ms, serial, services, instances, passing: uint
 //! skips: uint n, n x (reason: bytes, keys: uint m, m x (key: bytes, count: uint, example: bytes))
 //! served_from: uint n, n x (served: bytes, keys: uint m, m x key: bytes)
+//! watching: uint n, n x (served: bytes, names: uint m, m x name: bytes)
 //! fragments: uint chunks, chunks x (bytes: uint n, n x (served: bytes, fragment))
 //! ```
 //!
@@ -148,6 +149,15 @@ impl Snapshot {
             }
             flush(&mut encoder, out)?;
         }
+        encoder.uint(parts.watching.len() as u64);
+        for (served, names) in &parts.watching {
+            encoder.bytes(served.as_bytes());
+            encoder.uint(names.len() as u64);
+            for name in names.iter() {
+                encoder.bytes(name);
+            }
+        }
+        flush(&mut encoder, out)?;
         encoder.uint(parts.fragments.len().div_ceil(CHUNK) as u64);
         let mut chunk = Encoder::default();
         let mut in_chunk = 0;
@@ -187,14 +197,22 @@ impl Snapshot {
         let [services, instances, passing] = counts;
         // No options: an ordinary rebuild must not take these parts as the previous build's,
         // since the snapshot's state is not the one they describe (see `rebuild_over`).
-        let parts = Parts {
+        let mut parts = Parts {
             options: None,
             instances,
             passing,
             skips: skips(&mut decoder)?,
             served_from: served_from(&mut decoder)?,
-            fragments: fragments(&mut decoder)?,
+            ..Parts::default()
         };
+        for _ in 0..decoder.count(2)? {
+            let served: Arc<str> = Arc::from(text(&mut decoder)?);
+            let names = (0..decoder.count(1)?)
+                .map(|_| decoder.bytes().map(Arc::from))
+                .collect::<Result<Vec<Arc<[u8]>>, _>>()?;
+            parts.watch(&served, names);
+        }
+        parts.fragments = fragments(&mut decoder)?;
         if decoder.remaining() != 0 {
             return Err(DecodeError("trailing bytes").into());
         }
@@ -217,6 +235,7 @@ impl Snapshot {
                 passing_instances: passing,
             },
             skipped: parts.skipped(),
+            node_ttl: options.node_ttl,
             parts,
         };
         Ok(Cached { snapshot, base })
@@ -243,6 +262,7 @@ impl Snapshot {
             fetched_at,
             stats,
             skipped,
+            node_ttl: options.node_ttl,
             parts,
         })
     }
@@ -303,7 +323,7 @@ fn fragments(decoder: &mut Decoder<'_>) -> Result<OrdMap<Arc<str>, Arc<Fragment>
     let chunks = (0..decoder.count(2)?)
         .map(|_| Ok((decoder.uint()?, decoder.bytes()?)))
         .collect::<Result<Vec<(u64, &[u8])>, DecodeError>>()?;
-    let decoded = super::build::on_threads(&chunks, |(count, bytes)| {
+    let decoded = super::threads::on_threads(&chunks, |(count, bytes)| {
         let mut decoder = Decoder::new(bytes);
         let count = usize::try_from(*count).map_err(|_| DecodeError("count"))?;
         if count > bytes.len() {

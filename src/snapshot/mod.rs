@@ -15,6 +15,8 @@ mod names;
 mod nameservers;
 mod parts;
 mod service_ttl;
+mod targets;
+mod threads;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub struct Snapshot {
     pub stats: SnapshotStats,
     /// Registry entries, or parts of them, that DNS does not serve, and why.
     pub skipped: Skipped,
+    /// TTL of the answers built per query (`addr` names of addresses no answer uses).
+    pub node_ttl: u32,
     /// The encoded parts the zone was assembled from, reused by the next build.
     parts: parts::Parts,
 }
@@ -133,6 +137,7 @@ impl Snapshot {
             fetched_at,
             stats,
             skipped,
+            node_ttl: options.node_ttl,
             parts,
         })
     }

@@ -19,6 +19,9 @@ use super::{Skipped, ZoneOptions};
 use crate::registry::{HealthEntry, RegistryState, ServiceChange};
 use crate::zone::Fragment;
 
+/// Names in lower-cased wire format.
+pub(super) type Names = Arc<[Arc<[u8]>]>;
+
 /// The bookkeeping of one registry snapshot. Cloning is cheap (persistent maps).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Parts {
@@ -30,6 +33,12 @@ pub(super) struct Parts {
     /// always one: the key of the same name).
     pub(super) served_from: OrdMap<Arc<str>, Arc<[Arc<str>]>>,
     pub(super) skips: SkipIndex,
+    /// Served service whose addresses are hostnames inside the domain -> the names (lower-cased
+    /// wire format) its last resolution looked up (see `targets`).
+    pub(super) watching: OrdMap<Arc<str>, Names>,
+    /// Name -> the served services whose resolution looked it up: when the name's fragment
+    /// changes, they are resolved again.
+    pub(super) watchers: OrdMap<Arc<[u8]>, Arc<[Arc<str>]>>,
     /// Instances in the state, whatever their health.
     pub(super) instances: usize,
     /// Instances served (every check passing, or none critical with `--serve-warning`).
@@ -118,6 +127,55 @@ impl Parts {
         } else {
             self.served_from.insert(Arc::from(served), keys.into());
         }
+    }
+
+    /// Notes that `served`'s in-domain targets looked up `keys` (replacing what it looked up
+    /// before).
+    pub(super) fn watch(&mut self, served: &Arc<str>, keys: impl IntoIterator<Item = Arc<[u8]>>) {
+        self.unwatch(served);
+        let keys: Names = keys.into_iter().collect();
+        for key in keys.iter() {
+            let mut services: Vec<Arc<str>> = self
+                .watchers
+                .get(key)
+                .map(|services| services.to_vec())
+                .unwrap_or_default();
+            if let Err(at) = services.binary_search(served) {
+                services.insert(at, served.clone());
+            }
+            self.watchers.insert(key.clone(), services.into());
+        }
+        self.watching.insert(served.clone(), keys);
+    }
+
+    /// Forgets what `served` looked up: it has no in-domain targets (any more).
+    pub(super) fn unwatch(&mut self, served: &str) {
+        let Some(keys) = self.watching.remove(served) else {
+            return;
+        };
+        for key in keys.iter() {
+            let Some(services) = self.watchers.get(key) else {
+                continue;
+            };
+            let services: Vec<Arc<str>> = services
+                .iter()
+                .filter(|s| s.as_ref() != served)
+                .cloned()
+                .collect();
+            if services.is_empty() {
+                self.watchers.remove(key);
+            } else {
+                self.watchers.insert(key.clone(), services.into());
+            }
+        }
+    }
+
+    /// The served services whose in-domain targets looked up `key`.
+    pub(super) fn watchers_of(&self, key: &[u8]) -> impl Iterator<Item = Arc<str>> + '_ {
+        self.watchers
+            .get(key)
+            .into_iter()
+            .flat_map(|services| services.iter().cloned())
     }
 
     /// The entries `state` has for the served service `served`, in registry key order.

@@ -32,6 +32,11 @@ impl Fragment {
         self.names.len()
     }
 
+    /// Every name it gives (lower-cased wire format), empty non-terminals included.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<[u8]>> + '_ {
+        self.names.iter().map(|(key, _)| key)
+    }
+
     fn add_to(&self, index: &mut NameIndex, reverse: &mut ReverseIndex) {
         for (key, answers) in &self.names {
             index.add(key, answers);
@@ -125,11 +130,14 @@ impl FragmentBuilder {
             return;
         }
         for owner in owners {
+            // The records of other names (a CNAME's target, followed) keep their owners.
             let owned: Vec<Record> = answers
                 .iter()
                 .map(|record| {
                     let mut record = record.clone();
-                    record.name = owner.clone();
+                    if record.name == *canonical {
+                        record.name = owner.clone();
+                    }
                     record
                 })
                 .collect();

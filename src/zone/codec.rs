@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::cuts::{Cuts, Extra};
+use super::prepared::{ALIAS_SAFE, TRUNCATED};
 use super::{Fragment, NameAnswers, Prepared, PtrKind, PtrTarget};
 
 /// Why bytes could not be read as fragments.
@@ -105,8 +106,9 @@ impl Encoder {
         self.u16(prepared.answers_end);
         self.u16(prepared.answer_count);
         self.out.push(prepared.uniform_answer_len);
+        // The bit 1 << 1 says cuts follow; the others are the response's own flags.
         self.out
-            .push(u8::from(prepared.truncated) | (u8::from(prepared.cuts.is_some()) << 1));
+            .push(prepared.flags | (u8::from(prepared.cuts.is_some()) << 1));
         self.u16s(&prepared.relocations);
         if let Some(cuts) = &prepared.cuts {
             self.cuts(cuts);
@@ -305,7 +307,7 @@ impl<'a> Decoder<'a> {
             answers_end,
             answer_count,
             uniform_answer_len,
-            truncated: flags & 1 != 0,
+            flags: flags & (TRUNCATED | ALIAS_SAFE),
             relocations,
             cuts,
         };

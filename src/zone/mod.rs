@@ -110,6 +110,12 @@ impl Zone {
         self.reverse.iter()
     }
 
+    /// Whether `key` (lower-cased wire format) holds data: `None` when the name does not
+    /// exist, `Some(false)` for an empty non-terminal.
+    pub fn has_data(&self, key: &[u8]) -> Option<bool> {
+        self.names.get(key).map(|name| !name.by_type.is_empty())
+    }
+
     /// True when `key` (lower-cased wire format) is the apex or below it.
     pub fn contains(&self, key: &[u8]) -> bool {
         is_subdomain_key(key, &self.apex_key)
@@ -197,6 +203,12 @@ pub fn is_subdomain_key(name: &[u8], zone: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_subdomain_key;
+
+    #[test]
+    fn a_prepared_answer_stays_48_bytes() {
+        // One per answer of every name: a field more is memory on every replica (issue 12).
+        assert_eq!(std::mem::size_of::<super::Prepared>(), 48);
+    }
 
     #[test]
     fn subdomain_keys_respect_label_boundaries() {

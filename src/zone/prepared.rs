@@ -26,6 +26,12 @@ pub const MAX_MESSAGE_LEN: usize = 65_535;
 /// OPT record. Responses up to this size always fit and get no [`Cuts`].
 pub(super) const SMALLEST_BUDGET: usize = 512 - 11;
 
+/// [`Prepared::flags`]: the records did not all fit even into a 64 KiB message at build time.
+pub(super) const TRUNCATED: u8 = 1;
+/// [`Prepared::flags`]: every compression pointer points at the question's start or is listed
+/// in the relocations, so the response may be sent for any other question.
+pub(super) const ALIAS_SAFE: u8 = 4;
+
 /// A response for one (name, type), encoded when the zone was built.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -36,8 +42,9 @@ pub struct Prepared {
     /// Length of every answer record when they all have the same type and size and can be
     /// permuted in place (A and AAAA with the owner compressed to the question); 0 otherwise.
     pub(super) uniform_answer_len: u8,
-    /// True when the records did not all fit even into a 64 KiB message at build time.
-    pub(super) truncated: bool,
+    /// [`TRUNCATED`] and [`ALIAS_SAFE`]; one byte for both, since the struct is held once
+    /// per answer (a second `bool` would grow it by 8 bytes).
+    pub(super) flags: u8,
     /// Offsets of compression pointers that point past the question, to move when the response
     /// is sent for an alias with a shorter question.
     pub(super) relocations: Box<[u16]>,
@@ -145,7 +152,7 @@ impl Prepared {
             answers_end: answers_end as u16,
             answer_count: answers.len() as u16,
             uniform_answer_len,
-            truncated,
+            flags: if truncated { TRUNCATED } else { 0 },
             relocations: Box::new([]),
             cuts: None,
         })
@@ -207,7 +214,8 @@ impl Prepared {
     /// be the longest of them (relocation only ever moves pointers backwards), and every answer
     /// record must be owned by it. Returns `None` when the encoding cannot be shared: a
     /// compression pointer into the middle of the question (which an alias does not have), or
-    /// answers with names in their data that may point anywhere (CNAME).
+    /// records with names in their data that may point anywhere (CNAME answers, additional
+    /// records other than A/AAAA).
     pub fn encode_shared(
         owner: &Name,
         qtype: RecordType,
@@ -222,6 +230,14 @@ impl Prepared {
         }) {
             return None;
         }
+        // Only owner names of additional records are relocated: none may hold a name in its
+        // data (a CNAME followed for an SRV target inside the domain).
+        if additionals
+            .iter()
+            .any(|r| !matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+        {
+            return None;
+        }
         let mut prepared = Self::encode(owner, qtype, answers, &[], additionals).ok()?;
         prepared.relocations = relocations(
             &prepared.wire,
@@ -231,6 +247,7 @@ impl Prepared {
         if prepared.cuts.as_ref().is_some_and(|cuts| !cuts.shareable()) {
             return None;
         }
+        prepared.flags |= ALIAS_SAFE;
         Some(prepared)
     }
 
@@ -248,6 +265,47 @@ impl Prepared {
     /// Offsets of the compression pointers to move for a shorter question (see the module doc).
     pub fn relocations(&self) -> &[u16] {
         &self.relocations
+    }
+
+    /// True when the response can be sent, pointers moved, for a question `shift` bytes
+    /// longer (negative: shorter) than the encoded one: it was encoded to be shared, and no
+    /// moved pointer would leave the 14-bit range.
+    pub fn fits_alias(&self, shift: isize) -> bool {
+        self.flags & ALIAS_SAFE != 0
+            && (shift <= 0 || self.wire.len() + shift.unsigned_abs() <= 0x3FFF)
+    }
+
+    /// The same response re-encoded for the question `question` (wire format, as the client
+    /// sent it): answers owned by the encoded question are owned by the new one, the rest is
+    /// kept. For the rare names answered under another name whose response was not encoded to
+    /// be shared ([`Self::fits_alias`]); this allocates.
+    pub fn renamed(&self, question: &[u8]) -> Option<Self> {
+        use hickory_proto::op::Message;
+        use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+        let client = Query::read(&mut BinDecoder::new(question)).ok()?;
+        let message = Message::from_vec(&self.wire).ok()?;
+        let encoded = message.queries.first()?;
+        let (old_owner, qtype) = (encoded.name().clone(), encoded.query_type());
+        let owner = client.name().to_lowercase();
+        let answers: Vec<Record> = message
+            .answers
+            .iter()
+            .map(|record| {
+                let mut record = record.clone();
+                if record.name == old_owner {
+                    record.name = owner.clone();
+                }
+                record
+            })
+            .collect();
+        Self::encode(
+            &owner,
+            qtype,
+            &answers,
+            &message.authorities,
+            &message.additionals,
+        )
+        .ok()
     }
 
     /// The encoded message (ID 0, lower-case question, no OPT record).
@@ -273,7 +331,7 @@ impl Prepared {
 
     /// True when the records did not fit into 64 KiB when the zone was built.
     pub fn is_truncated(&self) -> bool {
-        self.truncated
+        self.flags & TRUNCATED != 0
     }
 }
 

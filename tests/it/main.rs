@@ -26,6 +26,9 @@ mod identity;
 mod logging;
 /// `/metrics`.
 mod metrics;
+/// Consul's name forms answered without names of their own: locality labels, RFC 2782
+/// without `.service`, any `addr`, hostnames inside the domain.
+mod name_forms;
 /// `--nameserver`: NS, SOA and glue shared by replicas.
 mod nameservers;
 /// SIGHUP reloads.

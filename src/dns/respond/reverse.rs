@@ -37,10 +37,9 @@ impl Responder {
             return reply.rcode_only(out, ResponseCode::NotImp, true);
         }
         if query.qtype == u16::from(RecordType::PTR) || query.qtype == u16::from(RecordType::ANY) {
-            self.send_prepared(prepared, reply, out, scratch);
-        } else {
-            reply.negative(zone, ResponseCode::NoError, out);
+            return self.send_prepared(prepared, reply, out, scratch);
         }
+        reply.negative(zone, ResponseCode::NoError, out);
         Outcome::Reply
     }
 }

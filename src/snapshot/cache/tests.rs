@@ -154,3 +154,34 @@ fn an_ordinary_rebuild_never_takes_a_cached_snapshot_as_its_base() {
     assert_eq!(rebuilt.skipped, fresh.skipped);
     assert_eq!(contents(&rebuilt.zone), contents(&fresh.zone));
 }
+
+#[test]
+fn what_in_domain_targets_depend_on_survives_the_cache() {
+    let now = SystemTime::now();
+    let with_db_at = |address: &str, index: u64| {
+        let mut api = entry("a1", "10.0.0.1", "api", 80, "passing");
+        api.service.address = "db.service.consul".into();
+        state(
+            &[
+                ("api", vec![api]),
+                ("db", vec![entry("db1", address, "db", 5432, "passing")]),
+            ],
+            index,
+        )
+    };
+    let base_state = with_db_at("10.0.0.2", 5);
+    let built = Snapshot::build(base_state.clone(), now, &options()).unwrap();
+    assert!(!built.parts.watching.is_empty());
+    let cached = Snapshot::from_cache(&cache_of(&built, 5), &options())
+        .unwrap()
+        .snapshot;
+    assert_eq!(cached.parts.watching, built.parts.watching);
+    assert_eq!(cached.parts.watchers, built.parts.watchers);
+    // Only db changes: api, which points at it, follows.
+    let later = with_db_at("10.0.0.3", 6);
+    let rebuilt =
+        Snapshot::rebuild_over(&cached, base_state, later.clone(), now, &options()).unwrap();
+    let fresh = Snapshot::build(later, now, &options()).unwrap();
+    assert_eq!(contents(&rebuilt.zone), contents(&fresh.zone));
+    assert_ne!(contents(&rebuilt.zone), contents(&built.zone));
+}

@@ -46,6 +46,15 @@ fn options(srv_node_meta_txt: bool) -> ZoneOptions {
 /// Registry keys: case variants, a key whose entries name another service, a bad name.
 const KEYS: [&str; 7] = ["web", "Web", "api", "db", "alias", "cache", "bad_name"];
 const TAGS: [&str; 4] = ["v1", "v2", "tcp", "not a label"];
+/// Service addresses inside the registry domain.
+const IN_DOMAIN: [&str; 6] = [
+    "db.service.consul",
+    "web.service.consul",
+    "v1.web.service.dc1.consul",
+    "api.service.consul",
+    "node-1.node.consul",
+    "hostnode2.node.consul",
+];
 
 fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> HealthEntry {
     let (node, address) = nodes[rng.random_range(0..nodes.len())].clone();
@@ -54,10 +63,13 @@ fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> Heal
         _ if rng.random_bool(0.1) => String::new(),
         _ => key.to_string(),
     };
-    let service_address = match rng.random_range(0..6) {
+    // Hostnames inside the domain make one service's answers depend on another's (loops
+    // included: web at web, web at db at web).
+    let service_address = match rng.random_range(0..12) {
         0 => "10.9.0.1".to_string(),
         1 => "fd00::9".to_string(),
         2 => "host.example".to_string(),
+        3 => IN_DOMAIN[rng.random_range(0..IN_DOMAIN.len())].to_string(),
         _ => String::new(),
     };
     // Node metadata differs now and then between the entries of one node, as when one
@@ -129,9 +141,11 @@ fn rebuild_randomly(seed: u64, options: &ZoneOptions) {
         .collect();
     nodes.push(("Bad Node".into(), "10.0.0.99".into()));
     nodes.push(("hostnode".into(), "node.example".into()));
+    nodes.push(("hostnode2".into(), "cache.service.consul".into()));
     let mut state = RegistryState::default();
     let now = SystemTime::now();
     let mut served = Snapshot::build(Arc::new(state.clone()), now, options).unwrap();
+    let mut steps_with_dependents = 0;
     for step in 0..300 {
         if rng.random_bool(0.1) {
             // A few addresses, so nodes share them (and services' own addresses) at times.
@@ -167,6 +181,13 @@ fn rebuild_randomly(seed: u64, options: &ZoneOptions) {
         assert_eq!(rebuilt.zone.record_count(), fresh.zone.record_count());
         assert_eq!(rebuilt.stats, fresh.stats);
         assert_eq!(rebuilt.skipped, fresh.skipped, "step {step}");
+        // The names each service's in-domain targets depend on are the same too.
+        assert_eq!(rebuilt.parts.watching, fresh.parts.watching, "step {step}");
+        assert_eq!(rebuilt.parts.watchers, fresh.parts.watchers, "step {step}");
+        if !fresh.parts.watching.is_empty() {
+            steps_with_dependents += 1;
+        }
         served = rebuilt;
     }
+    assert!(steps_with_dependents > 100, "{steps_with_dependents}");
 }
