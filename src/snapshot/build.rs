@@ -4,11 +4,13 @@
 //! its records in a stable order, so a query is a single lookup. See docs/dns.md for each rule
 //! and where it comes from.
 
+mod pointers;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{CNAME, SOA, SRV};
+use hickory_proto::rr::rdata::{CNAME, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::ProtoError;
 use rustc_hash::FxHashSet;
@@ -20,14 +22,14 @@ use super::address::{
 use super::health::{srv_weight, HealthFilter};
 use super::meta_txt::node_meta_records;
 use super::names::is_label;
-use super::nameservers::{self, NameServers};
+use super::nameservers::{apex, NameServers};
 use super::parts::Parts;
 use super::service_ttl::ServiceTtls;
 use super::targets::Targets;
 use super::threads::in_parallel;
 use super::{Skipped, SnapshotStats};
 use crate::registry::{HealthEntry, Node, RegistryState};
-use crate::zone::{Fragment, FragmentBuilder, PtrKind, Zone, ZoneBuilder};
+use crate::zone::{Fragment, FragmentBuilder, Zone};
 
 /// How the registry zone is shaped: domain, local datacenter, TTLs, name servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,37 +207,6 @@ fn resolve_targets(
     Ok(builder.build_over(&zone, &removed, &added)?)
 }
 
-/// The zone's builder with its apex: the SOA (serial `serial`, MNAME the first name server),
-/// the NS RRset naming the name servers, and the addresses of those inside the domain as glue
-/// and as their own answers (see [`super::nameservers`]).
-pub(super) fn apex(
-    domain: &Name,
-    serial: u32,
-    options: &ZoneOptions,
-) -> Result<ZoneBuilder, BuildError> {
-    let servers = options.nameservers.servers(domain)?;
-    let primary = match servers.first() {
-        Some(server) => server.name.clone(),
-        None => Name::from_ascii("ns")?.append_domain(domain)?,
-    };
-    let soa = Record::from_rdata(
-        domain.clone(),
-        options.negative_ttl,
-        RData::SOA(SOA::new(
-            primary,
-            Name::from_ascii("hostmaster")?.append_domain(domain)?,
-            serial,
-            3600,
-            600,
-            86400,
-            options.negative_ttl,
-        )),
-    );
-    let mut zone = ZoneBuilder::new(domain, soa, serial);
-    nameservers::add_to(&mut zone, domain, &servers, options.node_ttl);
-    Ok(zone)
-}
-
 struct Context<'a> {
     domain: &'a Name,
     local_dc: &'a str,
@@ -305,34 +276,6 @@ impl Context<'_> {
         }
         self.add_pointers(&mut builder, service, entries);
         (Arc::new(builder.finish(apex_key)), targets)
-    }
-
-    /// The reverse names of the local datacenter's addresses that `entries` hand out (Consul's
-    /// `handlePtr` looks in the agent's datacenter): each node's address, whatever its health,
-    /// points at the node, and a passing instance's own address at the service. Which of
-    /// several wins is the zone's business (`zone::reverse`).
-    fn add_pointers(&self, zone: &mut FragmentBuilder, service: &str, entries: &[&HealthEntry]) {
-        for entry in entries {
-            if datacenter_of(&entry.node, self.local_dc) != self.local_dc {
-                continue;
-            }
-            let node = &entry.node;
-            if let (true, Ok(ip)) = (is_label(&node.node), node.address.trim().parse()) {
-                if let Some(target) = self.node_name(&node.node, self.local_dc) {
-                    zone.add_pointer(ip, PtrKind::Node, &target, self.options.node_ttl);
-                }
-            }
-            // The instances DNS serves (passing; warning too with --serve-warning).
-            if !self.options.health.serves(entry) {
-                continue;
-            }
-            if let Ok(ip) = entry.service.address.trim().parse::<IpAddr>() {
-                if let Some(target) = self.service_name(service, self.local_dc) {
-                    let ttl = self.options.service_ttl_for(service);
-                    zone.add_pointer(ip, PtrKind::Service, &target, ttl);
-                }
-            }
-        }
     }
 
     /// Names under `<kind>.<dc>.<domain>`, plus `<kind>.<domain>` for the local datacenter.

@@ -31,9 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use imbl::OrdMap;
 
-use super::build::{apex, ZoneOptions};
+use super::build::ZoneOptions;
 use super::health::HealthFilter;
 use super::names::{BAD_ADDRESS, BAD_NODE_NAME, BAD_SERVICE_NAME, BAD_TAG};
+use super::nameservers::apex;
 use super::parts::{Parts, SkipIndex};
 use super::{Snapshot, SnapshotStats};
 use crate::registry::RegistryState;

@@ -7,12 +7,44 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::rdata::NS;
+use hickory_proto::rr::rdata::{NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::ProtoError;
 
 use super::address::ip_record;
+use super::build::{BuildError, ZoneOptions};
 use crate::zone::ZoneBuilder;
+
+/// The zone's builder with its apex: the SOA (serial `serial`, MNAME the first name server),
+/// the NS RRset naming the name servers, and the addresses of those inside the domain as glue
+/// and as their own answers (see the module comment).
+pub(super) fn apex(
+    domain: &Name,
+    serial: u32,
+    options: &ZoneOptions,
+) -> Result<ZoneBuilder, BuildError> {
+    let servers = options.nameservers.servers(domain)?;
+    let primary = match servers.first() {
+        Some(server) => server.name.clone(),
+        None => Name::from_ascii("ns")?.append_domain(domain)?,
+    };
+    let soa = Record::from_rdata(
+        domain.clone(),
+        options.negative_ttl,
+        RData::SOA(SOA::new(
+            primary,
+            Name::from_ascii("hostmaster")?.append_domain(domain)?,
+            serial,
+            3600,
+            600,
+            86400,
+            options.negative_ttl,
+        )),
+    );
+    let mut zone = ZoneBuilder::new(domain, soa, serial);
+    add_to(&mut zone, domain, &servers, options.node_ttl);
+    Ok(zone)
+}
 
 /// Which name servers the apex names.
 #[derive(Clone, Debug, PartialEq, Eq)]
