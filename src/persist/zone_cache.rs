@@ -3,7 +3,7 @@
 //! payload is `snapshot/cache.rs`'s).
 //!
 //! ```text
-//! snapdns-zone 1 <crc32 of the payload, 8 hex digits> <payload length, 20 digits>\n
+//! snapdns-zone 2 <crc32 of the payload, 8 hex digits> <payload length, 20 digits>\n
 //! <payload>
 //! ```
 //!
@@ -24,7 +24,7 @@ use super::PersistError;
 
 const MAGIC: &str = "snapdns-zone";
 /// The zone cache format written by this version.
-pub const ZONE_CACHE_VERSION: u32 = 1;
+pub const ZONE_CACHE_VERSION: u32 = 2;
 pub(super) const PREFIX: &str = "zone-";
 const SUFFIX: &str = ".snapdns";
 
