@@ -36,6 +36,25 @@ fn zone_breakdown(snapshot: &Snapshot) {
         seen.len(),
         wire_bytes as f64 / seen.len().max(1) as f64
     );
+    let f = snapshot.footprint();
+    let mib = |bytes: usize| bytes as f64 / 1_048_576.0;
+    eprintln!(
+        "heap    {:.1} MiB counted: index {:.1}, keys+answer lists {:.1} ({:.0} B per name), fragment lists {:.1}, \
+         {} response headers {:.1} ({:.0} B each), wire {:.1}, relocations {:.1}, cuts {:.1} ({} responses, {:.0} B each)",
+        mib(f.total()),
+        mib(f.index_bytes),
+        mib(f.name_bytes),
+        f.name_bytes as f64 / f.names.max(1) as f64,
+        mib(f.fragment_bytes),
+        f.responses,
+        mib(f.header_bytes),
+        f.header_bytes as f64 / f.responses.max(1) as f64,
+        mib(f.wire_bytes),
+        mib(f.relocation_bytes),
+        mib(f.cut_bytes),
+        f.cut_responses,
+        f.cut_bytes as f64 / f.cut_responses.max(1) as f64,
+    );
 }
 
 /// One-service changes timed after the build.

@@ -98,6 +98,13 @@ pub struct SnapshotStats {
 }
 
 impl Snapshot {
+    /// Heap bytes of the zone by structure, the fragments' name lists included.
+    pub fn footprint(&self) -> crate::zone::Footprint {
+        let mut footprint = self.zone.footprint();
+        footprint.fragment_bytes = self.parts.fragments.values().map(|f| f.list_bytes()).sum();
+        footprint
+    }
+
     /// Builds the snapshot of `state` with the zone options.
     pub fn build(
         state: Arc<RegistryState>,

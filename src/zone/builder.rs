@@ -20,7 +20,8 @@ type TypedAnswers = Vec<(u16, Arc<Prepared>)>;
 /// non-terminals above its names too.
 #[derive(Debug, Default)]
 pub struct Fragment {
-    pub(super) names: Vec<(Arc<[u8]>, Arc<NameAnswers>)>,
+    /// Exactly as long as it needs to be: a zone keeps one fragment per service and node.
+    pub(super) names: Box<[Arc<NameAnswers>]>,
     /// Reverse names of the addresses it hands out, with what it says they point at.
     pub(super) pointers: Vec<(Arc<[u8]>, PtrTarget)>,
     pub(super) record_count: usize,
@@ -33,13 +34,20 @@ impl Fragment {
     }
 
     /// Every name it gives (lower-cased wire format), empty non-terminals included.
-    pub fn keys(&self) -> impl Iterator<Item = &Arc<[u8]>> + '_ {
-        self.names.iter().map(|(key, _)| key)
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.names.iter().map(|answers| answers.key())
+    }
+
+    /// Heap bytes of this fragment's own list of names (the names and answers it lists are
+    /// counted with the zone).
+    pub fn list_bytes(&self) -> usize {
+        super::footprint::allocated(16 + std::mem::size_of::<Self>())
+            + super::footprint::boxed::<Arc<NameAnswers>>(self.names.len())
     }
 
     fn add_to(&self, index: &mut NameIndex, reverse: &mut ReverseIndex) {
-        for (key, answers) in &self.names {
-            index.add(key, answers);
+        for answers in &self.names {
+            index.add(answers);
         }
         for (key, target) in &self.pointers {
             reverse.add(key, target);
@@ -47,8 +55,8 @@ impl Fragment {
     }
 
     fn remove_from(&self, index: &mut NameIndex, reverse: &mut ReverseIndex) {
-        for (key, answers) in &self.names {
-            index.remove(key, answers);
+        for answers in &self.names {
+            index.remove(answers);
         }
         for (key, target) in &self.pointers {
             reverse.remove(key, target);
@@ -177,8 +185,7 @@ impl FragmentBuilder {
     /// The finished fragment: its names, then every ancestor below the apex (`apex_key`) that
     /// it does not hold itself, as an empty non-terminal.
     pub fn finish(self, apex_key: &[u8]) -> Fragment {
-        let mut names: Vec<(Arc<[u8]>, Arc<NameAnswers>)> =
-            Vec::with_capacity(self.names.len() + 4);
+        let mut names: Vec<Arc<NameAnswers>> = Vec::with_capacity(self.names.len() + 4);
         let mut ancestors: FxHashMap<&[u8], ()> = FxHashMap::default();
         for key in self.names.keys() {
             let mut offset = 0;
@@ -194,21 +201,15 @@ impl FragmentBuilder {
             }
         }
         for suffix in ancestors.keys() {
-            names.push((Arc::from(*suffix), Arc::new(NameAnswers::default())));
+            names.push(Arc::new(NameAnswers::new((*suffix).into(), Vec::new())));
         }
-        for (key, mut by_type) in self.names {
-            by_type.sort_by_key(|(rtype, _)| *rtype);
-            names.push((
-                Arc::from(key),
-                Arc::new(NameAnswers {
-                    by_type: by_type.into_boxed_slice(),
-                }),
-            ));
+        for (key, by_type) in self.names {
+            names.push(Arc::new(NameAnswers::new(key, by_type)));
         }
         let mut pointers = self.pointers;
         pointers.sort();
         Fragment {
-            names,
+            names: names.into_boxed_slice(),
             pointers,
             record_count: self.record_count,
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::cuts::{Cuts, Extra};
+use super::cuts::{Cuts, Extra, IN_WIRE};
 use super::prepared::{ALIAS_SAFE, TRUNCATED};
 use super::{Fragment, NameAnswers, Prepared, PtrKind, PtrTarget};
 
@@ -70,7 +70,7 @@ impl Encoder {
         self.uint(fragment.record_count as u64);
         let mut table: FxHashMap<*const Prepared, usize> = FxHashMap::default();
         let mut order: Vec<&Prepared> = Vec::new();
-        for (_, answers) in &fragment.names {
+        for answers in &fragment.names {
             for (_, prepared) in answers.by_type.iter() {
                 table.entry(Arc::as_ptr(prepared)).or_insert_with(|| {
                     order.push(prepared);
@@ -83,8 +83,8 @@ impl Encoder {
             self.prepared(prepared);
         }
         self.uint(fragment.names.len() as u64);
-        for (key, answers) in &fragment.names {
-            self.bytes(key);
+        for answers in &fragment.names {
+            self.bytes(answers.key());
             self.uint(answers.by_type.len() as u64);
             for (rtype, prepared) in answers.by_type.iter() {
                 self.u16(*rtype);
@@ -249,12 +249,7 @@ impl<'a> Decoder<'a> {
                 let prepared = table.get(at).ok_or(DecodeError("answer index"))?;
                 by_type.push((rtype, prepared.clone()));
             }
-            names.push((
-                Arc::from(key),
-                Arc::new(NameAnswers {
-                    by_type: by_type.into_boxed_slice(),
-                }),
-            ));
+            names.push(Arc::new(NameAnswers::new(key.into(), by_type)));
         }
         let count = self.count(8)?;
         let mut pointers = Vec::with_capacity(count);
@@ -282,7 +277,7 @@ impl<'a> Decoder<'a> {
             return Err(DecodeError("pointers out of order"));
         }
         Ok(Fragment {
-            names,
+            names: names.into_boxed_slice(),
             pointers,
             record_count,
         })
@@ -403,6 +398,7 @@ fn check_prepared(prepared: &Prepared) -> Result<()> {
 /// What [`Cuts::write`] and [`Cuts::answers_for`] assume of `cuts` for a message of `len`
 /// bytes whose question ends at `question_end`.
 fn check_cuts(cuts: &Cuts, question_end: usize, len: usize) -> Result<()> {
+    let len_of_wire = len;
     if usize::from(cuts.question_end) != question_end {
         return Err(DecodeError("cuts of another question"));
     }
@@ -421,9 +417,14 @@ fn check_cuts(cuts: &Cuts, question_end: usize, len: usize) -> Result<()> {
     }
     let arena = cuts.arena.len();
     let inside = |(start, len): (u32, u16)| {
+        let (start, limit) = if start & IN_WIRE != 0 {
+            (start & !IN_WIRE, len_of_wire)
+        } else {
+            (start, arena)
+        };
         (start as usize)
             .checked_add(usize::from(len))
-            .is_some_and(|end| end <= arena)
+            .is_some_and(|end| end <= limit)
     };
     for extra in cuts.extras.iter() {
         let fits = inside(extra.plain)
@@ -432,7 +433,7 @@ fn check_cuts(cuts: &Cuts, question_end: usize, len: usize) -> Result<()> {
                 .pointer
                 .is_none_or(|at| usize::from(at) + 2 <= usize::from(extra.packed.1));
         if !fits {
-            return Err(DecodeError("cut record outside its arena"));
+            return Err(DecodeError("cut record outside its arena or message"));
         }
     }
     if cuts

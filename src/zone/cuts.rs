@@ -50,16 +50,22 @@ pub(crate) struct Cuts {
     pub(super) packed: Box<[u16]>,
     /// Cuts whose additional section is not "packed, then plain": `(k, start, end)` in `arena`.
     pub(super) verbatim: Box<[(u16, u32, u32)]>,
-    /// Both encodings of every extra, and the verbatim sections.
+    /// The encodings of the extras that the prepared wire does not hold as they are, and the
+    /// verbatim sections (see [`IN_WIRE`]).
     pub(super) arena: Box<[u8]>,
 }
+
+/// Set in the start of an extra's encoding when it is the bytes at that offset (the flag
+/// taken off) of the prepared wire rather than of the arena: the wire's own additional section
+/// usually holds every extra as the cuts write it, so most cuts need no arena.
+pub(super) const IN_WIRE: u32 = 1 << 31;
 
 /// One additional record that a cut can keep.
 #[derive(Clone, Debug)]
 pub(super) struct Extra {
     /// The smallest number of answers that keeps it: one past its owner's first mention.
     pub(super) from: u16,
-    /// Where its encodings are in the arena: (start, length).
+    /// Where its encodings are: (start in the arena or, with [`IN_WIRE`], the wire; length).
     pub(super) plain: (u32, u16),
     pub(super) packed: (u32, u16),
     /// Offset in the packed encoding of a compression pointer past the question, to move when
@@ -138,7 +144,8 @@ impl Cuts {
             for (&i, &end) in kept.iter().zip(&ends[k..]) {
                 let bytes = &message[start..end];
                 // An extra's packed form is the one of the smallest cut that keeps it.
-                if usize::from(extras[i].from) == k && bytes != slice(&arena, extras[i].plain) {
+                if usize::from(extras[i].from) == k && bytes != slice(&[], &arena, extras[i].plain)
+                {
                     extras[i].packed = push(&mut arena, bytes)?;
                 }
                 section.push(bytes);
@@ -147,12 +154,12 @@ impl Cuts {
             let leading = kept
                 .iter()
                 .zip(&section)
-                .take_while(|(&i, bytes)| **bytes == slice(&arena, extras[i].packed))
+                .take_while(|(&i, bytes)| **bytes == slice(&[], &arena, extras[i].packed))
                 .count();
             let rest_plain = kept[leading..]
                 .iter()
                 .zip(&section[leading..])
-                .all(|(&i, bytes)| *bytes == slice(&arena, extras[i].plain));
+                .all(|(&i, bytes)| *bytes == slice(&[], &arena, extras[i].plain));
             if !rest_plain {
                 let (at, len) = push(&mut arena, &message[answers_end..])?;
                 verbatim.push((k as u16, at, at + u32::from(len)));
@@ -164,7 +171,7 @@ impl Cuts {
         sizes.extend(cuts.plain_sizes(&extras, exact));
         for extra in &mut extras {
             if extra.packed != extra.plain {
-                extra.pointer = owner_pointer(slice(&arena, extra.packed))
+                extra.pointer = owner_pointer(slice(&[], &arena, extra.packed))
                     .filter(|(_, target)| *target >= question_end)
                     .map(|(at, _)| at as u16);
             }
@@ -237,6 +244,85 @@ impl Cuts {
         self.verbatim = verbatim.into_boxed_slice();
     }
 
+    /// Drops what `wire` (the prepared response these cuts belong to) makes redundant: the
+    /// plain encodings no cut writes, and the arena's copies of records the wire holds.
+    pub(crate) fn compact(&mut self, wire: &[u8]) {
+        let plain_used = self.plain_used();
+        // Where each additional record of the wire is, by its bytes.
+        let mut in_wire: FxHashMap<&[u8], u32> = FxHashMap::default();
+        let answers_end = usize::from(
+            self.answer_ends
+                .last()
+                .copied()
+                .unwrap_or(self.question_end),
+        );
+        let mut offset = answers_end;
+        while let Some(end) = record_end(wire, offset) {
+            in_wire.entry(&wire[offset..end]).or_insert(offset as u32);
+            offset = end;
+        }
+        let old = std::mem::take(&mut self.arena);
+        let mut arena = Vec::new();
+        let mut place = |piece: (u32, u16)| -> (u32, u16) {
+            let bytes = slice(wire, &old, piece);
+            match in_wire.get(bytes) {
+                Some(&at) => (IN_WIRE | at, piece.1),
+                None => push(&mut arena, bytes).unwrap_or(piece),
+            }
+        };
+        for (extra, plain_used) in self.extras.iter_mut().zip(plain_used) {
+            extra.packed = place(extra.packed);
+            extra.plain = if plain_used {
+                place(extra.plain)
+            } else {
+                extra.packed
+            };
+        }
+        for (_, start, end) in self.verbatim.iter_mut() {
+            let at = arena.len() as u32;
+            arena.extend_from_slice(&old[*start as usize..*end as usize]);
+            (*start, *end) = (at, arena.len() as u32);
+        }
+        self.arena = arena.into_boxed_slice();
+    }
+
+    /// For each extra, whether some cut writes its plain encoding: the cuts past the packed
+    /// table write every kept extra plain, the others those after their packed count.
+    fn plain_used(&self) -> Vec<bool> {
+        let mut used = vec![false; self.extras.len()];
+        let all_plain_from = self.packed.len();
+        for (extra, used) in self.extras.iter().zip(used.iter_mut()) {
+            *used = usize::from(extra.from) < self.sizes.len()
+                && usize::from(extra.from).max(all_plain_from) < self.sizes.len();
+        }
+        for (k, &packed) in self.packed.iter().enumerate() {
+            if self.verbatim.iter().any(|&(at, _, _)| usize::from(at) == k) {
+                continue;
+            }
+            let kept = self
+                .extras
+                .iter()
+                .enumerate()
+                .filter(|(_, extra)| usize::from(extra.from) <= k);
+            for (i, _) in kept.skip(usize::from(packed)) {
+                used[i] = true;
+            }
+        }
+        used
+    }
+
+    /// Heap bytes of these cuts, the box holding them included.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        use super::footprint::{allocated, boxed};
+        allocated(std::mem::size_of::<Self>())
+            + boxed::<u16>(self.answer_ends.len())
+            + boxed::<u16>(self.sizes.len())
+            + boxed::<Extra>(self.extras.len())
+            + boxed::<u16>(self.packed.len())
+            + boxed::<(u16, u32, u32)>(self.verbatim.len())
+            + boxed::<u8>(self.arena.len())
+    }
+
     /// Length of cut `k`, `None` past the answers.
     pub(crate) fn size(&self, k: usize) -> Option<usize> {
         self.sizes.get(k).map(|&size| usize::from(size))
@@ -263,12 +349,12 @@ impl Cuts {
 
     /// True when an alias with a shorter question can be served from these cuts: every
     /// compression pointer of a packed record points at the question's start or past it.
-    pub(crate) fn shareable(&self) -> bool {
+    pub(crate) fn shareable(&self, wire: &[u8]) -> bool {
         self.verbatim.is_empty()
             && self.extras.iter().all(|extra| {
                 extra.packed == extra.plain
                     || extra.pointer.is_some()
-                    || owner_pointer(slice(&self.arena, extra.packed))
+                    || owner_pointer(slice(wire, &self.arena, extra.packed))
                         .is_some_and(|(_, target)| target == 12)
             })
     }
@@ -298,7 +384,7 @@ impl Cuts {
                     extra.plain
                 };
                 let at = out.len();
-                out.extend_from_slice(slice(&self.arena, form));
+                out.extend_from_slice(slice(wire, &self.arena, form));
                 if let (true, Some(pointer)) = (kept < packed && shift != 0, extra.pointer) {
                     let at = at + usize::from(pointer);
                     let value = u16::from_be_bytes([out[at], out[at + 1]]);
@@ -325,8 +411,33 @@ impl Cuts {
     }
 }
 
-fn slice(arena: &[u8], (start, len): (u32, u16)) -> &[u8] {
-    &arena[start as usize..][..usize::from(len)]
+/// The bytes of an encoding in the arena, or in the wire (see [`IN_WIRE`]).
+fn slice<'a>(wire: &'a [u8], arena: &'a [u8], (start, len): (u32, u16)) -> &'a [u8] {
+    let (bytes, start) = if start & IN_WIRE != 0 {
+        (wire, start & !IN_WIRE)
+    } else {
+        (arena, start)
+    };
+    &bytes[start as usize..][..usize::from(len)]
+}
+
+/// End of the resource record at `offset` of `wire` (owner name, fixed fields, data), or
+/// `None` when no whole record starts there.
+fn record_end(wire: &[u8], mut offset: usize) -> Option<usize> {
+    loop {
+        let byte = *wire.get(offset)?;
+        if byte & 0xC0 == 0xC0 {
+            offset += 2;
+            break;
+        }
+        offset += usize::from(byte) + 1;
+        if byte == 0 {
+            break;
+        }
+    }
+    let rdlength = u16::from_be_bytes([*wire.get(offset + 8)?, *wire.get(offset + 9)?]);
+    let end = offset + 10 + usize::from(rdlength);
+    (end <= wire.len()).then_some(end)
 }
 
 fn push(arena: &mut Vec<u8>, bytes: &[u8]) -> Option<(u32, u16)> {

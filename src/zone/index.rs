@@ -14,7 +14,9 @@
 //! contributions, not of the order they came in: a full build and any sequence of incremental
 //! ones give the same answers.
 
-use std::hash::BuildHasher;
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
@@ -25,22 +27,44 @@ use super::NameAnswers;
 const SHARD_TARGET: usize = 128;
 
 /// One shard: names whose hash picks it.
-type Shard = FxHashMap<Arc<[u8]>, Slot>;
-
-/// What the index holds for one name.
-#[derive(Clone, Debug)]
-enum Slot {
-    /// One contribution (the usual case).
-    One(Arc<NameAnswers>),
-    /// Several contributions, or one given several times.
-    Many(Box<Contributions>),
+#[derive(Clone, Debug, Default)]
+struct Shard {
+    /// What lookups see, one pointer per name: the name's key is inside its answers, so a
+    /// bucket is 8 bytes.
+    names: HashSet<Entry, FxBuildHasher>,
+    /// The names given by several contributions (or one given several times): few (empty
+    /// non-terminals, nodes shared by services), so they are kept aside.
+    shared: FxHashMap<Box<[u8]>, Contributions>,
 }
 
-/// The distinct contributions to one name, each with how many contributors gave it, and
-/// what lookups see: their union by type.
+/// A name in a shard's table, hashed and compared by its key.
+#[derive(Clone, Debug)]
+struct Entry(Arc<NameAnswers>);
+
+impl Borrow<[u8]> for Entry {
+    fn borrow(&self) -> &[u8] {
+        self.0.key()
+    }
+}
+
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The same hash as the `[u8]` a lookup probes with (`Borrow`'s contract).
+        self.0.key().hash(state);
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for Entry {}
+
+/// The distinct contributions to one name, each with how many contributors gave it.
 #[derive(Clone, Debug)]
 struct Contributions {
-    merged: Arc<NameAnswers>,
     /// Sorted by content, so the union picks the same answer whatever the insertion order.
     versions: Vec<(Arc<NameAnswers>, u32)>,
 }
@@ -62,13 +86,15 @@ impl NameIndex {
     /// An empty index sized for about `names` names.
     pub(crate) fn with_capacity(names: usize) -> Self {
         let count = (names / SHARD_TARGET).max(1).next_power_of_two();
-        let per_shard = names / count + 1;
+        // Room for a quarter more than the average, so that few shards outgrow their table
+        // (a table that grows doubles, and would then stay half empty).
+        let per_shard = names / count + names / count / 4 + 1;
         let shards = (0..count)
             .map(|_| {
-                Arc::new(FxHashMap::with_capacity_and_hasher(
-                    per_shard,
-                    FxBuildHasher,
-                ))
+                Arc::new(Shard {
+                    names: HashSet::with_capacity_and_hasher(per_shard, FxBuildHasher),
+                    shared: FxHashMap::default(),
+                })
             })
             .collect();
         Self { shards, len: 0 }
@@ -85,9 +111,17 @@ impl NameIndex {
     pub(crate) fn resized(&self) -> Self {
         let mut index = Self::with_capacity(self.len);
         for shard in self.shards.iter() {
-            for (key, slot) in shard.iter() {
+            for entry in shard.names.iter() {
+                let at = index.shard_of(entry.0.key());
+                Arc::make_mut(&mut index.shards[at])
+                    .names
+                    .insert(entry.clone());
+            }
+            for (key, contributions) in shard.shared.iter() {
                 let at = index.shard_of(key);
-                Arc::make_mut(&mut index.shards[at]).insert(key.clone(), slot.clone());
+                Arc::make_mut(&mut index.shards[at])
+                    .shared
+                    .insert(key.clone(), contributions.clone());
             }
         }
         index.len = self.len;
@@ -100,9 +134,9 @@ impl NameIndex {
     }
 
     fn shard_of(&self, key: &[u8]) -> usize {
-        // The shard map hashes the same key with the same hasher and uses the top and low
-        // bits of the hash: the shard is picked with bits from the middle, so the keys of one
-        // shard still spread over its table.
+        // The shard's table hashes the same key with the same hasher and uses the top and
+        // low bits of the hash: the shard is picked with bits from the middle, so the keys of
+        // one shard still spread over its table.
         let hash = FxBuildHasher.hash_one(key);
         ((hash >> 24) as usize) & (self.shards.len() - 1)
     }
@@ -110,97 +144,155 @@ impl NameIndex {
     /// The answers for `key`.
     #[inline]
     pub(crate) fn get(&self, key: &[u8]) -> Option<&NameAnswers> {
-        match self.shards[self.shard_of(key)].get(key)? {
-            Slot::One(answers) => Some(answers),
-            Slot::Many(many) => Some(&many.merged),
-        }
+        self.shards[self.shard_of(key)]
+            .names
+            .get(key)
+            .map(|entry| entry.0.as_ref())
     }
 
     /// Every name and what lookups see for it, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &NameAnswers)> + '_ {
         self.shards.iter().flat_map(|shard| {
-            shard.iter().map(|(key, slot)| {
-                let answers: &NameAnswers = match slot {
-                    Slot::One(answers) => answers,
-                    Slot::Many(many) => &many.merged,
-                };
-                (key.as_ref(), answers)
-            })
+            shard
+                .names
+                .iter()
+                .map(|entry| (entry.0.key(), entry.0.as_ref()))
         })
     }
 
-    /// Adds one contribution of `answers` to `key`.
-    pub(crate) fn add(&mut self, key: &Arc<[u8]>, answers: &Arc<NameAnswers>) {
+    /// Adds one contribution of `answers` to its name.
+    pub(crate) fn add(&mut self, answers: &Arc<NameAnswers>) {
+        let key = answers.key();
         let shard = self.shard_of(key);
         let shard = Arc::make_mut(&mut self.shards[shard]);
-        match shard.get_mut(key.as_ref()) {
-            None => {
-                shard.insert(key.clone(), Slot::One(answers.clone()));
-                self.len += 1;
-            }
-            Some(slot) => {
-                let mut versions = match slot {
-                    Slot::One(existing) => vec![(existing.clone(), 1)],
-                    Slot::Many(many) => std::mem::take(&mut many.versions),
-                };
-                match versions.iter_mut().find(|(v, _)| same(v, answers)) {
-                    Some((_, count)) => *count += 1,
-                    None => {
-                        versions.push((answers.clone(), 1));
-                        versions.sort_by(|(a, _), (b, _)| a.content_cmp(b));
-                    }
-                }
-                *slot = Slot::Many(Box::new(Contributions::new(versions)));
-            }
+        if let Some(shared) = shard.shared.get_mut(key) {
+            shared.add(answers);
+            shard.names.replace(Entry(shared.merged(key)));
+            return;
         }
-    }
-
-    /// Takes back one contribution of `answers` (as given to [`Self::add`]) from `key`.
-    pub(crate) fn remove(&mut self, key: &[u8], answers: &Arc<NameAnswers>) {
-        let shard = self.shard_of(key);
-        let shard = Arc::make_mut(&mut self.shards[shard]);
-        let Some(slot) = shard.get_mut(key) else {
-            debug_assert!(false, "removing a name that is not indexed");
+        let Some(existing) = shard.names.get(key) else {
+            shard.names.insert(Entry(answers.clone()));
+            self.len += 1;
             return;
         };
-        let remaining = match slot {
-            Slot::One(_) => None,
-            Slot::Many(many) => {
-                let mut versions = std::mem::take(&mut many.versions);
-                if let Some(at) = versions.iter().position(|(v, _)| same(v, answers)) {
-                    versions[at].1 -= 1;
-                    if versions[at].1 == 0 {
-                        versions.remove(at);
-                    }
-                }
-                Some(versions)
-            }
+        let mut shared = Contributions {
+            versions: vec![(existing.0.clone(), 1)],
         };
-        match remaining {
-            None => {
-                shard.remove(key);
+        shared.add(answers);
+        shard.names.replace(Entry(shared.merged(key)));
+        shard.shared.insert(key.into(), shared);
+    }
+
+    /// Takes back one contribution of `answers` (as given to [`Self::add`]) from its name.
+    pub(crate) fn remove(&mut self, answers: &Arc<NameAnswers>) {
+        let key = answers.key();
+        let shard = self.shard_of(key);
+        let shard = Arc::make_mut(&mut self.shards[shard]);
+        let Some(shared) = shard.shared.get_mut(key) else {
+            debug_assert!(
+                shard.names.contains(key),
+                "removing a name that is not indexed"
+            );
+            if shard.names.remove(key) {
                 self.len -= 1;
             }
-            Some(versions) if versions.is_empty() => {
-                shard.remove(key);
+            return;
+        };
+        let versions = &mut shared.versions;
+        if let Some(at) = versions.iter().position(|(v, _)| same(v, answers)) {
+            versions[at].1 -= 1;
+            if versions[at].1 == 0 {
+                versions.remove(at);
+            }
+        }
+        match versions.as_slice() {
+            [] => {
+                shard.shared.remove(key);
+                shard.names.remove(key);
                 self.len -= 1;
             }
-            Some(mut versions) if versions.len() == 1 && versions[0].1 == 1 => {
-                let (only, _) = versions.pop().expect("one version");
-                *slot = Slot::One(only);
+            [(only, 1)] => {
+                shard.names.replace(Entry(only.clone()));
+                shard.shared.remove(key);
             }
-            Some(versions) => *slot = Slot::Many(Box::new(Contributions::new(versions))),
+            _ => {
+                shard.names.replace(Entry(shared.merged(key)));
+            }
         }
     }
 }
 
-impl Contributions {
-    fn new(versions: Vec<(Arc<NameAnswers>, u32)>) -> Self {
-        let merged = match versions.as_slice() {
-            [(only, _)] => only.clone(),
-            _ => Arc::new(NameAnswers::union(versions.iter().map(|(v, _)| v.as_ref()))),
+impl NameIndex {
+    /// Heap bytes of the index's tables, and of the names' keys and answer lists (each
+    /// counted once however many shards or contributions share it).
+    pub(crate) fn heap_bytes(&self) -> (usize, usize) {
+        use super::footprint::{allocated, boxed};
+        let mut index = boxed::<Arc<Shard>>(self.shards.len());
+        let mut names = 0;
+        let answers = |answers: &NameAnswers| {
+            allocated(16 + std::mem::size_of::<NameAnswers>())
+                + boxed::<u8>(answers.key.len())
+                + boxed::<(u16, Arc<super::Prepared>)>(answers.by_type.len())
         };
-        Self { merged, versions }
+        let table = |capacity: usize, bucket: usize| {
+            let buckets = match capacity {
+                0 => return 0,
+                c if c < 4 => 4,
+                c if c < 8 => 8,
+                c => (c * 8 / 7).next_power_of_two(),
+            };
+            allocated(buckets * (bucket + 1) + 16)
+        };
+        for shard in self.shards.iter() {
+            index += allocated(16 + std::mem::size_of::<Shard>())
+                + table(shard.names.capacity(), std::mem::size_of::<Entry>())
+                + table(
+                    shard.shared.capacity(),
+                    std::mem::size_of::<(Box<[u8]>, Contributions)>(),
+                );
+            for entry in shard.names.iter() {
+                if !shard.shared.contains_key(entry.0.key()) {
+                    names += answers(&entry.0);
+                }
+            }
+            for (key, shared) in shard.shared.iter() {
+                names += boxed::<u8>(key.len())
+                    + boxed::<(Arc<NameAnswers>, u32)>(shared.versions.capacity())
+                    + shared
+                        .versions
+                        .iter()
+                        .map(|(v, _)| answers(v))
+                        .sum::<usize>();
+                if shared.versions.len() > 1 {
+                    names += shard.names.get(key.as_ref()).map_or(0, |e| answers(&e.0));
+                }
+            }
+        }
+        (index, names)
+    }
+}
+
+impl Contributions {
+    /// Counts one more contribution of `answers`.
+    fn add(&mut self, answers: &Arc<NameAnswers>) {
+        match self.versions.iter_mut().find(|(v, _)| same(v, answers)) {
+            Some((_, count)) => *count += 1,
+            None => {
+                self.versions.push((answers.clone(), 1));
+                self.versions.sort_by(|(a, _), (b, _)| a.content_cmp(b));
+            }
+        }
+    }
+
+    /// What lookups see: the union of the contributions by type.
+    fn merged(&self, key: &[u8]) -> Arc<NameAnswers> {
+        match self.versions.as_slice() {
+            [(only, _)] => only.clone(),
+            _ => Arc::new(NameAnswers::union(
+                key,
+                self.versions.iter().map(|(v, _)| v.as_ref()),
+            )),
+        }
     }
 }
 
@@ -219,7 +311,7 @@ impl NameAnswers {
     }
 
     /// The types of all `parts`, each type's answer taken from the first part that has it.
-    fn union<'a>(parts: impl Iterator<Item = &'a Self>) -> Self {
+    fn union<'a>(key: &[u8], parts: impl Iterator<Item = &'a Self>) -> Self {
         let mut by_type: Vec<(u16, Arc<super::Prepared>)> = Vec::new();
         for part in parts {
             for (rtype, prepared) in part.by_type.iter() {
@@ -229,9 +321,7 @@ impl NameAnswers {
             }
         }
         by_type.sort_by_key(|(rtype, _)| *rtype);
-        Self {
-            by_type: by_type.into_boxed_slice(),
-        }
+        Self::new(key.into(), by_type)
     }
 }
 
@@ -239,39 +329,37 @@ impl NameAnswers {
 mod tests {
     use super::*;
 
-    fn empty() -> Arc<NameAnswers> {
-        Arc::new(NameAnswers::default())
-    }
-
-    fn key(text: &str) -> Arc<[u8]> {
-        Arc::from(text.as_bytes())
+    fn empty(text: &str) -> Arc<NameAnswers> {
+        Arc::new(NameAnswers::new(text.as_bytes().into(), Vec::new()))
     }
 
     #[test]
     fn contributions_are_counted_and_taken_back_one_by_one() {
         let mut index = NameIndex::with_capacity(10);
-        let ent = key("\x07service\x06consul\x00");
-        let (a, b) = (empty(), empty());
-        index.add(&ent, &a);
-        index.add(&ent, &b);
+        let ent = "\x07service\x06consul\x00";
+        let (a, b) = (empty(ent), empty(ent));
+        index.add(&a);
+        index.add(&b);
         assert_eq!(index.len(), 1);
-        index.remove(&ent, &a);
-        assert!(index.get(&ent).is_some(), "one contributor is left");
-        index.remove(&ent, &b);
-        assert!(index.get(&ent).is_none());
+        index.remove(&a);
+        assert!(
+            index.get(ent.as_bytes()).is_some(),
+            "one contributor is left"
+        );
+        index.remove(&b);
+        assert!(index.get(ent.as_bytes()).is_none());
         assert_eq!(index.len(), 0);
     }
 
     #[test]
     fn a_derived_index_copies_only_what_it_changes() {
         let mut index = NameIndex::with_capacity(10_000);
-        let answers = empty();
-        let keys: Vec<Arc<[u8]>> = (0..10_000).map(|i| key(&format!("{i}"))).collect();
-        for k in &keys {
-            index.add(k, &answers);
+        let names: Vec<Arc<NameAnswers>> = (0..10_000).map(|i| empty(&format!("{i}"))).collect();
+        for answers in &names {
+            index.add(answers);
         }
         let mut derived = index.clone();
-        derived.remove(&keys[0], &answers);
+        derived.remove(&names[0]);
         let shared = index
             .shards
             .iter()
@@ -279,8 +367,8 @@ mod tests {
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count();
         assert_eq!(shared, index.shards.len() - 1);
-        assert!(index.get(&keys[0]).is_some());
-        assert!(derived.get(&keys[0]).is_none());
+        assert!(index.get(b"0").is_some());
+        assert!(derived.get(b"0").is_none());
         assert!(!derived.is_out_of_shape());
     }
 }

@@ -10,11 +10,13 @@
 mod builder;
 pub mod codec;
 mod cuts;
+mod footprint;
 mod index;
 mod prepared;
 mod reverse;
 
 pub use builder::{wire_key, Fragment, FragmentBuilder, ZoneBuilder};
+pub use footprint::Footprint;
 pub use prepared::{Prepared, MAX_MESSAGE_LEN};
 pub use reverse::{PtrKind, PtrTarget};
 
@@ -46,11 +48,47 @@ pub struct Zone {
     pub(crate) record_count: usize,
 }
 
-/// What one owner name holds: a prepared response per record type it has data for.
-/// An empty list marks an empty non-terminal (the name exists, with no data).
+/// What one owner name holds: its key and a prepared response per record type it has data
+/// for. An empty list marks an empty non-terminal (the name exists, with no data).
 #[derive(Debug, Default)]
 pub struct NameAnswers {
+    /// The lower-cased wire name, or nothing when it is the question of the first response
+    /// (most names: a response prepared for the name alone), which then holds it.
+    pub(crate) key: Box<[u8]>,
     pub(crate) by_type: Box<[(u16, Arc<Prepared>)]>,
+}
+
+impl NameAnswers {
+    /// The answers of the name `key` with `by_type` (sorted by type here).
+    pub(crate) fn new(key: Box<[u8]>, mut by_type: Vec<(u16, Arc<Prepared>)>) -> Self {
+        by_type.sort_by_key(|(rtype, _)| *rtype);
+        let mut answers = Self {
+            key: Box::new([]),
+            by_type: by_type.into_boxed_slice(),
+        };
+        // A key the first response's question spells is not stored twice.
+        if answers.question_key() != Some(&key[..]) {
+            answers.key = key;
+        }
+        answers
+    }
+
+    /// The lower-cased wire name these answers are for.
+    #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        match self.question_key() {
+            Some(question) if self.key.is_empty() => question,
+            _ => &self.key,
+        }
+    }
+
+    /// The question name of the first response (lower-cased, uncompressed: the first name of
+    /// a message is never compressed).
+    #[inline]
+    fn question_key(&self) -> Option<&[u8]> {
+        let (_, first) = self.by_type.first()?;
+        first.wire.get(12..first.question_end().checked_sub(4)?)
+    }
 }
 
 /// The outcome of looking a name up in a zone.

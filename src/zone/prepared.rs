@@ -83,7 +83,9 @@ impl Prepared {
             let same = prepared.wire.get(12..base.len()) == base.get(12..)
                 && cuts.answer_count() == prepared.answer_count();
             if same {
-                prepared.cuts = Some(Box::new(cuts));
+                let mut cuts = Box::new(cuts);
+                cuts.compact(&prepared.wire);
+                prepared.cuts = Some(cuts);
             }
         }
         Ok(prepared)
@@ -244,7 +246,11 @@ impl Prepared {
             prepared.question_end(),
             prepared.answers_end as usize,
         )?;
-        if prepared.cuts.as_ref().is_some_and(|cuts| !cuts.shareable()) {
+        if prepared
+            .cuts
+            .as_ref()
+            .is_some_and(|cuts| !cuts.shareable(&prepared.wire))
+        {
             return None;
         }
         prepared.flags |= ALIAS_SAFE;

@@ -132,7 +132,7 @@ fn a_decoded_fragment_indexes_to_the_same_zone() {
         fragment
             .names
             .iter()
-            .flat_map(|(_, answers)| answers.by_type.iter())
+            .flat_map(|answers| answers.by_type.iter())
             .any(|(_, prepared)| prepared.cuts.is_some()),
         "the sample has a cut response"
     );
@@ -154,7 +154,7 @@ fn a_response_shared_by_aliases_stays_shared() {
     let decoded = decode(&encode(&sample())).unwrap();
     let srv_of = |owner: &str| {
         let key = crate::zone::wire_key(&name(owner)).unwrap();
-        let (_, answers) = decoded.names.iter().find(|(k, _)| **k == *key).unwrap();
+        let answers = decoded.names.iter().find(|a| a.key() == &key[..]).unwrap();
         answers
             .by_type
             .iter()

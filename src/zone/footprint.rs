@@ -1,0 +1,120 @@
+//! Where a zone's heap bytes go, counted by walking its structures: what
+//! `benches/footprint.rs` prints so a change in layout shows up as a number.
+//!
+//! Sizes are what each allocation asks for rounded up to mimalloc's size classes (the
+//! binary's allocator), so the totals come close to resident memory without a counting
+//! allocator (which would need `unsafe`).
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+
+use super::{Prepared, Zone};
+
+/// Heap bytes of one zone by structure, and how many of each there are.
+#[derive(Clone, Debug, Default)]
+pub struct Footprint {
+    /// Owner names.
+    pub names: usize,
+    /// The index: hash tables (buckets and control bytes) and their shard list.
+    pub index_bytes: usize,
+    /// The names' keys and per-name answer lists (types and pointers to responses).
+    pub name_bytes: usize,
+    /// Distinct prepared responses.
+    pub responses: usize,
+    /// Their headers (the `Prepared` values with their reference counts).
+    pub header_bytes: usize,
+    /// Their encoded messages.
+    pub wire_bytes: usize,
+    /// Their relocation lists.
+    pub relocation_bytes: usize,
+    /// Responses with cuts, and the cuts' bytes.
+    pub cut_responses: usize,
+    /// Bytes of the cuts (sizes, answer ends, extras and their encodings).
+    pub cut_bytes: usize,
+    /// The fragments' own lists of their names (filled in by whoever holds the fragments).
+    pub fragment_bytes: usize,
+}
+
+impl Footprint {
+    /// Every byte counted.
+    pub fn total(&self) -> usize {
+        self.index_bytes
+            + self.name_bytes
+            + self.header_bytes
+            + self.wire_bytes
+            + self.relocation_bytes
+            + self.cut_bytes
+            + self.fragment_bytes
+    }
+}
+
+/// Bytes mimalloc hands out for a request of `size` bytes: exact 8-byte steps up to 64
+/// bytes, then four size classes per power of two.
+pub(crate) fn allocated(size: usize) -> usize {
+    if size == 0 {
+        return 0;
+    }
+    let words = size.div_ceil(8);
+    if words <= 8 {
+        return words * 8;
+    }
+    let top = usize::BITS - 1 - (words - 1).leading_zeros();
+    let step = 1usize << (top - 2);
+    words.div_ceil(step) * step * 8
+}
+
+/// Bytes of a boxed slice of `len` items of `T`.
+pub(crate) fn boxed<T>(len: usize) -> usize {
+    allocated(len * std::mem::size_of::<T>())
+}
+
+impl Zone {
+    /// Heap bytes of this zone by structure (the fragments it was assembled from share them).
+    pub fn footprint(&self) -> Footprint {
+        let mut footprint = Footprint {
+            names: self.names.len(),
+            ..Footprint::default()
+        };
+        let (index, names) = self.names.heap_bytes();
+        footprint.index_bytes = index;
+        footprint.name_bytes = names;
+        let mut seen: FxHashSet<*const Prepared> = FxHashSet::default();
+        for (_, by_type) in self.names() {
+            for (_, prepared) in by_type {
+                if seen.insert(Arc::as_ptr(prepared)) {
+                    prepared.count_into(&mut footprint);
+                }
+            }
+        }
+        footprint
+    }
+}
+
+impl Prepared {
+    fn count_into(&self, footprint: &mut Footprint) {
+        footprint.responses += 1;
+        footprint.header_bytes += allocated(16 + std::mem::size_of::<Self>());
+        footprint.wire_bytes += boxed::<u8>(self.wire.len());
+        footprint.relocation_bytes += boxed::<u16>(self.relocations.len());
+        if let Some(cuts) = &self.cuts {
+            footprint.cut_responses += 1;
+            footprint.cut_bytes += cuts.heap_bytes();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allocated;
+
+    #[test]
+    fn size_classes_round_up() {
+        assert_eq!(allocated(0), 0);
+        assert_eq!(allocated(1), 8);
+        assert_eq!(allocated(64), 64);
+        assert_eq!(allocated(65), 80);
+        assert_eq!(allocated(100), 112);
+        assert_eq!(allocated(1000), 1024);
+    }
+}
