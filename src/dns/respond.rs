@@ -27,6 +27,9 @@ use super::rrl::RrlSettings;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::zone::{Lookup, Prepared, Zone, ZoneSet, MAX_MESSAGE_LEN};
 
+pub(super) use client::canonical;
+use client::{limit, may_recurse};
+
 const CLASS_IN: u16 = 1;
 const CLASS_ANY: u16 = 255;
 /// Classic DNS limit for UDP without EDNS (RFC 1035 §4.2.1).
@@ -288,14 +291,10 @@ impl Responder {
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
     ) -> Outcome {
+        if let Some(refusal) = reply.outside_zone_data(out) {
+            return refusal;
+        }
         let query = reply.query;
-        if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
-            // Not an answer from the zone's data: no AA.
-            return reply.rcode_only(out, ResponseCode::Refused, false);
-        }
-        if is_transfer(query.qtype) {
-            return reply.rcode_only(out, ResponseCode::NotImp, true);
-        }
         match zone.lookup(query.key(), query.qtype) {
             Lookup::Answer(prepared) => return self.send_prepared(prepared, reply, out, scratch),
             Lookup::NoData => reply.negative(zone, ResponseCode::NoError, out),
@@ -414,6 +413,20 @@ impl Reply<'_> {
     }
 
     /// A response with the question and no records.
+    /// The answer for a question no zone data answers (another class, or a zone transfer),
+    /// written; `None` when the zone's data may answer it.
+    fn outside_zone_data(&self, out: &mut Vec<u8>) -> Option<Outcome> {
+        let query = self.query;
+        if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
+            // Not an answer from the zone's data: no AA.
+            return Some(self.rcode_only(out, ResponseCode::Refused, false));
+        }
+        if is_transfer(query.qtype) {
+            return Some(self.rcode_only(out, ResponseCode::NotImp, true));
+        }
+        None
+    }
+
     fn rcode_only(&self, out: &mut Vec<u8>, rcode: ResponseCode, authoritative: bool) -> Outcome {
         self.header(out, authoritative, rcode, 0, 0);
         self.push_opt(out, 0);
@@ -566,36 +579,7 @@ fn shuffle_records(section: &mut [u8], unit: usize, rng: &mut SmallRng) {
     }
 }
 
-/// True when forwarding is configured and `client` is in `--allow-recursion`.
-fn may_recurse(policy: &AnswerPolicy, client: IpAddr) -> bool {
-    let client = canonical(client);
-    policy.forwarding
-        && policy
-            .allow_recursion
-            .iter()
-            .any(|net| net.contains(&client))
-}
-
-/// The response size limit: 64 KiB over TCP; over UDP 512 bytes without EDNS, else the
-/// advertised size capped at `max_udp_size` (never below 512).
-fn limit(policy: &AnswerPolicy, query: &ParsedQuery<'_>, transport: Transport) -> usize {
-    match (transport, query.edns) {
-        (Transport::Tcp, _) => MAX_MESSAGE_LEN,
-        (Transport::Udp, None) => PLAIN_UDP_LIMIT,
-        (Transport::Udp, Some(edns)) => usize::from(edns.payload)
-            .min(usize::from(policy.max_udp_size))
-            .max(PLAIN_UDP_LIMIT),
-    }
-}
-
-/// IPv4-mapped IPv6 clients count as IPv4: they match IPv4 networks and prefixes.
-pub(super) fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
+mod client;
 mod forms;
 mod reverse;
 #[cfg(test)]

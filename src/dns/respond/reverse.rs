@@ -5,7 +5,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::{is_transfer, Outcome, Reply, Responder, Scratch, CLASS_ANY, CLASS_IN};
+use super::{Outcome, Reply, Responder, Scratch};
 use crate::zone::{is_subdomain_key, Prepared, Zone};
 
 /// The reverse trees in lower-cased wire format.
@@ -29,13 +29,10 @@ impl Responder {
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
     ) -> Outcome {
+        if let Some(refusal) = reply.outside_zone_data(out) {
+            return refusal;
+        }
         let query = reply.query;
-        if query.qclass != CLASS_IN && query.qclass != CLASS_ANY {
-            return reply.rcode_only(out, ResponseCode::Refused, false);
-        }
-        if is_transfer(query.qtype) {
-            return reply.rcode_only(out, ResponseCode::NotImp, true);
-        }
         if query.qtype == u16::from(RecordType::PTR) || query.qtype == u16::from(RecordType::ANY) {
             return self.send_prepared(prepared, reply, out, scratch);
         }

@@ -100,34 +100,45 @@ fn generated_address(s: usize, instance: usize, per_service: usize, services: us
     format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255)
 }
 
-/// 1,000 services over HTTPS: Consul's Go server negotiates HTTP/2, so a blocking query per
-/// service fits in a few connections (100 streams each), far within Consul's 200 per client;
-/// a check flip reaches DNS through its service's watch.
-#[test]
-fn a_thousand_services_over_http2_are_watched_per_service_within_the_connection_budget() {
+/// A stand-in over TLS generating `services` services of 2 instances and 2 checks, and
+/// snapdns (full resync hourly, `extra` flags) watching each of them on its own, per-service
+/// mode confirmed. The directory holds the certificates.
+fn watching_generated_services_over_https(
+    services: usize,
+    extra: &[&str],
+) -> (Standin, Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path());
     let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let consul = Standin::rust(&[
         "--generate",
-        "1000,2,2",
+        &format!("{services},2,2"),
         "--tls-cert",
         &file("server.pem"),
         "--tls-key",
         &file("server.key"),
     ]);
-    let server = start_syncing(
-        &consul.url(),
-        &["--sync-interval", "1h", "--ca-file", &file("ca.pem")],
-    );
+    let ca = file("ca.pem");
+    let mut args = vec!["--sync-interval", "1h", "--ca-file", &ca];
+    args.extend(extra);
+    let server = start_syncing(&consul.url(), &args);
     assert!(
         eventually(Duration::from_secs(60), || health(&server).1["watches"]
             ["services"]
-            == 1000),
+            == services),
         "{}",
         health(&server).1
     );
     assert_eq!(health(&server).1["watches"]["mode"], "per-service");
+    (consul, server, dir)
+}
+
+/// 1,000 services over HTTPS: Consul's Go server negotiates HTTP/2, so a blocking query per
+/// service fits in a few connections (100 streams each), far within Consul's 200 per client;
+/// a check flip reaches DNS through its service's watch.
+#[test]
+fn a_thousand_services_over_http2_are_watched_per_service_within_the_connection_budget() {
+    let (consul, server, _certs) = watching_generated_services_over_https(1000, &[]);
     let (first, second) = (
         generated_address(42, 0, 2, 1000),
         generated_address(42, 1, 2, 1000),
@@ -186,36 +197,8 @@ fn a_thousand_services_over_http1_are_followed_cluster_wide_within_the_connectio
 /// 95 s once; nothing is polled that could end it earlier.
 #[test]
 fn connections_carrying_only_blocking_queries_are_kept_past_the_pool_idle_time() {
-    let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
-    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let consul = Standin::rust(&[
-        "--generate",
-        "40,2,2",
-        "--tls-cert",
-        &file("server.pem"),
-        "--tls-key",
-        &file("server.key"),
-    ]);
-    let server = start_syncing(
-        &consul.url(),
-        &[
-            "--sync-interval",
-            "1h",
-            "--blocking-wait",
-            "5m",
-            "--ca-file",
-            &file("ca.pem"),
-        ],
-    );
-    assert!(
-        eventually(Duration::from_secs(60), || health(&server).1["watches"]
-            ["services"]
-            == 40),
-        "{}",
-        health(&server).1
-    );
-    assert_eq!(health(&server).1["watches"]["mode"], "per-service");
+    let (consul, server, _certs) =
+        watching_generated_services_over_https(40, &["--blocking-wait", "5m"]);
     let second = generated_address(7, 1, 2, 40);
     assert_eventually!(service_addresses(&server, "svc-00007").len() == 2);
     let (open_before, _, _) = consul.connections();
