@@ -255,17 +255,7 @@ impl Snapshot {
         let mut parts = cached.parts.clone();
         parts.options = Some(options.clone());
         let previous = (base_state.as_ref(), &parts, &cached.zone);
-        let (zone, stats, skipped, parts) =
-            super::build::registry_zone(&state, options, Some(previous))?;
-        Ok(Self {
-            zone,
-            state,
-            fetched_at,
-            stats,
-            skipped,
-            node_ttl: options.node_ttl,
-            parts,
-        })
+        Self::build_over(Some(previous), state, fetched_at, options)
     }
 }
 

@@ -33,6 +33,7 @@ pub use service_ttl::ServiceTtls;
 
 use crate::registry::RegistryState;
 use crate::zone::Zone;
+use parts::Parts;
 
 /// A build longer than this is logged.
 const SLOW_BUILD: Duration = Duration::from_secs(1);
@@ -53,7 +54,7 @@ pub struct Snapshot {
     /// TTL of the answers built per query (`addr` names of addresses no answer uses).
     pub node_ttl: u32,
     /// The encoded parts the zone was assembled from, reused by the next build.
-    parts: parts::Parts,
+    parts: Parts,
 }
 
 /// What a build left out of DNS, by reason: how many, and the first example (in registry
@@ -123,9 +124,20 @@ impl Snapshot {
         fetched_at: SystemTime,
         options: &ZoneOptions,
     ) -> Result<Self, BuildError> {
-        let started = Instant::now();
         let previous =
             previous.map(|snapshot| (snapshot.state.as_ref(), &snapshot.parts, &snapshot.zone));
+        Self::build_over(previous, state, fetched_at, options)
+    }
+
+    /// Builds the snapshot of `state` over `previous` (the state, parts and zone a rebuild
+    /// starts from), warning when that is slow: the one assembly of a snapshot.
+    fn build_over(
+        previous: Option<(&RegistryState, &Parts, &Zone)>,
+        state: Arc<RegistryState>,
+        fetched_at: SystemTime,
+        options: &ZoneOptions,
+    ) -> Result<Self, BuildError> {
+        let started = Instant::now();
         let (zone, stats, skipped, parts) = build::registry_zone(&state, options, previous)?;
         let took = started.elapsed();
         if took > SLOW_BUILD {
