@@ -17,6 +17,7 @@ mod parts;
 mod service_ttl;
 mod targets;
 mod threads;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
