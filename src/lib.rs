@@ -7,7 +7,8 @@
 //! [`snapshot`] builds an immutable, indexed [`snapshot::Snapshot`] from it (answers prepared by
 //! [`zone`]) and publishes it atomically; [`dns`] answers queries from the published snapshot,
 //! the static zones ([`static_zones`]) and the forwarder; [`http`] reports the served state.
-//! [`app`] wires it all; [`config`] validates settings.
+//! [`app`] wires it all; [`config`] validates settings; [`tools`] are the operator commands
+//! (`check`, `state`) that run instead of the server.
 //! See docs/ARCHITECTURE.md.
 
 pub mod app;
@@ -22,4 +23,5 @@ pub mod reload;
 pub mod snapshot;
 pub mod source;
 pub mod static_zones;
+pub mod tools;
 pub mod zone;

@@ -17,7 +17,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Check(args) => {
+            return ExitCode::from(snapdns::tools::check::run(
+                &args,
+                &Environment::from_process(),
+            ))
+        }
+        Command::State(args) => return ExitCode::from(snapdns::tools::state::run(&args)),
+    };
     if let Err(message) = init_logging(args.log.log.as_deref(), args.log.log_format.as_deref()) {
         eprintln!("snapdns: error: {message}");
         return ExitCode::from(2);

@@ -18,6 +18,7 @@ mod nameservers;
 mod registry;
 mod server;
 mod service_ttls;
+mod tools;
 mod values;
 mod zone;
 
@@ -30,6 +31,7 @@ pub use answer::AnswerArgs;
 pub use forward::ForwardArgs;
 pub use registry::{ConsulArgs, RegistryArgs, RegistrySource, SyncArgs};
 pub use server::{ServerArgs, ServerSettings};
+pub use tools::{CheckArgs, StateArgs};
 pub use values::parse_duration;
 pub use zone::ZoneArgs;
 
@@ -54,6 +56,11 @@ pub struct Cli {
 pub enum Command {
     /// Serve DNS (UDP and TCP on every --listen address) and the health endpoint.
     Serve(Box<ServeArgs>),
+    /// Check the configuration, the registry source, the static zones and the state directory
+    /// without serving: exit 0 (ok), 1 (warnings, with --strict) or 2 (errors).
+    Check(Box<CheckArgs>),
+    /// List the persisted generations in a state directory; export one as a registry file.
+    State(StateArgs),
 }
 
 /// Flags of `snapdns serve`, by section. Each may also be set in the `--config` file under the

@@ -89,13 +89,7 @@ pub fn save_generation(
 /// Reads and checks one base file; a symbolic link or any other non-regular file is not
 /// followed.
 pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistError> {
-    let (bytes, start) = checked(path)?;
-    // serde_json's message names a position and what it expected, never the content.
-    let persisted: Persisted =
-        serde_json::from_slice(&bytes[start..]).map_err(|e| PersistError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("invalid payload: {e}"),
-        })?;
+    let persisted = read_any(path)?;
     if !persisted.datacenter.eq_ignore_ascii_case(datacenter) {
         return Err(PersistError::OtherDatacenter {
             path: path.to_path_buf(),
@@ -104,6 +98,16 @@ pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistErro
         });
     }
     Ok(persisted)
+}
+
+/// Reads and checks one base file, whatever its datacenter (`snapdns state` lists them all).
+pub(super) fn read_any(path: &Path) -> Result<Persisted, PersistError> {
+    let (bytes, start) = checked(path)?;
+    // serde_json's message names a position and what it expected, never the content.
+    serde_json::from_slice(&bytes[start..]).map_err(|e| PersistError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("invalid payload: {e}"),
+    })
 }
 
 /// Checks that base `generation` in `dir` is intact (header, format, length, checksum) without

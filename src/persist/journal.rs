@@ -28,7 +28,7 @@ use crate::registry::{Entries, RegistryState};
 /// The journal record format written by this version.
 pub const JOURNAL_VERSION: u32 = 1;
 
-const MAGIC: &str = "snapdns-journal";
+pub(super) const MAGIC: &str = "snapdns-journal";
 const PREFIX: &str = "journal-";
 const SUFFIX: &str = ".snapdns";
 

@@ -36,6 +36,7 @@
 
 mod base;
 mod files;
+pub mod inspect;
 pub mod journal;
 pub mod zone_cache;
 

@@ -193,6 +193,16 @@ impl ConsulClient {
         self.list(0, &["catalog", "services"], blocking).await
     }
 
+    /// One non-blocking `GET /v1/catalog/services`, for `snapdns check --connect`: the list the
+    /// sync's catalog watch reads, under the same ACL, carrying `X-Consul-KnownLeader` and
+    /// `X-Consul-LastContact`. Fails as the sync would: unreachable, 403 (`ACL not found`,
+    /// `Permission denied`), `No cluster leader`, or a catalog a default-deny token cannot read.
+    pub async fn probe(&self) -> Result<Fetched<ServiceList>, ConsulError> {
+        let fetched = self.services(None).await?;
+        fetched.ensure_readable()?;
+        Ok(fetched)
+    }
+
     /// `GET /v1/health/state/any`: every check in the datacenter, node and service checks.
     pub async fn checks(
         &self,

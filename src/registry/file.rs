@@ -21,6 +21,15 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
+    /// The file could not be written.
+    #[error("cannot write registry file {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file is not valid JSON of the expected shape.
     #[error("registry file {path} line {line} column {column}: {message}")]
     Parse {
@@ -58,6 +67,42 @@ pub fn load(path: &Path) -> Result<RegistryState, FileError> {
         source,
     })?;
     parse(path, &text)
+}
+
+/// Writes `state` as a registry file at `path` (the index is not written: the format has
+/// none). The entries are written as Consul spells them, so [`load`] reads back the same
+/// services. Written aside (0600: it is the registry's content), fsynced and renamed over
+/// `path`, so a server watching `path` never reads half of it.
+pub fn save(path: &Path, state: &RegistryState) -> Result<(), FileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let error = |source| FileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".tmp");
+    let aside = PathBuf::from(aside);
+    let write = || -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&aside)?;
+        let mut writer = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut writer, &state.services)?;
+        writer.write_all(b"\n")?;
+        writer
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        std::fs::rename(&aside, path)
+    };
+    write().map_err(|source| {
+        let _ = std::fs::remove_file(&aside);
+        error(source)
+    })
 }
 
 /// What identifies one version of the file on disk, to notice changes by polling.
@@ -114,6 +159,21 @@ mod tests {
         assert!(error
             .to_string()
             .starts_with("registry file r.json line 3 column 14: "));
+    }
+
+    #[test]
+    fn a_saved_state_reads_back_the_same_services() {
+        let text = r#"{"web": [{"Node": {"Node": "n1", "Address": "10.0.0.1", "ModifyIndex": 5},
+            "Service": {"ID": "web-1", "Service": "web", "Tags": ["v1"], "Port": 80},
+            "Checks": [{"Node": "n1", "CheckID": "serfHealth", "Status": "passing"},
+                       {"Node": "n1", "CheckID": "service:web-1", "Status": "critical",
+                        "ServiceID": "web-1", "ServiceName": "web"}]}]}"#;
+        let state = parse(Path::new("r.json"), text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exported.json");
+        save(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap().services, state.services);
+        assert!(!dir.path().join("exported.json.tmp").exists());
     }
 
     #[test]

@@ -546,7 +546,7 @@ impl Context<'_> {
 /// The SOA serial follows the registry state, so replicas with the same state agree: the
 /// registry index when there is one, else the highest modify index in the data, else a
 /// checksum of the data.
-fn serial_of(state: &RegistryState) -> u32 {
+pub fn serial_of(state: &RegistryState) -> u32 {
     if state.index > 0 {
         return (state.index & u64::from(u32::MAX)) as u32;
     }

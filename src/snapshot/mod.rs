@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::{ArcSwapOption, Guard};
 use tracing::warn;
 
-pub use build::{BuildError, ZoneOptions};
+pub use build::{serial_of, BuildError, ZoneOptions};
 pub use cache::{BaseId, CacheError, Cached};
 pub use health::HealthFilter;
 pub use nameservers::{NameServer, NameServers};

@@ -8,6 +8,8 @@ mod support;
 
 /// Answers from the registry zone: names, records, TTLs, sizes, malformed queries.
 mod answers;
+/// `snapdns check`: the configuration, registry, zones and state directory, without serving.
+mod check;
 /// Flags and the config file.
 mod config;
 /// The registry file source.
@@ -45,6 +47,8 @@ mod serve_warning;
 mod service_ttl;
 /// SIGTERM draining.
 mod shutdown;
+/// `snapdns state`: the persisted generations, and an export as a registry file.
+mod state;
 /// Static zones from `--zones-dir`.
 mod static_zones;
 /// Sync from Consul: changes, outages, disk, self-preservation, security.

@@ -164,6 +164,19 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
         ],
         "persist/ is blocking file I/O of registry states",
     ),
+    (
+        "src/tools/",
+        &[
+            "crate::dns",
+            "crate::app",
+            "crate::source",
+            "crate::reload",
+            "hickory_server",
+            "UdpSocket",
+            "TcpListener",
+        ],
+        "tools/ load once what serve loads; they never bind, serve or run a sync",
+    ),
 ];
 
 /// Crates and paths only one place may name.

@@ -244,3 +244,20 @@ pub fn run_to_exit(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Runs snapdns with `args` to completion (the `check` and `state` tools); returns (code,
+/// stdout, stderr).
+pub fn run_with_output(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .env_remove("CONSUL_HTTP_ADDR")
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run snapdns");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
