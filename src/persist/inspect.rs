@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::base::{generations, read_any};
+use super::base::{check_generation, generations, read_any};
 use super::files::{parse_header, read_regular};
 use super::journal::{self, journal_name, BaseId, Replay};
 use super::{PersistError, Persisted};
@@ -59,6 +59,22 @@ pub fn inspect(dir: &Path) -> std::io::Result<Vec<Generation>> {
             journal_records,
             journal_stopped,
         });
+    }
+    Ok(found)
+}
+
+/// The base generations in `dir`, newest first, down to the first intact one, each with
+/// whether it is intact (header, format, length and checksum), read as a stream and not
+/// decoded: the quick look `snapdns check` takes before a start.
+pub fn newest_intact(dir: &Path) -> std::io::Result<Vec<(u64, Result<(), PersistError>)>> {
+    let mut found = Vec::new();
+    for (generation, _) in generations(dir)? {
+        let checked = check_generation(dir, generation);
+        let intact = checked.is_ok();
+        found.push((generation, checked));
+        if intact {
+            break;
+        }
     }
     Ok(found)
 }

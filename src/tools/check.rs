@@ -16,9 +16,8 @@ mod registry;
 
 use std::io::Write;
 use std::path::Path;
-use std::time::SystemTime;
 
-use super::report::{plural, when, Level, Report};
+use super::report::{plural, Level, Report};
 use crate::config::{CheckArgs, Config, Environment, RegistrySource};
 use crate::persist;
 
@@ -179,44 +178,41 @@ fn state_section(config: &Config, report: &mut Report) {
         );
         return;
     }
-    let loaded = persist::load(dir, &config.zone.datacenter);
-    match &loaded.found {
-        Some((persisted, generation, _)) => report.section(
+    // Checksums only, newest first down to the first intact base: quick even for a large
+    // state (`snapdns state` decodes them all).
+    let checked = match persist::inspect::newest_intact(dir) {
+        Ok(checked) => checked,
+        Err(error) => {
+            report.section(
+                Level::Error,
+                format!("state-dir: {shown}: cannot list it: {error}"),
+            );
+            return;
+        }
+    };
+    match checked.iter().find(|(_, result)| result.is_ok()) {
+        Some((generation, _)) => report.section(
             Level::Note,
             format!(
                 "state-dir: {shown}: writable; start-up serves generation {generation} \
-                 (index {}, {}, saved {}) until the first sync",
-                persisted.state.index,
-                plural(persisted.state.services.len(), "service"),
-                when(
-                    SystemTime::UNIX_EPOCH
-                        + std::time::Duration::from_millis(persisted.saved_at_ms),
-                    SystemTime::now()
-                ),
+                 (checksum ok) until the first sync"
             ),
         ),
         None => report.section(
             Level::Note,
             format!(
-                "state-dir: {shown}: writable; no persisted state: registry names get SERVFAIL \
-                 until the first sync"
+                "state-dir: {shown}: writable; no intact persisted state: registry names get \
+                 SERVFAIL until the first sync"
             ),
         ),
     }
-    for skipped in &loaded.skipped {
-        report.detail(
-            Level::Warning,
-            format!("{skipped} (start-up skips it; `snapdns state` lists them)"),
-        );
-    }
-    if let Some(stopped) = &loaded.journal.stopped {
-        report.detail(
-            Level::Note,
-            format!(
-                "journal replay stops after {}: {stopped}",
-                plural(loaded.journal.applied as usize, "record")
-            ),
-        );
+    for (_, result) in &checked {
+        if let Err(error) = result {
+            report.detail(
+                Level::Warning,
+                format!("{error} (start-up skips it; `snapdns state` lists them)"),
+            );
+        }
     }
 }
 
