@@ -334,3 +334,51 @@ fn zone_caches_are_private_checked_and_pruned_with_their_base() {
     }
     assert!(!zone_cache::path(dir.path(), 1).exists());
 }
+
+#[test]
+fn inspect_replays_intact_bases_counts_the_journal_of_damaged_ones_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = states(4);
+    let (journal_path, ends) = journaled(dir.path(), &states);
+    save_generation(dir.path(), 2, &persisted(50)).unwrap();
+    // A torn last record: three replayed, and where it stopped.
+    let journal = fs::read(&journal_path).unwrap();
+    fs::write(&journal_path, &journal[..journal.len() - 5]).unwrap();
+    let listing = |dir: &Path| {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(dir.path());
+
+    let found = inspect::inspect(dir.path()).unwrap();
+    assert_eq!(
+        found.iter().map(|g| g.generation).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert_eq!(found[0].state.as_ref().unwrap().state.index, 50);
+    assert_eq!(found[1].state.as_ref().unwrap(), &states[3]);
+    assert_eq!(found[1].journal_records, 3);
+    assert!(found[1].journal_stopped.is_some());
+    assert_eq!(
+        inspect::newest_intact(dir.path()).unwrap().len(),
+        1,
+        "stops at the first intact base"
+    );
+
+    // A damaged base 1: not replayed, its journal's whole records counted; base 2 is still
+    // the newest intact one.
+    let base = dir.path().join(file_name(1));
+    let mut bytes = fs::read(&base).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&base, &bytes).unwrap();
+    let found = inspect::inspect(dir.path()).unwrap();
+    assert!(matches!(found[1].state, Err(PersistError::Corrupt { .. })));
+    assert_eq!((found[1].journal_records, ends.len()), (3, 5));
+    assert_eq!(listing(dir.path()), before, "nothing created or removed");
+    assert!(inspect::inspect(&dir.path().join("missing")).is_err());
+}
