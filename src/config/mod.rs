@@ -14,6 +14,7 @@
 mod answer;
 mod file;
 mod forward;
+mod manual;
 mod nameservers;
 mod registry;
 mod server;
@@ -27,7 +28,9 @@ use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
 pub use answer::AnswerArgs;
+pub use clap_complete::Shell;
 pub use forward::ForwardArgs;
+pub use manual::{completions, man_page};
 pub use registry::{ConsulArgs, RegistryArgs, RegistrySource, SyncArgs};
 pub use server::{ServerArgs, ServerSettings};
 pub use values::parse_duration;
@@ -54,6 +57,14 @@ pub struct Cli {
 pub enum Command {
     /// Serve DNS (UDP and TCP on every --listen address) and the health endpoint.
     Serve(Box<ServeArgs>),
+    /// Print the shell completion script for SHELL (the package installs bash's and zsh's).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page, snapdns(1), in roff (`snapdns man | man -l -`).
+    Man,
 }
 
 /// Flags of `snapdns serve`, by section. Each may also be set in the `--config` file under the
