@@ -3,6 +3,7 @@
 //! Exit codes: 0 after a clean shutdown, 2 for bad flags or configuration (as clap does),
 //! 1 when the server cannot start or fails at run time.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,6 +27,13 @@ fn main() -> ExitCode {
             ))
         }
         Command::State(args) => return ExitCode::from(snapdns::tools::state::run(&args)),
+        Command::Completions { shell } => {
+            return print(|out| {
+                snapdns::config::completions(shell, out);
+                Ok(())
+            })
+        }
+        Command::Man => return print(snapdns::config::man_page),
     };
     if let Err(message) = init_logging(args.log.log.as_deref(), args.log.log_format.as_deref()) {
         eprintln!("snapdns: error: {message}");
@@ -64,6 +72,20 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("snapdns: error: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes what `render` produces to stdout (the man page, a completion script). A closed pipe
+/// (`snapdns man | head`) is not an error.
+fn print(render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match render(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("snapdns: error: cannot write to stdout: {error}");
             ExitCode::from(1)
         }
     }

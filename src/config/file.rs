@@ -180,4 +180,32 @@ mod tests {
         assert_eq!(merged.zone.service_ttl_table.len(), 2);
         assert_eq!(merged.zone.service_ttl_table["db*"], "1m");
     }
+
+    /// The package's /etc/snapdns/snapdns.toml validates as shipped, and every setting it shows
+    /// commented out is a real key with a value of its type.
+    #[test]
+    fn the_packaged_config_file_is_valid_with_and_without_its_comments() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/package/snapdns.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let env = super::super::Environment::default();
+        let shipped = read(Path::new(path)).unwrap();
+        let config = super::super::Config::from_args(&shipped, &env).unwrap();
+        assert_eq!(config.sync.state_dir, Path::new("/var/lib/snapdns"));
+        assert_eq!(config.server.listen[0].port(), 53);
+
+        let mut uncommented = String::new();
+        for line in text.lines() {
+            let setting = line.strip_prefix("# ").filter(|rest| {
+                rest.split_once(" = ")
+                    .is_some_and(|(key, _)| keys().contains(key))
+            });
+            uncommented.push_str(setting.unwrap_or(line));
+            uncommented.push('\n');
+        }
+        let shown =
+            uncommented.lines().count() - text.lines().filter(|l| !l.starts_with('#')).count();
+        assert!(shown > 40, "only {shown} commented settings recognised");
+        // Keys and value types only: validation would read the token and certificate files.
+        read_text(&uncommented).unwrap();
+    }
 }

@@ -14,6 +14,7 @@
 mod answer;
 mod file;
 mod forward;
+mod manual;
 mod nameservers;
 mod registry;
 mod server;
@@ -28,7 +29,9 @@ use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
 pub use answer::AnswerArgs;
+pub use clap_complete::Shell;
 pub use forward::ForwardArgs;
+pub use manual::{completions, man_page};
 pub use registry::{ConsulArgs, RegistryArgs, RegistrySource, SyncArgs};
 pub use server::{ServerArgs, ServerSettings};
 pub use tools::{CheckArgs, StateArgs};
@@ -61,6 +64,14 @@ pub enum Command {
     Check(Box<CheckArgs>),
     /// List the persisted generations in a state directory; export one as a registry file.
     State(StateArgs),
+    /// Print the shell completion script for SHELL (the package installs bash's and zsh's).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page, snapdns(1), in roff (`snapdns man | man -l -`).
+    Man,
 }
 
 /// Flags of `snapdns serve`, by section. Each may also be set in the `--config` file under the

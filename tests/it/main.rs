@@ -28,11 +28,15 @@ mod identity;
 mod logging;
 /// `/metrics`.
 mod metrics;
+/// docs/monitoring/: alert rules under promtool, the dashboard's queries against /metrics.
+mod monitoring;
 /// Consul's name forms answered without names of their own: locality labels, RFC 2782
 /// without `.service`, any `addr`, hostnames inside the domain.
 mod name_forms;
 /// `--nameserver`: NS, SOA and glue shared by replicas.
 mod nameservers;
+/// The Debian package: built, installed with dpkg, removed and purged.
+mod package;
 /// SIGHUP reloads.
 mod reload;
 /// Five replicas behind Unbound and dnsmasq.
