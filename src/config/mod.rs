@@ -54,6 +54,24 @@ pub struct Cli {
 pub enum Command {
     /// Serve DNS (UDP and TCP on every --listen address) and the health endpoint.
     Serve(Box<ServeArgs>),
+    /// Why a name is (not) answered: asks a running server's `GET /v1/explain`.
+    Explain(ExplainArgs),
+}
+
+/// Flags of `snapdns explain`.
+#[derive(Clone, Debug, Args)]
+pub struct ExplainArgs {
+    /// The DNS name asked about (`web.service.consul`).
+    pub name: String,
+    /// The query type (A, AAAA, SRV, PTR, TXT, ... or TYPE<n>). [default: SRV for
+    /// `_service._tag` names, PTR for reverse names, else A]
+    pub qtype: Option<String>,
+    /// The server's HTTP endpoint (`serve --http`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8601")]
+    pub http: String,
+    /// Print the server's JSON answer as it came.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `snapdns serve`, by section. Each may also be set in the `--config` file under the

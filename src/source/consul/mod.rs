@@ -42,7 +42,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use super::status::{SnapshotOrigin, SourceStatus, SyncKind, SyncReport};
+use super::status::{
+    HeldInstance, SnapshotOrigin, SourceStatus, SyncKind, SyncReport, HELD_LIST_LIMIT,
+};
 use super::{publish, Origin};
 use crate::persist::{self, Persisted};
 use crate::registry::consul::{ConsulClient, FaultKind, ServiceList};
@@ -460,6 +462,11 @@ impl SyncTask {
     /// Records self-preservation and the sync's report in the status.
     fn record(&self, report: Option<SyncReport>) {
         let held = self.preserve.held();
+        let held_list: Arc<[HeldInstance]> = if held == 0 {
+            Arc::new([])
+        } else {
+            self.preserve.held_list(&self.truth, HELD_LIST_LIMIT).into()
+        };
         let since = self
             .preserve
             .since()
@@ -470,6 +477,7 @@ impl SyncTask {
             .map(|at| SystemTime::now() + at.saturating_duration_since(std::time::Instant::now()));
         self.status.update(|view| {
             view.preservation.held_instances = held;
+            view.preservation.held = held_list;
             view.preservation.since = since;
             view.preservation.next_release = next_release;
             if let Some(report) = report {
