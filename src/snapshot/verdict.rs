@@ -78,11 +78,12 @@ impl Reason<'_> {
                     CheckScope::Node => format!("node {}", entry.node.node),
                     CheckScope::Service => format!("instance {}", entry.service.id),
                 };
-                let output = check.output.as_str().trim_end();
-                let output = if output.is_empty() {
+                // One line, whatever the check printed: its words, single-spaced.
+                let words: Vec<&str> = check.output.as_str().split_whitespace().collect();
+                let output = if words.is_empty() {
                     String::new()
                 } else {
-                    format!(": {output}")
+                    format!(": {}", words.join(" "))
                 };
                 format!(
                     "check {} on {} is {}{}",
