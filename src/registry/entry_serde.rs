@@ -155,6 +155,25 @@ mod tests {
     }
 
     #[test]
+    fn only_a_failing_checks_output_makes_an_entry_differ() {
+        let entry: HealthEntry = serde_json::from_str(ENTRY).unwrap();
+        let changed = |from: &str, to: &str| -> HealthEntry {
+            serde_json::from_str(&ENTRY.replace(from, to)).unwrap()
+        };
+        // The sync publishes a state when entries differ: a passing check's output never makes
+        // them differ, a failing one's does (one service rebuilt).
+        assert_eq!(changed("HTTP 200 OK", "HTTP 200 OK, 3 ms"), entry);
+        assert_ne!(changed("connection refused", "timeout"), entry);
+        // A state written before outputs were kept reads as one without them.
+        let old = changed(
+            "\"ModifyIndex\": 4,\n             \"Output\": \"connection refused\"}",
+            "\"ModifyIndex\": 4}",
+        );
+        assert!(old.checks[1].output.is_empty());
+        assert_eq!(old.checks.len(), 3);
+    }
+
+    #[test]
     fn a_state_read_back_shares_its_nodes() {
         let text = format!(r#"{{"index": 9, "services": {{"web": [{ENTRY}], "db": [{ENTRY}]}}}}"#);
         let state: RegistryState = serde_json::from_str(&text).unwrap();

@@ -304,8 +304,22 @@ fn explain_marks_the_instances_self_preservation_holds() {
     crate::assert_eventually!(
         crate::support::http::health(&server).1["self_preservation"]["held_instances"] == 3
     );
+    // The status names the held instances just before the snapshot that holds them is
+    // published: wait for that snapshot.
+    crate::assert_eventually!(
+        account(&server, "web.service.consul", "A")["answer"]["answer"]
+            .as_array()
+            .map(Vec::len)
+            == Some(4)
+    );
     let web = account(&server, "web.service.consul", "A");
     assert_eq!(web["instances"]["served"], 4, "{web:#}");
+    assert_eq!(
+        strings(&web["answer"]["answer"]),
+        (1..=4)
+            .map(|i| format!("web.service.consul. 0 IN A 10.1.0.{i}"))
+            .collect::<Vec<_>>()
+    );
     let held: Vec<&Value> = web["instances"]["list"]
         .as_array()
         .unwrap()
