@@ -304,7 +304,7 @@ fn explain_marks_the_instances_self_preservation_holds() {
     crate::assert_eventually!(
         crate::support::http::health(&server).1["self_preservation"]["held_instances"] == 3
     );
-    // The status names the held instances just before the snapshot that holds them is
+    // Health counts the held instances just before the snapshot that holds them is
     // published: wait for that snapshot.
     crate::assert_eventually!(
         account(&server, "web.service.consul", "A")["answer"]["answer"]

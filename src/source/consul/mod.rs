@@ -457,16 +457,23 @@ impl SyncTask {
                 }
             }
         }
+        self.record_held();
+    }
+
+    /// Lists the held instances in the status once the snapshot holding them is served, so
+    /// that `/v1/explain` marks what the served answers hold.
+    fn record_held(&self) {
+        let held: Arc<[HeldInstance]> = if self.preserve.held() == 0 {
+            Arc::new([])
+        } else {
+            self.preserve.held_list(&self.truth, HELD_LIST_LIMIT).into()
+        };
+        self.status.update(|view| view.preservation.held = held);
     }
 
     /// Records self-preservation and the sync's report in the status.
     fn record(&self, report: Option<SyncReport>) {
         let held = self.preserve.held();
-        let held_list: Arc<[HeldInstance]> = if held == 0 {
-            Arc::new([])
-        } else {
-            self.preserve.held_list(&self.truth, HELD_LIST_LIMIT).into()
-        };
         let since = self
             .preserve
             .since()
@@ -477,7 +484,6 @@ impl SyncTask {
             .map(|at| SystemTime::now() + at.saturating_duration_since(std::time::Instant::now()));
         self.status.update(|view| {
             view.preservation.held_instances = held;
-            view.preservation.held = held_list;
             view.preservation.since = since;
             view.preservation.next_release = next_release;
             if let Some(report) = report {
