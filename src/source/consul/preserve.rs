@@ -368,6 +368,21 @@ mod tests {
         );
         assert_eq!(served_count(&published), 3);
         assert_eq!(sp.next_release(), Some(t0 + Duration::from_secs(60)));
+        // What the registry says of each held instance, for `/v1/explain`; bounded.
+        let held: Vec<(String, String)> = sp
+            .held_list(&after, 10)
+            .into_iter()
+            .map(|h| (h.node.to_string(), h.registry))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                ("c".into(), "deregistered".into()),
+                ("a".into(), "check  on node a is critical".into()),
+                ("b".into(), "deregistered".into()),
+            ]
+        );
+        assert_eq!(sp.held_list(&after, 1).len(), 1);
 
         // Still gone within the window: still held; a later sync compares with what is served.
         let (published, events) = sp.apply(
