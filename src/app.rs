@@ -18,6 +18,7 @@ use crate::config::{Config, RegistrySource};
 use crate::dns::forward::Forwarder;
 use crate::dns::{tcp, udp, Forwarding, Responder, TcpClients, TcpHandler};
 use crate::drain::Drain;
+use crate::explain::Explainer;
 use crate::metrics::Metrics;
 use crate::registry::consul::{ConsulClient, ConsulError};
 use crate::snapshot::SnapshotStore;
@@ -155,6 +156,13 @@ pub async fn run_with_reloads(
             status: status.clone(),
             started: std::time::SystemTime::now(),
             metrics: metrics.clone(),
+            explain: Some(explainer(
+                &config,
+                &responder,
+                &store,
+                &static_zones,
+                &status,
+            )),
         };
         tasks.spawn(http::serve(listener, Arc::new(served), drain.token()));
     }
@@ -178,6 +186,31 @@ pub async fn run_with_reloads(
         warn!("shutdown grace period elapsed");
     }
     Ok(())
+}
+
+/// What answers `/v1/explain`: the same responder, store, static zones and status as served.
+fn explainer(
+    config: &Config,
+    responder: &Responder,
+    store: &SnapshotStore,
+    static_zones: &Arc<ArcSwap<ZoneSet>>,
+    status: &Arc<SourceStatus>,
+) -> Arc<dyn http::explain::Explain> {
+    Arc::new(Explainer {
+        responder: responder.clone(),
+        store: store.clone(),
+        static_zones: static_zones.clone(),
+        status: status.clone(),
+        domain: config.zone.domain.clone(),
+        datacenter: config.zone.datacenter.clone(),
+        health: config.zone.health,
+        upstreams: config
+            .forward
+            .upstreams
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    })
 }
 
 /// Waits for the UDP worker threads, off the runtime's threads.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use snapdns::config::{Cli, Command, Config, Environment, ServeArgs};
+use snapdns::config::{Cli, Command, Config, Environment, ExplainArgs, ServeArgs};
 
 /// mimalloc: snapshot builds allocate and free many small records; it builds a 100k-instance
 /// snapshot about 30 % faster than the system allocator (docs/PERFORMANCE.md).
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Man => return print(snapdns::config::man_page),
+        Command::Explain(args) => return explain(&args),
     };
     if let Err(message) = init_logging(args.log.log.as_deref(), args.log.log_format.as_deref()) {
         eprintln!("snapdns: error: {message}");
@@ -87,6 +88,31 @@ fn print(render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> ExitCode
         Err(error) => {
             eprintln!("snapdns: error: cannot write to stdout: {error}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `snapdns explain`: 0 with an account printed, 2 when the server rejects the question, 1
+/// when there is no account (server unreachable or failing).
+fn explain(args: &ExplainArgs) -> ExitCode {
+    use snapdns::explain::client::{fetch, render, ClientError};
+    use std::io::Write;
+    match fetch(&args.http, &args.name, args.qtype.as_deref()) {
+        Ok(account) => {
+            let text = if args.json {
+                serde_json::to_string_pretty(&account).unwrap_or_default() + "\n"
+            } else {
+                render(&account)
+            };
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("snapdns: explain: {error}");
+            match error {
+                ClientError::Rejected(_) => ExitCode::from(2),
+                ClientError::Io(_) | ClientError::Server(_) => ExitCode::from(1),
+            }
         }
     }
 }

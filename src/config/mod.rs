@@ -34,7 +34,7 @@ pub use forward::ForwardArgs;
 pub use manual::{completions, man_page};
 pub use registry::{ConsulArgs, RegistryArgs, RegistrySource, SyncArgs};
 pub use server::{ServerArgs, ServerSettings};
-pub use tools::{CheckArgs, StateArgs};
+pub use tools::{CheckArgs, ExplainArgs, StateArgs};
 pub use values::parse_duration;
 pub use zone::ZoneArgs;
 
@@ -72,6 +72,8 @@ pub enum Command {
     },
     /// Print the manual page, snapdns(1), in roff (`snapdns man | man -l -`).
     Man,
+    /// Why a name is (not) answered: asks a running server's `GET /v1/explain`.
+    Explain(ExplainArgs),
 }
 
 /// Flags of `snapdns serve`, by section. Each may also be set in the `--config` file under the

@@ -1,5 +1,6 @@
-//! Flags of the operator tools: `snapdns check` (the `serve` flags plus what to probe) and
-//! `snapdns state` (a state directory to read). Their logic is in `crate::tools`.
+//! Flags of the operator tools: `snapdns check` (the `serve` flags plus what to probe),
+//! `snapdns state` (a state directory to read) and `snapdns explain` (a name to ask a running
+//! server about). Their logic is in `crate::tools` and `crate::explain`.
 
 use std::path::PathBuf;
 
@@ -45,4 +46,20 @@ impl StateArgs {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/var/lib/snapdns"))
     }
+}
+
+/// Flags of `snapdns explain`.
+#[derive(Clone, Debug, Args)]
+pub struct ExplainArgs {
+    /// The DNS name asked about (`web.service.consul`).
+    pub name: String,
+    /// The query type (A, AAAA, SRV, PTR, TXT, ... or TYPE<n>). [default: SRV for
+    /// `_service._tag` names, PTR for reverse names, else A]
+    pub qtype: Option<String>,
+    /// The server's HTTP endpoint (`serve --http`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8601")]
+    pub http: String,
+    /// Print the server's JSON answer as it came.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -193,6 +193,7 @@ mod tests {
             )),
             started: SystemTime::now(),
             metrics: Arc::default(),
+            explain: None,
         };
         let (code, body) = health(&served.read(SystemTime::now()), served.started);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);

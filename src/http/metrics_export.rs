@@ -443,6 +443,7 @@ mod tests {
                 Some("/var/lib/snapdns".into()),
             )),
             started: SystemTime::now(),
+            explain: None,
         }
     }
 

@@ -1,9 +1,11 @@
 //! The HTTP endpoint: `GET /health`, a JSON report of what is served and how the registry is
-//! ([`health`]), and `GET /metrics`, the OpenMetrics exposition ([`metrics_export`]).
+//! ([`health`]), `GET /metrics`, the OpenMetrics exposition ([`metrics_export`]), and
+//! `GET /v1/explain`, why a name is answered as it is ([`explain`]).
 //!
 //! Both read one [`served::Served`] view: the published snapshot and a copy of the source
 //! status; neither touches the DNS path. hyper 1, HTTP/1.1 only, one task per connection.
 
+pub mod explain;
 pub mod health;
 pub mod metrics_export;
 pub mod served;
@@ -71,15 +73,24 @@ fn route(source: &Served, request: &Request<Incoming>) -> Response<Full<Bytes>> 
     match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/health") => {
             let (status, body) = health::health(&source.read(SystemTime::now()), source.started);
-            let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
-            text.push('\n');
-            respond(status, "application/json", text)
+            json(status, &body)
         }
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let text = metrics_export::render(source);
             respond(StatusCode::OK, METRICS_CONTENT_TYPE, text)
         }
-        (_, "/health" | "/metrics") => respond(
+        (&Method::GET | &Method::HEAD, "/v1/explain") => match &source.explain {
+            Some(explainer) => {
+                let (status, body) = explain::explain(explainer.as_ref(), request.uri().query());
+                json(status, &body)
+            }
+            None => respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "explain is not available\n".into(),
+            ),
+        },
+        (_, "/health" | "/metrics" | "/v1/explain") => respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "use GET\n".into(),
@@ -90,6 +101,12 @@ fn route(source: &Served, request: &Request<Incoming>) -> Response<Full<Bytes>> 
             "not found; try /health or /metrics\n".into(),
         ),
     }
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut text = serde_json::to_string_pretty(body).unwrap_or_default();
+    text.push('\n');
+    respond(status, "application/json", text)
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -22,6 +22,8 @@ pub struct Served {
     pub started: SystemTime,
     /// The query-path counters.
     pub metrics: Arc<Metrics>,
+    /// What answers `/v1/explain` (`crate::explain`, wired by the app); `None` turns it off.
+    pub explain: Option<Arc<dyn super::explain::Explain>>,
 }
 
 impl Served {

@@ -79,13 +79,19 @@ impl Serialize for CheckOut<'_> {
                 self.entry.service.service.as_str(),
             ),
         };
-        let mut check = serializer.serialize_struct("HealthCheck", 6)?;
+        let output = self.check.output.as_str();
+        let fields = if output.is_empty() { 6 } else { 7 };
+        let mut check = serializer.serialize_struct("HealthCheck", fields)?;
         check.serialize_field("Node", &self.entry.node.node)?;
         check.serialize_field("CheckID", &self.check.check_id)?;
         check.serialize_field("Status", self.check.status.as_str())?;
         check.serialize_field("ServiceID", service_id)?;
         check.serialize_field("ServiceName", service_name)?;
         check.serialize_field("ModifyIndex", &self.check.modify_index)?;
+        // Only failing checks have one: a state of passing checks is written as before.
+        if !output.is_empty() {
+            check.serialize_field("Output", output)?;
+        }
         check.end()
     }
 }
@@ -123,21 +129,48 @@ mod tests {
             {"Node": "n1", "CheckID": "serfHealth", "Name": "Serf", "Status": "passing",
              "ServiceID": "", "ServiceName": "", "ModifyIndex": 3},
             {"Node": "n1", "CheckID": "service:web-1", "Status": "weird",
-             "ServiceID": "web-1", "ServiceName": "web", "ModifyIndex": 4}
+             "ServiceID": "web-1", "ServiceName": "web", "ModifyIndex": 4,
+             "Output": "connection refused"},
+            {"Node": "n1", "CheckID": "service:web-1:2", "Status": "passing",
+             "ServiceID": "web-1", "ServiceName": "web", "ModifyIndex": 5,
+             "Output": "HTTP 200 OK"}
         ]
     }"#;
 
     #[test]
     fn an_entry_round_trips_with_its_checks_spelled_out() {
         let entry: HealthEntry = serde_json::from_str(ENTRY).unwrap();
-        assert_eq!(entry.checks[1].status, CheckStatus::Other("weird".into()));
+        assert_eq!(entry.checks[1].status, CheckStatus::from("weird"));
         assert!(!entry.is_passing());
         let json = serde_json::to_value(&entry).unwrap();
         assert_eq!(json["Checks"][1]["ServiceName"], "web");
         assert_eq!(json["Checks"][0]["ServiceID"], "");
         assert_eq!(json["Checks"][0]["Node"], "n1");
+        // A failing check keeps its output; a passing one neither keeps nor writes it.
+        assert_eq!(json["Checks"][1]["Output"], "connection refused");
+        assert!(json["Checks"][2].get("Output").is_none());
+        assert!(json["Checks"][0].get("Output").is_none());
         let back: HealthEntry = serde_json::from_value(json).unwrap();
         assert_eq!(back, entry);
+    }
+
+    #[test]
+    fn only_a_failing_checks_output_makes_an_entry_differ() {
+        let entry: HealthEntry = serde_json::from_str(ENTRY).unwrap();
+        let changed = |from: &str, to: &str| -> HealthEntry {
+            serde_json::from_str(&ENTRY.replace(from, to)).unwrap()
+        };
+        // The sync publishes a state when entries differ: a passing check's output never makes
+        // them differ, a failing one's does (one service rebuilt).
+        assert_eq!(changed("HTTP 200 OK", "HTTP 200 OK, 3 ms"), entry);
+        assert_ne!(changed("connection refused", "timeout"), entry);
+        // A state written before outputs were kept reads as one without them.
+        let old = changed(
+            "\"ModifyIndex\": 4,\n             \"Output\": \"connection refused\"}",
+            "\"ModifyIndex\": 4}",
+        );
+        assert!(old.checks[1].output.is_empty());
+        assert_eq!(old.checks.len(), 3);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod model;
 mod nodes;
 mod small_map;
 
+pub use model::{truncated, CheckOutput, OUTPUT_LIMIT};
 pub use model::{
     CheckScope, CheckStatus, Entries, EntryCheck, HealthCheck, HealthEntry, Node, NodeService,
     RegistryState, ServiceAddress, ServiceChange, Weights,

@@ -123,8 +123,8 @@ impl Default for Weights {
 }
 
 /// Consul's `structs.HealthCheck` as `GET /v1/health/state/any` lists it (one check, with the
-/// node and service it belongs to). Left out: `Name`, `Notes`, `Output`, `Type`, intervals,
-/// `Definition`, `CreateIndex`.
+/// node and service it belongs to). Left out: `Name`, `Notes`, `Type`, intervals,
+/// `Definition`, `CreateIndex`; `Output` is read cut to [`OUTPUT_LIMIT`] bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HealthCheck {
@@ -142,7 +142,16 @@ pub struct HealthCheck {
     pub service_name: CompactString,
     /// Raft index of the last change.
     pub modify_index: u64,
+    /// What the check last printed, cut to [`OUTPUT_LIMIT`] bytes as it is read (never
+    /// written: a persisted state keeps it in its [`EntryCheck`]s).
+    #[serde(deserialize_with = "bounded_output", skip_serializing)]
+    pub output: CompactString,
 }
+
+/// The most bytes of a check's `Output` kept (cut at a character boundary): enough to tell an
+/// operator why a check fails (`HTTP GET http://10.0.0.1:80/health: 503`), small enough that
+/// a registry of failing checks stays small.
+pub const OUTPUT_LIMIT: usize = 256;
 
 /// A check inside a [`HealthEntry`]: Consul's `HealthCheck` without the node, service ID and
 /// service name, which are the entry's own (a service-level check) or empty (a node-level
@@ -157,6 +166,47 @@ pub struct EntryCheck {
     pub scope: CheckScope,
     /// Raft index of the last change.
     pub modify_index: u64,
+    /// The output of a check that is not passing; always empty for a passing one, so that a
+    /// registry of passing checks costs what it cost before outputs were kept.
+    pub output: CheckOutput,
+}
+
+/// The output of a check that is not passing, at most [`OUTPUT_LIMIT`] bytes. One pointer
+/// (null when empty): [`EntryCheck`] stays 64 bytes with it (`model::tests`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckOutput(Option<Box<Box<str>>>);
+
+impl CheckOutput {
+    /// The output kept for a check in `status`: `output` cut to [`OUTPUT_LIMIT`] bytes when
+    /// the check is not passing, nothing when it is.
+    pub fn new(status: &CheckStatus, output: &str) -> Self {
+        if *status == CheckStatus::Passing || output.is_empty() {
+            return Self::default();
+        }
+        Self(Some(Box::new(truncated(output, OUTPUT_LIMIT).into())))
+    }
+
+    /// The output, empty when none was kept.
+    pub fn as_str(&self) -> &str {
+        self.0.as_deref().map_or("", |output| output)
+    }
+
+    /// True when no output was kept.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// `text` cut to at most `limit` bytes, at a character boundary.
+pub fn truncated(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// What a check in an entry watches.
@@ -183,8 +233,9 @@ pub enum CheckStatus {
     /// Failing, or in maintenance; also Consul's initial status of a new check.
     #[default]
     Critical,
-    /// A status Consul does not document, kept for the round trip.
-    Other(Box<str>),
+    /// A status Consul does not document, kept for the round trip (boxed twice: one pointer
+    /// keeps the status at 16 bytes, which pays for [`EntryCheck::output`]).
+    Other(Box<Box<str>>),
 }
 
 /// Everything a registry source knows at one moment: the input of a snapshot build.
@@ -270,6 +321,7 @@ impl EntryCheck {
             service_id,
             service_name,
             modify_index: self.modify_index,
+            output: self.output.as_str().into(),
         }
     }
 }
@@ -278,6 +330,7 @@ impl From<HealthCheck> for EntryCheck {
     /// The check inside an entry; its node and service are the entry's.
     fn from(check: HealthCheck) -> Self {
         Self {
+            output: CheckOutput::new(&check.status, &check.output),
             check_id: check.check_id,
             status: check.status,
             scope: if check.service_id.is_empty() {
@@ -308,7 +361,7 @@ impl From<CompactString> for CheckStatus {
             "passing" => Self::Passing,
             "warning" => Self::Warning,
             "critical" => Self::Critical,
-            other => Self::Other(other.into()),
+            other => Self::Other(Box::new(other.into())),
         }
     }
 }
@@ -325,10 +378,66 @@ impl From<CheckStatus> for CompactString {
     }
 }
 
+/// A check's `Output` (`null` reads as empty) cut to [`OUTPUT_LIMIT`] bytes as it is read, so
+/// a long output costs no more than the bound even while an answer is parsed.
+fn bounded_output<'de, D>(deserializer: D) -> Result<CompactString, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Bounded;
+    impl serde::de::Visitor<'_> for Bounded {
+        type Value = CompactString;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(truncated(text, OUTPUT_LIMIT).into())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(CompactString::default())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(CompactString::default())
+        }
+    }
+    deserializer.deserialize_any(Bounded)
+}
+
 pub(super) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_costs_no_more_for_keeping_the_output_of_failing_ones() {
+        // 64 bytes, as before outputs were kept: a registry of passing checks costs the same.
+        assert_eq!(std::mem::size_of::<EntryCheck>(), 64);
+        assert_eq!(std::mem::size_of::<CheckOutput>(), 8);
+    }
+
+    #[test]
+    fn only_failing_checks_keep_their_output_cut_at_a_character_boundary() {
+        assert!(CheckOutput::new(&CheckStatus::Passing, "HTTP 200 OK").is_empty());
+        let long = "é".repeat(200); // 400 bytes, 2 per character
+        let kept = CheckOutput::new(&CheckStatus::Critical, &long);
+        assert_eq!(kept.as_str().len(), OUTPUT_LIMIT);
+        let odd = format!("x{long}");
+        let kept = CheckOutput::new(&CheckStatus::Warning, &odd);
+        assert_eq!(kept.as_str().len(), OUTPUT_LIMIT - 1);
+        let check: HealthCheck = serde_json::from_str(&format!(
+            r#"{{"CheckID": "c", "Status": "critical", "Output": "{}"}}"#,
+            "a".repeat(10_000)
+        ))
+        .unwrap();
+        assert_eq!(check.output.len(), OUTPUT_LIMIT);
+        let check: HealthCheck = serde_json::from_str(r#"{"Output": null}"#).unwrap();
+        assert!(check.output.is_empty());
+    }
 }

@@ -46,6 +46,12 @@ pub enum Reason<'a> {
     NodeNameInvalid,
     /// The address is neither an IP address nor a hostname.
     AddressUnusable,
+    /// The name asked filters by a tag (`<tag>.<service>.service`, `_<service>._<tag>`) that the
+    /// instance does not carry (compared case-insensitively, as DNS names are).
+    TagMissing(&'a str),
+    /// Self-preservation serves the instance's last known entry although the registry no
+    /// longer serves it (see `source/consul/preserve.rs`): served, and worth a look.
+    HeldBySelfPreservation,
 }
 
 impl Reason<'_> {
@@ -58,8 +64,9 @@ impl Reason<'_> {
             Self::NodeMaintenance
             | Self::ServiceMaintenance
             | Self::ServiceNameInvalid
-            | Self::AddressUnusable => true,
-            Self::NodeNameInvalid => false,
+            | Self::AddressUnusable
+            | Self::TagMissing(_) => true,
+            Self::NodeNameInvalid | Self::HeldBySelfPreservation => false,
         }
     }
 
@@ -71,11 +78,19 @@ impl Reason<'_> {
                     CheckScope::Node => format!("node {}", entry.node.node),
                     CheckScope::Service => format!("instance {}", entry.service.id),
                 };
+                // One line, whatever the check printed: its words, single-spaced.
+                let words: Vec<&str> = check.output.as_str().split_whitespace().collect();
+                let output = if words.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", words.join(" "))
+                };
                 format!(
-                    "check {} on {} is {}",
+                    "check {} on {} is {}{}",
                     check.check_id,
                     on,
-                    check.status.as_str()
+                    check.status.as_str(),
+                    output
                 )
             }
             Self::NodeMaintenance => format!("node {} is in maintenance", entry.node.node),
@@ -92,7 +107,48 @@ impl Reason<'_> {
                 format!("node name {:?} is not a DNS label", entry.node.node)
             }
             Self::AddressUnusable => "address is neither an IP address nor a hostname".into(),
+            Self::TagMissing(tag) => format!("instance lacks the tag {tag:?} the name asks for"),
+            Self::HeldBySelfPreservation => {
+                "held by self-preservation: served from its last known entry although the registry no longer serves it".into()
+            }
         }
+    }
+
+    /// A short name for the kind of reason, for JSON readers (`check`, `node-maintenance`...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Check(_) => "check",
+            Self::NodeMaintenance => "node-maintenance",
+            Self::ServiceMaintenance => "service-maintenance",
+            Self::ServiceNameInvalid => "service-name-invalid",
+            Self::NodeNameInvalid => "node-name-invalid",
+            Self::AddressUnusable => "address-unusable",
+            Self::TagMissing(_) => "tag-filter",
+            Self::HeldBySelfPreservation => "held-by-self-preservation",
+        }
+    }
+}
+
+impl<'a> InstanceVerdict<'a> {
+    /// Applies the tag filter of a name that asks for `tag`: an instance without it (compared
+    /// case-insensitively) is not in that name's answers.
+    pub fn filter_tag(&mut self, tag: &'a str) {
+        let carries = self
+            .entry
+            .service
+            .tags
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tag));
+        if !carries {
+            self.reasons.push(Reason::TagMissing(tag));
+            self.served = false;
+        }
+    }
+
+    /// Marks the instance as held by self-preservation: the published state serves its last
+    /// known entry, whatever the registry says now.
+    pub fn hold(&mut self) {
+        self.reasons.push(Reason::HeldBySelfPreservation);
     }
 }
 
@@ -202,6 +258,10 @@ mod tests {
                     CheckScope::Node
                 },
                 modify_index: 1,
+                output: crate::registry::CheckOutput::new(
+                    &(*status).into(),
+                    &format!("{id} says {status}"),
+                ),
             })
             .collect();
         entry
@@ -266,12 +326,17 @@ mod tests {
                 (
                     "n2",
                     false,
-                    vec!["check service:web on instance web-n2 is warning".into()]
+                    vec![
+                        "check service:web on instance web-n2 is warning: service:web says warning"
+                            .into()
+                    ]
                 ),
                 (
                     "n3",
                     false,
-                    vec!["check serfHealth on node n3 is critical".into()]
+                    vec![
+                        "check serfHealth on node n3 is critical: serfHealth says critical".into()
+                    ]
                 ),
                 ("n4", false, vec!["node n4 is in maintenance".into()]),
                 (
@@ -298,6 +363,14 @@ mod tests {
             "a warning instance is served with --serve-warning"
         );
         assert!(service_verdicts(&state, HealthFilter::PassingOnly, "nope").is_empty());
+
+        let mut tagged = service_verdicts(&state, HealthFilter::PassingOnly, "web");
+        let mut first = tagged.remove(0);
+        first.filter_tag("primary");
+        assert!(!first.served);
+        assert_eq!(first.reasons, vec![Reason::TagMissing("primary")]);
+        first.hold();
+        assert!(!Reason::HeldBySelfPreservation.excludes(HealthFilter::PassingOnly));
     }
 
     #[test]

@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
+
+use compact_str::CompactString;
 
 use super::RegistrySource;
 use crate::registry::consul::FaultKind;
@@ -137,6 +139,28 @@ pub struct PreservationStatus {
     pub next_release: Option<SystemTime>,
     /// Episodes since start.
     pub episodes: u64,
+    /// The held instances, at most [`HELD_LIST_LIMIT`] of them (in service, node, ID order),
+    /// so that `/v1/explain` can say which answers are held. Shared: the view is cloned per
+    /// request.
+    pub held: Arc<[HeldInstance]>,
+}
+
+/// The most held instances the status lists (their count is `held_instances`).
+pub const HELD_LIST_LIMIT: usize = 1000;
+
+/// One instance self-preservation holds: served from its last known entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldInstance {
+    /// The registry key (service name) of its entry.
+    pub service: String,
+    /// Its node.
+    pub node: CompactString,
+    /// Its instance ID.
+    pub id: CompactString,
+    /// Since when it is held.
+    pub since: SystemTime,
+    /// What the registry says of it now: `deregistered`, or why it is not served.
+    pub registry: String,
 }
 
 /// Persistence as seen from outside.

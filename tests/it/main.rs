@@ -12,6 +12,8 @@ mod answers;
 mod check;
 /// Flags and the config file.
 mod config;
+/// `/v1/explain` and `snapdns explain`: why a name is (not) answered.
+mod explain;
 /// The registry file source.
 mod file_registry;
 /// Forwarding to upstreams and the cache.

@@ -154,6 +154,18 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
         "http/ reads the served-state view only",
     ),
     (
+        "src/explain/",
+        &[
+            "crate::source::consul",
+            "crate::config",
+            "crate::persist",
+            "crate::reload",
+            "hickory_server",
+            "reqwest",
+        ],
+        "explain/ reads the serving side and the source status; it writes nothing",
+    ),
+    (
         "src/persist/",
         &[
             "crate::dns",

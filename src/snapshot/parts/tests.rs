@@ -7,7 +7,9 @@ use std::time::SystemTime;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState, Weights};
+use crate::registry::{
+    CheckOutput, CheckStatus, EntryCheck, HealthEntry, Node, NodeService, RegistryState, Weights,
+};
 use crate::snapshot::tests::contents;
 use crate::snapshot::{HealthFilter, NameServer, NameServers, Snapshot, ZoneOptions};
 
@@ -103,11 +105,18 @@ fn random_entry(rng: &mut StdRng, key: &str, nodes: &[(String, String)]) -> Heal
             },
             ..NodeService::default()
         },
-        checks: vec![EntryCheck {
-            status: ["passing", "passing", "passing", "warning", "critical"]
+        checks: vec![{
+            let status: CheckStatus = ["passing", "passing", "passing", "warning", "critical"]
                 [rng.random_range(0..5)]
-            .into(),
-            ..EntryCheck::default()
+            .into();
+            // Output-only changes of a failing check make a new state but no new answers:
+            // the rebuild must still equal a full build.
+            let output = ["", "timeout", "HTTP 503"][rng.random_range(0..3)];
+            EntryCheck {
+                output: CheckOutput::new(&status, output),
+                status,
+                ..EntryCheck::default()
+            }
         }],
     }
 }

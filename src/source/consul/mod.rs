@@ -42,7 +42,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use super::status::{SnapshotOrigin, SourceStatus, SyncKind, SyncReport};
+use super::status::{
+    HeldInstance, SnapshotOrigin, SourceStatus, SyncKind, SyncReport, HELD_LIST_LIMIT,
+};
 use super::{publish, Origin};
 use crate::persist::{self, Persisted};
 use crate::registry::consul::{ConsulClient, FaultKind, ServiceList};
@@ -455,6 +457,18 @@ impl SyncTask {
                 }
             }
         }
+        self.record_held();
+    }
+
+    /// Lists the held instances in the status once the snapshot holding them is served, so
+    /// that `/v1/explain` marks what the served answers hold.
+    fn record_held(&self) {
+        let held: Arc<[HeldInstance]> = if self.preserve.held() == 0 {
+            Arc::new([])
+        } else {
+            self.preserve.held_list(&self.truth, HELD_LIST_LIMIT).into()
+        };
+        self.status.update(|view| view.preservation.held = held);
     }
 
     /// Records self-preservation and the sync's report in the status.

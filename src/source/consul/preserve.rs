@@ -11,12 +11,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use compact_str::CompactString;
 
 use crate::registry::{HealthEntry, RegistryState};
+use crate::snapshot::verdict::instance_verdict;
 use crate::snapshot::HealthFilter;
+use crate::source::status::HeldInstance;
 
 /// (service key, node name, instance ID): one instance.
 type InstanceKey = (String, CompactString, CompactString);
@@ -78,6 +80,48 @@ impl SelfPreservation {
     /// Instances held now.
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// The held instances (at most `limit`, in key order) with what `truth`, the registry's
+    /// state, says of each: gone, or why it is not served. Run per publish while instances
+    /// are held, so it is bounded.
+    pub fn held_list(&self, truth: &RegistryState, limit: usize) -> Vec<HeldInstance> {
+        let now = (Instant::now(), SystemTime::now());
+        self.held
+            .iter()
+            .take(limit)
+            .map(|((service, node, id), held)| {
+                let current = truth.services.get(service).and_then(|entries| {
+                    entries
+                        .iter()
+                        .find(|e| e.node.node == *node && e.service.id == *id)
+                });
+                let registry = match current {
+                    None => "deregistered".to_string(),
+                    Some(entry) => {
+                        let verdict = instance_verdict(service, entry, self.health);
+                        let why: Vec<String> = verdict
+                            .reasons
+                            .iter()
+                            .filter(|reason| reason.excludes(self.health))
+                            .map(|reason| reason.describe(entry))
+                            .collect();
+                        if why.is_empty() {
+                            "not served".to_string()
+                        } else {
+                            why.join("; ")
+                        }
+                    }
+                };
+                HeldInstance {
+                    service: service.clone(),
+                    node: node.clone(),
+                    id: id.clone(),
+                    since: now.1 - now.0.saturating_duration_since(held.since),
+                    registry,
+                }
+            })
+            .collect()
     }
 
     /// When the oldest held instance is due for release.
@@ -324,6 +368,21 @@ mod tests {
         );
         assert_eq!(served_count(&published), 3);
         assert_eq!(sp.next_release(), Some(t0 + Duration::from_secs(60)));
+        // What the registry says of each held instance, for `/v1/explain`; bounded.
+        let held: Vec<(String, String)> = sp
+            .held_list(&after, 10)
+            .into_iter()
+            .map(|h| (h.node.to_string(), h.registry))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                ("c".into(), "deregistered".into()),
+                ("a".into(), "check  on node a is critical".into()),
+                ("b".into(), "deregistered".into()),
+            ]
+        );
+        assert_eq!(sp.held_list(&after, 1).len(), 1);
 
         // Still gone within the window: still held; a later sync compares with what is served.
         let (published, events) = sp.apply(
