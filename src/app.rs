@@ -155,6 +155,8 @@ pub async fn run_with_reloads(
             status: status.clone(),
             started: std::time::SystemTime::now(),
             metrics: metrics.clone(),
+            identity: config.answer.identity.identity.clone(),
+            health: config.zone.health,
         };
         tasks.spawn(http::serve(listener, Arc::new(served), drain.token()));
     }

@@ -443,6 +443,8 @@ mod tests {
                 Some("/var/lib/snapdns".into()),
             )),
             started: SystemTime::now(),
+            identity: "test".into(),
+            health: Default::default(),
         }
     }
 

@@ -47,6 +47,8 @@ mod service_ttl;
 mod shutdown;
 /// Static zones from `--zones-dir`.
 mod static_zones;
+/// The status page at `/`, in headless Chromium.
+mod status_page;
 /// Sync from Consul: changes, outages, disk, self-preservation, security.
 mod sync;
 /// DNS over TCP under hostile clients: connection caps, buffers, deadlines.
