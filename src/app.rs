@@ -163,6 +163,8 @@ pub async fn run_with_reloads(
                 &static_zones,
                 &status,
             )),
+            identity: config.answer.identity.identity.clone(),
+            health: config.zone.health,
         };
         tasks.spawn(http::serve(listener, Arc::new(served), drain.token()));
     }

@@ -25,6 +25,7 @@ pub fn health(reading: &Reading, started: SystemTime) -> (StatusCode, Value) {
     let snapshot_json = reading.snapshot.as_ref().map(|s| {
         let confirmed = reading.confirmed_at().unwrap_or(s.fetched_at);
         json!({
+            "serial": s.zone.serial(),
             "index": s.index(),
             "origin": view.snapshot_origin.as_str(),
             "fetched_at": rfc3339(s.fetched_at),
@@ -194,6 +195,8 @@ mod tests {
             started: SystemTime::now(),
             metrics: Arc::default(),
             explain: None,
+            identity: "test".into(),
+            health: Default::default(),
         };
         let (code, body) = health(&served.read(SystemTime::now()), served.started);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);

@@ -444,6 +444,8 @@ mod tests {
             )),
             started: SystemTime::now(),
             explain: None,
+            identity: "test".into(),
+            health: Default::default(),
         }
     }
 

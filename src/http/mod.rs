@@ -1,14 +1,17 @@
 //! The HTTP endpoint: `GET /health`, a JSON report of what is served and how the registry is
-//! ([`health`]), `GET /metrics`, the OpenMetrics exposition ([`metrics_export`]), and
-//! `GET /v1/explain`, why a name is answered as it is ([`explain`]).
+//! ([`health`]), `GET /metrics`, the OpenMetrics exposition ([`metrics_export`]),
+//! `GET /v1/explain`, why a name is answered as it is ([`explain`]), and `GET /`, the status
+//! page for people ([`status_page`]).
 //!
-//! Both read one [`served::Served`] view: the published snapshot and a copy of the source
-//! status; neither touches the DNS path. hyper 1, HTTP/1.1 only, one task per connection.
+//! All read one [`served::Served`] view: the published snapshot and a copy of the source
+//! status; none touches the DNS path. hyper 1, HTTP/1.1 only, one task per connection.
 
 pub mod explain;
 pub mod health;
+mod html;
 pub mod metrics_export;
 pub mod served;
+pub mod status_page;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -90,15 +93,31 @@ fn route(source: &Served, request: &Request<Incoming>) -> Response<Full<Bytes>> 
                 "explain is not available\n".into(),
             ),
         },
-        (_, "/health" | "/metrics" | "/v1/explain") => respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "use GET\n".into(),
-        ),
+        (&Method::GET | &Method::HEAD, "/") => {
+            let refresh = status_page::refresh_of(request.uri().query());
+            let page = status_page::render(source, &source.read(SystemTime::now()), refresh);
+            let mut response = respond(StatusCode::OK, "text/html; charset=utf-8", page);
+            // The page runs no script and loads nothing: say so, should registry data slip by.
+            response.headers_mut().insert(
+                CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            );
+            response
+        }
+        (_, "/" | "/health" | "/metrics" | "/v1/explain") => {
+            let mut response = respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "use GET\n".into(),
+            );
+            let allow = HeaderValue::from_static("GET, HEAD");
+            response.headers_mut().insert(ALLOW, allow);
+            response
+        }
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /health or /metrics\n".into(),
+            "not found; try /, /health or /metrics\n".into(),
         ),
     }
 }

@@ -1,4 +1,4 @@
-//! The served-state view: what `/health` and `/metrics` both report on, and the judgements
+//! The served-state view: what `/health`, `/metrics` and the status page report on, and the judgements
 //! they share (the registry state, whether the registry is up, how old the served data is).
 //!
 //! One [`Served::read`] per request loads the snapshot once and copies the source status out of
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::metrics::Metrics;
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::snapshot::{HealthFilter, Snapshot, SnapshotStore};
 use crate::source::status::{SourceStatus, StatusView};
 
 /// Everything the HTTP endpoint reports on. Cloning is shallow.
@@ -24,6 +24,10 @@ pub struct Served {
     pub metrics: Arc<Metrics>,
     /// What answers `/v1/explain` (`crate::explain`, wired by the app); `None` turns it off.
     pub explain: Option<Arc<dyn super::explain::Explain>>,
+    /// The replica's identity (`--identity`) at start-up, for the status page.
+    pub identity: Arc<str>,
+    /// Which instances DNS serves, for the status page's verdicts.
+    pub health: HealthFilter,
 }
 
 impl Served {

@@ -68,7 +68,15 @@ impl FileSource {
             }
         };
         let origin = Origin::File(&self.path);
-        match publish(&self.store, state, SystemTime::now(), &self.options, origin) {
+        let published = publish(
+            &self.store,
+            state,
+            SystemTime::now(),
+            &self.options,
+            origin,
+            &self.status,
+        );
+        match published {
             Ok(snapshot) => self
                 .status
                 .served(SnapshotOrigin::File, snapshot.fetched_at),

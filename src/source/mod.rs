@@ -1,9 +1,10 @@
 //! The registry sources, side by side: the registry file ([`mod@file`]) and Consul ([`consul`]).
 //!
 //! Each source produces [`crate::registry::RegistryState`]s, hands every one to [`publish`]
-//! (build the snapshot, publish it, log its stats) and reports how it fares in the one
-//! [`status::SourceStatus`] that `/health` and `/metrics` read.
+//! (build the snapshot, publish it, log its stats and what it changed) and reports how it
+//! fares in the one [`status::SourceStatus`] that `/health`, `/metrics` and the status page read.
 
+pub mod changes;
 pub mod consul;
 pub mod file;
 pub mod status;
@@ -16,7 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::registry::RegistryState;
 use crate::snapshot::{BuildError, Snapshot, SnapshotStore, ZoneOptions};
-use status::SnapshotOrigin;
+use status::{SnapshotOrigin, SourceStatus};
 
 /// Where the registry state comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,14 +61,16 @@ impl Origin<'_> {
 }
 
 /// Builds the snapshot of `state` (re-using what it can of the one served), publishes it into
-/// `store` and logs its stats. On error the previous snapshot stays served; the error is logged
-/// and returned. CPU work: async callers run it on a blocking thread.
+/// `store`, logs its stats and records what it changed in `status`'s change log. On error the
+/// previous snapshot stays served; the error is logged and returned. CPU work: async callers
+/// run it on a blocking thread.
 pub fn publish(
     store: &SnapshotStore,
     state: Arc<RegistryState>,
     fetched_at: SystemTime,
     options: &ZoneOptions,
     origin: Origin<'_>,
+    status: &SourceStatus,
 ) -> Result<Arc<Snapshot>, BuildError> {
     let previous = store.current();
     let snapshot = match Snapshot::rebuild(previous.as_deref(), state, fetched_at, options) {
@@ -130,6 +133,13 @@ pub fn publish(
             "serving the persisted registry state until the first sync"
         ),
     }
+    let changed = changes::changes(
+        previous.as_deref(),
+        &snapshot,
+        options.health,
+        SystemTime::now(),
+    );
     store.publish(snapshot.clone());
+    status.record_changes(changed);
     Ok(snapshot)
 }

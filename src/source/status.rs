@@ -6,12 +6,14 @@
 //! channel's success cannot hide another's failure; the registry state shown in health, and
 //! logged once per change, is derived from all of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use compact_str::CompactString;
+
+use super::changes::{Change, CHANGE_LOG_LEN};
 
 use super::RegistrySource;
 use crate::registry::consul::FaultKind;
@@ -225,6 +227,9 @@ pub struct StatusView {
     pub persistence: Option<PersistStatus>,
     /// Where the served snapshot came from.
     pub snapshot_origin: SnapshotOrigin,
+    /// The last [`CHANGE_LOG_LEN`] changes published, oldest first. Shared, so that copying
+    /// the view out for every request copies a pointer.
+    pub changes: Arc<VecDeque<Change>>,
 }
 
 impl StatusView {
@@ -279,6 +284,7 @@ impl SourceStatus {
                 ..PersistStatus::default()
             }),
             snapshot_origin: SnapshotOrigin::None,
+            changes: Arc::default(),
         }))
     }
 
@@ -300,6 +306,21 @@ impl SourceStatus {
                 kind,
                 message,
             });
+        });
+    }
+
+    /// Appends `changes` to the change log, dropping the oldest beyond [`CHANGE_LOG_LEN`].
+    pub fn record_changes(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        self.update(|view| {
+            // Copies the ring only while a reader still holds the previous one.
+            let log = Arc::make_mut(&mut view.changes);
+            log.extend(changes);
+            while log.len() > CHANGE_LOG_LEN {
+                log.pop_front();
+            }
         });
     }
 

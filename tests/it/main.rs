@@ -57,6 +57,8 @@ mod shutdown;
 mod state;
 /// Static zones from `--zones-dir`.
 mod static_zones;
+/// The status page at `/`, in headless Chromium.
+mod status_page;
 /// Sync from Consul: changes, outages, disk, self-preservation, security.
 mod sync;
 /// DNS over TCP under hostile clients: connection caps, buffers, deadlines.

@@ -431,13 +431,21 @@ impl SyncTask {
         if !state.same_as(&self.published) {
             let state = Arc::new(state);
             let fetched_at = SystemTime::now();
-            let (store, options, input) = (
+            let (store, options, input, status) = (
                 self.store.clone(),
                 self.settings.zone.clone(),
                 state.clone(),
+                self.status.clone(),
             );
             let built = tokio::task::spawn_blocking(move || {
-                publish(&store, input, fetched_at, &options, Origin::Registry)
+                publish(
+                    &store,
+                    input,
+                    fetched_at,
+                    &options,
+                    Origin::Registry,
+                    &status,
+                )
             })
             .await;
             match built {

@@ -9,7 +9,7 @@
 //! mismatched cache is logged once and the state is read and built as without one.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tracing::{debug, error, info, warn};
 
@@ -17,6 +17,7 @@ use super::persist_writer::cache_base;
 use super::SyncSettings;
 use crate::persist::{self, zone_cache, Loaded, PersistError};
 use crate::snapshot::{BaseId, Snapshot, SnapshotStore};
+use crate::source::changes::changes;
 use crate::source::status::{SnapshotOrigin, SourceStatus};
 use crate::source::{publish, Origin};
 
@@ -99,6 +100,9 @@ fn serve_cache(
     drop(file);
     let snapshot = Arc::new(cached.snapshot);
     store.publish(snapshot.clone());
+    // The change log's first line; the state read later over it is not a change.
+    let first = changes(None, &snapshot, settings.zone.health, SystemTime::now());
+    status.record_changes(first);
     let stats = snapshot.stats;
     info!(
         path = %path.display(),
@@ -190,6 +194,7 @@ fn load(
                 fetched_at,
                 &settings.zone,
                 origin,
+                status,
             )
             .is_ok()
         }

@@ -1,6 +1,7 @@
 //! The shared test harness: every helper more than one test file uses lives here, one job per
 //! file, so test files import from `support` and never from each other.
 //!
+//! - [`browser`]: headless Chromium: a page's DOM, a screenshot, a table's rows.
 //! - [`server`]: starting the real `snapdns` binary, its log, signals and exit.
 //! - [`dns_client`]: DNS over real UDP/TCP sockets, with hickory-proto as an independent codec.
 //! - [`http`]: one small HTTP/1.1 client, and snapdns's `/health`.
@@ -12,6 +13,7 @@
 //! - [`fake_upstream`]: a UDP upstream for what Knot cannot be made to show.
 //! - [`namespace`]: glibc's `getent` in private Linux namespaces.
 
+pub mod browser;
 pub mod certs;
 pub mod dns_client;
 pub mod fake_upstream;
