@@ -289,6 +289,7 @@ impl Config {
             allow_recursion: _,
             rrl: _,
             identity: _,
+            transfer: _,
         } = answer;
         if *registry != new.registry {
             keys.push("registry");

@@ -13,7 +13,6 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 #[cfg(test)]
 use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::RecordType;
 #[cfg(test)]
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
@@ -24,6 +23,7 @@ use super::flags;
 use super::identity::{self, ServerIdentity, CLASS_CH};
 use super::query::{ParsedQuery, Rejection, Signature};
 use super::rrl::RrlSettings;
+use super::transfer::{is_transfer, TransferPolicy};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::zone::{Lookup, Prepared, Zone, ZoneSet, MAX_MESSAGE_LEN};
 
@@ -55,6 +55,8 @@ pub enum Outcome {
     Ignore,
     /// The name is not served locally and the client may recurse: forward it.
     Forward,
+    /// A zone transfer request over TCP: answer it with [`super::transfer::transfer`].
+    Transfer,
 }
 
 /// Answering policy: set at start-up and replaced whole by a SIGHUP reload.
@@ -72,6 +74,8 @@ pub struct AnswerPolicy {
     pub rrl: RrlSettings,
     /// What NSID and the CHAOS names tell (`--identity`, `--version-string`).
     pub identity: ServerIdentity,
+    /// Who may transfer the zones (`--allow-transfer`, `--tsig-key`).
+    pub transfer: TransferPolicy,
 }
 
 /// The sizes a forwarded reply keeps to, fixed by the answering policy in force when the
@@ -155,6 +159,18 @@ impl Responder {
         self.policy.store(Arc::new(policy));
     }
 
+    /// The registry snapshot when `key` (lower-cased wire format) is the registry apex.
+    pub fn registry_snapshot_for(&self, key: &[u8]) -> Option<Arc<Snapshot>> {
+        (*self.registry_apex == *key)
+            .then(|| self.registry.current())
+            .flatten()
+    }
+
+    /// The static zones in force.
+    pub fn static_zones(&self) -> Arc<ZoneSet> {
+        self.static_zones.load_full()
+    }
+
     /// The answering policy in force.
     pub fn policy(&self) -> Arc<AnswerPolicy> {
         self.policy.load_full()
@@ -221,6 +237,11 @@ impl Responder {
                 reply.bad_version(out);
                 return Outcome::Reply;
             }
+        }
+        // Transfers are answered over TCP only (RFC 5936 §4.2), with their own access
+        // rules and signatures; over UDP they stay NOTIMP below.
+        if transport == Transport::Tcp && is_transfer(query.qtype) && query.qclass == CLASS_IN {
+            return Outcome::Transfer;
         }
         // No key is configured, so every signed query is signed with a key we do not know:
         // NOTAUTH for TSIG (RFC 8945 §5.2.2.1, BADKEY), REFUSED for SIG(0) (RFC 2931). Never
@@ -561,10 +582,6 @@ fn write_error(
     out.push(high);
     out.push(rcode.low());
     out.extend_from_slice(&[0; 8]);
-}
-
-fn is_transfer(qtype: u16) -> bool {
-    qtype == u16::from(RecordType::AXFR) || qtype == u16::from(RecordType::IXFR)
 }
 
 /// Fisher-Yates over fixed-size records in place.

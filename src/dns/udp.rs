@@ -128,7 +128,8 @@ impl Worker {
                         debug!(%error, %peer, "udp send failed");
                     }
                 }
-                Outcome::Ignore => self.metrics.observe_ignored(),
+                // Never over UDP: the responder hands transfers back for TCP only.
+                Outcome::Ignore | Outcome::Transfer => self.metrics.observe_ignored(),
                 Outcome::Forward => self.forward(message, peer, scratch.forward_limits()),
             }
         }

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use std::time::SystemTime;
 
 use hickory_proto::op::{Edns, MessageType, OpCode};
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RecordType};
 
 use super::*;
 use crate::registry::{HealthEntry, Node, NodeService, RegistryState};
@@ -61,6 +61,7 @@ fn responder() -> Responder {
         allow_recursion: Vec::new(),
         rrl: RrlSettings::default(),
         identity: ServerIdentity::default(),
+        transfer: Default::default(),
     };
     let apex = wire_key(&Name::from_ascii("consul.").unwrap()).unwrap();
     Responder::new(store, &apex, Arc::default(), policy)
