@@ -18,6 +18,7 @@ mod nameservers;
 mod registry;
 mod server;
 mod service_ttls;
+mod transfer;
 mod values;
 mod zone;
 
@@ -30,10 +31,12 @@ pub use answer::AnswerArgs;
 pub use forward::ForwardArgs;
 pub use registry::{ConsulArgs, RegistryArgs, RegistrySource, SyncArgs};
 pub use server::{ServerArgs, ServerSettings};
+pub use transfer::TransferArgs;
 pub use values::parse_duration;
 pub use zone::ZoneArgs;
 
 use crate::dns::forward::ForwardConfig;
+use crate::dns::transfer::TransferSettings;
 use crate::dns::AnswerPolicy;
 use crate::registry::consul::ConsulConfig;
 use crate::snapshot::{NameServers, ZoneOptions};
@@ -101,6 +104,11 @@ pub struct ServeArgs {
     #[serde(flatten)]
     pub forward: ForwardArgs,
 
+    /// Zone transfers: the IXFR journal and NOTIFY targets.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub transfer: TransferArgs,
+
     /// Logging (flags only: logging starts before the file is read).
     #[command(flatten)]
     #[serde(skip)]
@@ -136,6 +144,8 @@ pub struct Config {
     pub sync: SyncSettings,
     /// Upstreams and the cache.
     pub forward: ForwardConfig,
+    /// The IXFR journal and NOTIFY targets.
+    pub transfer: TransferSettings,
     /// Where the settings came from, for SIGHUP reloads.
     pub config_file: Option<PathBuf>,
 }
@@ -220,6 +230,7 @@ impl Config {
             env.consul_http_token.as_deref(),
         )?;
         let sync = args.sync.validate(args.registry.state_dir(), &zone)?;
+        let transfer = args.transfer.validate()?;
         Ok(Self {
             server,
             zone,
@@ -228,6 +239,7 @@ impl Config {
             consul,
             sync,
             forward,
+            transfer,
             config_file: None,
         })
     }
@@ -257,6 +269,7 @@ impl Config {
             consul,
             sync,
             forward,
+            transfer,
             config_file: _,
         } = self;
         compare!(ServerSettings, *server, new.server;
@@ -317,6 +330,10 @@ impl Config {
                 cache_max_ttl => "cache-max-ttl",
                 cache_max_negative_ttl => "cache-max-negative-ttl",
                 max_forwards => "max-forwards";
+            reload:;
+            copies:);
+        compare!(TransferSettings, *transfer, new.transfer;
+            restart: ixfr_journal => "ixfr-journal", notify => "notify";
             reload:;
             copies:);
         keys.sort_unstable();

@@ -57,6 +57,8 @@ pub enum Outcome {
     Forward,
     /// A zone transfer request over TCP: answer it with [`super::transfer::transfer`].
     Transfer,
+    /// A TSIG-signed query and a key is set: answer it with [`super::transfer::signed`].
+    Signed,
 }
 
 /// Answering policy: set at start-up and replaced whole by a SIGHUP reload.
@@ -166,6 +168,13 @@ impl Responder {
             .flatten()
     }
 
+    /// The kept snapshot of the registry zone (apex `key`) whose serial is `serial`.
+    pub fn registry_since(&self, key: &[u8], serial: u32) -> Option<Arc<Snapshot>> {
+        (*self.registry_apex == *key)
+            .then(|| self.registry.since(serial))
+            .flatten()
+    }
+
     /// The static zones in force.
     pub fn static_zones(&self) -> Arc<ZoneSet> {
         self.static_zones.load_full()
@@ -195,6 +204,31 @@ impl Responder {
         transport: Transport,
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
+    ) -> Outcome {
+        self.respond_checked(message, client, transport, out, scratch, false)
+    }
+
+    /// [`Responder::respond`] for a TSIG-signed query whose signature the caller verified
+    /// (`super::transfer::signed`): answered as if unsigned, for the caller to sign.
+    pub(super) fn respond_verified(
+        &self,
+        message: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Outcome {
+        self.respond_checked(message, client, transport, out, scratch, true)
+    }
+
+    fn respond_checked(
+        &self,
+        message: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+        verified: bool,
     ) -> Outcome {
         out.clear();
         let query = match ParsedQuery::parse(message) {
@@ -243,10 +277,13 @@ impl Responder {
         if transport == Transport::Tcp && is_transfer(query.qtype) && query.qclass == CLASS_IN {
             return Outcome::Transfer;
         }
-        // No key is configured, so every signed query is signed with a key we do not know:
-        // NOTAUTH for TSIG (RFC 8945 §5.2.2.1, BADKEY), REFUSED for SIG(0) (RFC 2931). Never
-        // an unsigned answer to a signed question.
+        // With `--tsig-key`, a TSIG-signed query (a secondary's SOA check) is verified and its
+        // answer signed by the caller. Without one, every signed query is signed with a key
+        // we do not know: NOTAUTH for TSIG (RFC 8945 §5.2.2.1, BADKEY), REFUSED for SIG(0)
+        // (RFC 2931). Never an unsigned answer to a signed question.
         match query.signature {
+            Some(Signature::Tsig) if verified => {}
+            Some(Signature::Tsig) if policy.transfer.key.is_some() => return Outcome::Signed,
             Some(Signature::Tsig) => return reply.rcode_only(out, ResponseCode::NotAuth, false),
             Some(Signature::Sig0) => return reply.rcode_only(out, ResponseCode::Refused, false),
             None => {}

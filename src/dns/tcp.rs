@@ -24,7 +24,7 @@ use tracing::debug;
 
 use super::respond::{Outcome, Responder, Scratch, Transport};
 use super::tcp_clients::{Admitted, TcpClients};
-use super::transfer::{transfer, TransferEnd};
+use super::transfer::{signed, transfer, TransferEnd};
 use super::Forwarding;
 use crate::metrics::Metrics;
 
@@ -67,6 +67,12 @@ impl TcpHandler {
         {
             Outcome::Reply => {}
             Outcome::Transfer => return Answered::Transfer,
+            Outcome::Signed => {
+                match signed(&self.responder, message, client, Transport::Tcp, scratch) {
+                    Some(bytes) => *out = bytes,
+                    None => return Answered::Nothing,
+                }
+            }
             Outcome::Ignore => {
                 self.metrics.observe_ignored();
                 return Answered::Nothing;

@@ -18,7 +18,7 @@ use crate::support::transfer::{
     axfr, key_flag, read_message, send_request, signer, soa_serial, KnotSecondary, KEY_NAME,
     KEY_SECRET,
 };
-use crate::support::{eventually, write};
+use crate::support::{eventually, free_port, write};
 
 /// (owner, type) -> rdata set, the records of a transfer or of the answers to queries.
 type RecordSets = BTreeMap<(String, RecordType), BTreeSet<String>>;
@@ -345,4 +345,56 @@ fn knot_as_a_secondary_serves_the_same_answers_as_snapdns() {
     let from_snapdns = answered_sets(server.addr, &sets);
     let from_knot = answered_sets(knot.addr, &sets);
     assert_eq!(from_knot, from_snapdns, "Knot's log:\n{}", knot.log());
+}
+
+#[test]
+fn a_change_reaches_knot_by_notify_and_an_incremental_transfer() {
+    let key = key_flag();
+    let knot_port = free_port();
+    let notify = format!("127.0.0.1:{knot_port}");
+    let (server, path) = Server::with_registry_file(
+        &web_and_db(&["v1"]),
+        &[
+            "--allow-transfer",
+            "127.0.0.1/32",
+            "--tsig-key",
+            &key,
+            "--notify",
+            &notify,
+        ],
+    );
+    let knot = KnotSecondary::start_on(knot_port, "consul", server.addr);
+    let web = |addr| {
+        let reply = tcp(addr, "web.service.consul", RecordType::A);
+        let mut found: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+        found.sort();
+        found
+    };
+    assert_eq!(
+        web(knot.addr),
+        ["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4"]
+    );
+    let before = current_serial(&server);
+    // n4's check turns critical, at a later index.
+    let mut registry = web_and_db(&["v1"]);
+    registry["web"][3] = entry("n4", "10.1.0.4", "web", "", 8080, &["v1"], "critical");
+    registry["web"][3]["Checks"][1]["ModifyIndex"] = json!(1000);
+    replace_registry_file(&path, &registry);
+    assert!(eventually(Duration::from_secs(20), || current_serial(
+        &server
+    ) != before));
+    // NOTIFY, then IXFR: Knot answers the change within 2 s of snapdns serving it.
+    assert!(
+        eventually(Duration::from_secs(2), || web(knot.addr).len() == 3),
+        "Knot still answers {:?}; its log:\n{}",
+        web(knot.addr),
+        knot.log()
+    );
+    assert_eq!(web(knot.addr), web(server.addr));
+    let log = knot.log();
+    assert!(log.contains("IXFR, incoming"), "{log}");
+    assert!(
+        !log.contains("AXFR-style"),
+        "an incremental transfer, not a full one:\n{log}"
+    );
 }

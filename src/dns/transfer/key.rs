@@ -134,36 +134,57 @@ impl TransferPolicy {
         if !self.allow.iter().any(|net| net.contains(&client)) {
             return Access::Refused;
         }
-        let id = message.id;
-        let (key, tsig) = match (&self.key, message.signature.as_deref()) {
-            (None, None) => return Access::Granted(None),
-            (Some(_), None) => return Access::NotAuth(None),
-            (None, Some(record)) => {
-                let context = TSigResponseContext::unknown_key(id, now, record.name.clone());
-                return Access::NotAuth(Some(context));
-            }
-            (Some(key), Some(record)) => (key, record),
-        };
-        if tsig.name.to_lowercase() != key.name {
-            let context = TSigResponseContext::unknown_key(id, now, tsig.name.clone());
-            return Access::NotAuth(Some(context));
+        match (&self.key, message.signature.as_deref()) {
+            (None, None) => Access::Granted(None),
+            (Some(_), None) => Access::NotAuth(None),
+            (None, Some(tsig)) => Access::NotAuth(Some(TSigResponseContext::unknown_key(
+                message.id,
+                now,
+                tsig.name.clone(),
+            ))),
+            (Some(key), Some(_)) => match key.verify(request, message, now) {
+                Ok(signed) => Access::Granted(Some(signed)),
+                Err(context) => Access::NotAuth(context),
+            },
         }
-        let signer = key.signer();
+    }
+}
+
+impl TsigKey {
+    /// Verifies the TSIG record of `request` (bytes and decoded) against this key at `now`:
+    /// the signer and request MAC to sign the answer with, or the TSIG error to answer with
+    /// (`None` when the request is not signed at all).
+    pub(super) fn verify(
+        &self,
+        request: &[u8],
+        message: &Message,
+        now: u64,
+    ) -> Result<Signed, Option<TSigResponseContext>> {
+        let id = message.id;
+        let Some(tsig) = message.signature.as_deref() else {
+            return Err(None);
+        };
+        if tsig.name.to_lowercase() != self.name {
+            return Err(Some(TSigResponseContext::unknown_key(
+                id,
+                now,
+                tsig.name.clone(),
+            )));
+        }
+        let signer = self.signer();
         match signer.verify_message_byte(request, None, true) {
-            Ok((request_mac, _, window)) if window.contains(&now) => {
-                Access::Granted(Some(Signed {
-                    signer,
-                    request_mac,
-                }))
-            }
-            Ok((request_mac, _, _)) => Access::NotAuth(Some(TSigResponseContext::new(
+            Ok((request_mac, _, window)) if window.contains(&now) => Ok(Signed {
+                signer,
+                request_mac,
+            }),
+            Ok((request_mac, _, _)) => Err(Some(TSigResponseContext::new(
                 id,
                 now,
                 signer,
                 request_mac,
                 Some(TsigError::BadTime),
             ))),
-            Err(_) => Access::NotAuth(Some(TSigResponseContext::bad_signature(id, now, signer))),
+            Err(_) => Err(Some(TSigResponseContext::bad_signature(id, now, signer))),
         }
     }
 }

@@ -7,23 +7,38 @@
 //! snapshot (an `Arc`) until the last message is written, so a snapshot swapped in meanwhile
 //! does not mix into it.
 
+mod ixfr;
 mod key;
+mod notify;
 mod records;
+mod signed;
 mod stream;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, Query, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{Record, RecordType};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 pub use key::{TransferPolicy, TsigKey};
+pub use notify::notify_changes;
+pub use signed::signed;
 
 use super::respond::Responder;
+use crate::snapshot::serial_greater;
 use crate::zone::Zone;
 use key::Access;
 use stream::{error_response, Packer};
+
+/// Transfer settings that need a restart (`--ixfr-journal`, `--notify`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferSettings {
+    /// Registry zone versions kept for IXFR.
+    pub ixfr_journal: usize,
+    /// Secondaries to NOTIFY of every change.
+    pub notify: Vec<std::net::SocketAddr>,
+}
 
 /// How a transfer ended, for the caller's log and counters.
 #[derive(Debug, PartialEq, Eq)]
@@ -91,27 +106,91 @@ pub async fn transfer<W: AsyncWrite + Unpin>(
         let response = error_response(id, Some(&question), ResponseCode::ServFail, None);
         return reject(writer, &response, ResponseCode::ServFail, timeout).await;
     };
+    let incremental = question.query_type() == RecordType::IXFR;
+    let plan = match ixfr::requested_serial(&message).filter(|_| incremental) {
+        Some(serial) if !serial_greater(zone.serial(), serial) => Plan::UpToDate,
+        Some(serial) => responder
+            .registry_since(&key, serial)
+            .and_then(|base| {
+                let base_soa = records::soa(&base.zone)?;
+                let (deleted, added) = ixfr::difference(&base.zone, zone)?;
+                Some(Plan::Difference(base_soa, deleted, added))
+            })
+            .unwrap_or(Plan::Full),
+        None => Plan::Full,
+    };
     let mut packer = Packer::new(id, question, signed, now);
-    let first = packer.push(soa.clone());
-    if !send_if_full(writer, first, timeout).await {
-        return TransferEnd::Failed;
-    }
-    for records in records::zone_records(zone) {
-        for record in records {
-            let full = packer.push(record);
-            if !send_if_full(writer, full, timeout).await {
-                return TransferEnd::Failed;
-            }
+    let mut stream = Stream {
+        writer,
+        timeout,
+        packer: &mut packer,
+    };
+    let sent = match plan {
+        // RFC 1995 §4: the secondary is current: the SOA alone.
+        Plan::UpToDate => true,
+        Plan::Difference(base_soa, deleted, added) => {
+            stream.send(soa.clone()).await
+                && stream.send(base_soa).await
+                && stream.send_all(deleted).await
+                && stream.send(soa.clone()).await
+                && stream.send_all(added).await
+                && stream.send(soa).await
         }
-    }
-    let last = packer.push(soa);
-    if !send_if_full(writer, last, timeout).await {
+        Plan::Full => {
+            let mut sent = stream.send(soa.clone()).await;
+            for records in records::zone_records(zone) {
+                if !sent {
+                    break;
+                }
+                sent = stream.send_all(records).await;
+            }
+            sent && stream.send(soa).await
+        }
+    };
+    if !sent {
         return TransferEnd::Failed;
     }
     let messages = packer.messages + 1;
     match packer.finish() {
         Ok(bytes) if write_framed(writer, &bytes, timeout).await => TransferEnd::Sent(messages),
         _ => TransferEnd::Failed,
+    }
+}
+
+/// What a transfer sends.
+enum Plan {
+    /// The current SOA only: the secondary has this serial (or a newer one).
+    UpToDate,
+    /// The secondary's SOA, the records deleted since, and those added.
+    Difference(Record, Vec<Record>, Vec<Record>),
+    /// The whole zone between two SOAs.
+    Full,
+}
+
+/// The packer and the connection its full messages go to.
+struct Stream<'a, W> {
+    writer: &'a mut W,
+    timeout: Duration,
+    packer: &'a mut Packer,
+}
+
+impl<W: AsyncWrite + Unpin> Stream<'_, W> {
+    /// Adds `record`, writing the message it completes; false when the connection failed.
+    async fn send(&mut self, record: Record) -> bool {
+        match self.packer.push(record) {
+            Ok(None) => true,
+            Ok(Some(bytes)) => write_framed(self.writer, &bytes, self.timeout).await,
+            Err(_) => false,
+        }
+    }
+
+    async fn send_all(&mut self, records: Vec<Record>) -> bool {
+        for record in records {
+            if !self.send(record).await {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -124,18 +203,6 @@ fn wire_key(question: &Query) -> Vec<u8> {
     }
     key.push(0);
     key
-}
-
-async fn send_if_full<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    full: Result<Option<Vec<u8>>, String>,
-    timeout: Duration,
-) -> bool {
-    match full {
-        Ok(None) => true,
-        Ok(Some(bytes)) => write_framed(writer, &bytes, timeout).await,
-        Err(_) => false,
-    }
 }
 
 async fn reject<W: AsyncWrite + Unpin>(

@@ -162,9 +162,13 @@ impl KnotSecondary {
     /// Starts Knot as a secondary for `zone` transferring from `primary` with the shared
     /// key, and waits until it has the zone.
     pub fn start(zone: &str, primary: SocketAddr) -> Self {
+        Self::start_on(free_port(), zone, primary)
+    }
+
+    /// [`KnotSecondary::start`] on `port` (known before the primary starts, for `--notify`).
+    pub fn start_on(port: u16, zone: &str, primary: SocketAddr) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("db")).unwrap();
-        let port = free_port();
         let config = format!(
             "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    \
              tcp-workers: 1\n    background-workers: 1\n\
