@@ -115,6 +115,7 @@ fn responder(max_udp_size: u16) -> Responder {
         allow_recursion: Vec::new(),
         rrl: Default::default(),
         identity: Default::default(),
+        transfer: Default::default(),
     };
     Responder::new(
         store,

@@ -183,6 +183,7 @@ fn policy(max_udp_size: u16) -> AnswerPolicy {
             identity: "fuzz-replica".into(),
             version: "fuzz-version".into(),
         },
+        transfer: Default::default(),
     }
 }
 

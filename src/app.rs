@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, RegistrySource};
 use crate::dns::forward::Forwarder;
-use crate::dns::{tcp, udp, Forwarding, Responder, TcpClients, TcpHandler};
+use crate::dns::{tcp, transfer, udp, Forwarding, Responder, TcpClients, TcpHandler};
 use crate::drain::Drain;
 use crate::explain::Explainer;
 use crate::metrics::Metrics;
@@ -67,6 +67,7 @@ pub async fn run_with_reloads(
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let store = SnapshotStore::default();
+    store.keep_history(config.transfer.ixfr_journal);
 
     let static_zones = Arc::new(ArcSwap::from_pointee(ZoneSet::default()));
     static_zones.store(Arc::new(static_zones::load_dir(&config.server.zones_dir)));
@@ -150,6 +151,13 @@ pub async fn run_with_reloads(
             });
         }
     }
+    tasks.spawn(transfer::notify_changes(
+        store.clone(),
+        responder.clone(),
+        config.zone.domain.clone(),
+        config.transfer.notify.clone(),
+        drain.token(),
+    ));
     if let Some(listener) = http_listener {
         let served = http::Served {
             store: store.clone(),

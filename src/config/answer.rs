@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::values::network;
 use super::ConfigError;
-use crate::dns::{AnswerPolicy, RrlSettings, ServerIdentity};
+use crate::dns::{AnswerPolicy, RrlSettings, ServerIdentity, TransferPolicy, TsigKey};
 
 /// Flags (and file keys) of the answer section.
 #[derive(Clone, Debug, Default, Args, Deserialize, Serialize)]
@@ -66,6 +66,19 @@ pub struct AnswerArgs {
     #[arg(long, value_name = "STRING")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_string: Option<String>,
+
+    /// Clients allowed to transfer the registry zone and the static zones (AXFR, IXFR over
+    /// TCP), as CIDR; repeatable. [default: none]
+    #[arg(long, value_name = "CIDR")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_transfer: Vec<String>,
+
+    /// The TSIG key (RFC 8945) transfer requests must be signed with, and NOTIFY messages
+    /// are signed with: NAME:ALGORITHM:BASE64, ALGORITHM one of hmac-sha256, hmac-sha384,
+    /// hmac-sha512. [default: none: transfers are not signed]
+    #[arg(long, value_name = "NAME:ALGORITHM:BASE64")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsig_key: Option<String>,
 }
 
 /// Highest `--rrl-rate`: the bucket arithmetic counts in nanoseconds.
@@ -106,7 +119,23 @@ impl AnswerArgs {
             allow_recursion,
             rrl: self.rrl()?,
             identity: self.identity(host_name)?,
+            transfer: self.transfer()?,
         })
+    }
+
+    fn transfer(&self) -> Result<TransferPolicy, ConfigError> {
+        let allow = self
+            .allow_transfer
+            .iter()
+            .map(|text| network("allow-transfer", text))
+            .collect::<Result<_, _>>()?;
+        let key = self
+            .tsig_key
+            .as_deref()
+            .map(TsigKey::parse)
+            .transpose()
+            .map_err(|error| ConfigError::new("tsig-key", error))?;
+        Ok(TransferPolicy { allow, key })
     }
 
     fn identity(&self, host_name: Option<&str>) -> Result<ServerIdentity, ConfigError> {

@@ -40,6 +40,7 @@ pub(super) fn read(path: &Path) -> Result<ServeArgs, ConfigError> {
         consul: section(&text).map_err(error)?,
         sync: section(&text).map_err(error)?,
         forward: section(&text).map_err(error)?,
+        transfer: section(&text).map_err(error)?,
         log: Default::default(),
     })
 }

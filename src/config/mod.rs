@@ -20,6 +20,7 @@ mod registry;
 mod server;
 mod service_ttls;
 mod tools;
+mod transfer;
 mod values;
 mod zone;
 
@@ -35,10 +36,12 @@ pub use manual::{completions, man_page};
 pub use registry::{ConsulArgs, RegistryArgs, RegistrySource, SyncArgs};
 pub use server::{ServerArgs, ServerSettings};
 pub use tools::{CheckArgs, ExplainArgs, StateArgs};
+pub use transfer::TransferArgs;
 pub use values::parse_duration;
 pub use zone::ZoneArgs;
 
 use crate::dns::forward::ForwardConfig;
+use crate::dns::transfer::TransferSettings;
 use crate::dns::AnswerPolicy;
 use crate::registry::consul::ConsulConfig;
 use crate::snapshot::{NameServers, ZoneOptions};
@@ -121,6 +124,11 @@ pub struct ServeArgs {
     #[serde(flatten)]
     pub forward: ForwardArgs,
 
+    /// Zone transfers: the IXFR journal and NOTIFY targets.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub transfer: TransferArgs,
+
     /// Logging (flags only: logging starts before the file is read).
     #[command(flatten)]
     #[serde(skip)]
@@ -156,6 +164,8 @@ pub struct Config {
     pub sync: SyncSettings,
     /// Upstreams and the cache.
     pub forward: ForwardConfig,
+    /// The IXFR journal and NOTIFY targets.
+    pub transfer: TransferSettings,
     /// Where the settings came from, for SIGHUP reloads.
     pub config_file: Option<PathBuf>,
 }
@@ -240,6 +250,7 @@ impl Config {
             env.consul_http_token.as_deref(),
         )?;
         let sync = args.sync.validate(args.registry.state_dir(), &zone)?;
+        let transfer = args.transfer.validate()?;
         Ok(Self {
             server,
             zone,
@@ -248,6 +259,7 @@ impl Config {
             consul,
             sync,
             forward,
+            transfer,
             config_file: None,
         })
     }
@@ -277,6 +289,7 @@ impl Config {
             consul,
             sync,
             forward,
+            transfer,
             config_file: _,
         } = self;
         compare!(ServerSettings, *server, new.server;
@@ -309,6 +322,7 @@ impl Config {
             allow_recursion: _,
             rrl: _,
             identity: _,
+            transfer: _,
         } = answer;
         if *registry != new.registry {
             keys.push("registry");
@@ -336,6 +350,10 @@ impl Config {
                 cache_max_ttl => "cache-max-ttl",
                 cache_max_negative_ttl => "cache-max-negative-ttl",
                 max_forwards => "max-forwards";
+            reload:;
+            copies:);
+        compare!(TransferSettings, *transfer, new.transfer;
+            restart: ixfr_journal => "ixfr-journal", notify => "notify";
             reload:;
             copies:);
         keys.sort_unstable();

@@ -12,6 +12,7 @@ pub mod respond;
 pub mod rrl;
 pub mod tcp;
 pub mod tcp_clients;
+pub mod transfer;
 pub mod udp;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use respond::{AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, Tran
 pub use rrl::{RateLimiter, RrlSettings, Verdict};
 pub use tcp::TcpHandler;
 pub use tcp_clients::TcpClients;
+pub use transfer::{TransferPolicy, TsigKey};
 
 use forward::Forwarder;
 

@@ -13,22 +13,21 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 #[cfg(test)]
 use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::RecordType;
 #[cfg(test)]
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
-use ipnet::IpNet;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use super::flags;
-use super::identity::{self, ServerIdentity, CLASS_CH};
+use super::identity::{self, CLASS_CH};
 use super::query::{ParsedQuery, Rejection, Signature};
-use super::rrl::RrlSettings;
+use super::transfer::is_transfer;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::zone::{Lookup, Prepared, Zone, ZoneSet, MAX_MESSAGE_LEN};
 
 pub(super) use client::canonical;
 use client::{limit, may_recurse};
+pub use policy::{AnswerPolicy, ForwardLimits, Scratch};
 
 const CLASS_IN: u16 = 1;
 const CLASS_ANY: u16 = 255;
@@ -55,64 +54,10 @@ pub enum Outcome {
     Ignore,
     /// The name is not served locally and the client may recurse: forward it.
     Forward,
-}
-
-/// Answering policy: set at start-up and replaced whole by a SIGHUP reload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AnswerPolicy {
-    /// Largest UDP response, whatever the client advertises.
-    pub max_udp_size: u16,
-    /// Reorder A/AAAA answers per query.
-    pub shuffle: bool,
-    /// Forwarding is configured (there are upstreams).
-    pub forwarding: bool,
-    /// Clients allowed to recurse (RA=1, forwarded names answered); also exempt from RRL.
-    pub allow_recursion: Vec<IpNet>,
-    /// Response rate limiting of UDP answers to everyone else.
-    pub rrl: RrlSettings,
-    /// What NSID and the CHAOS names tell (`--identity`, `--version-string`).
-    pub identity: ServerIdentity,
-}
-
-/// The sizes a forwarded reply keeps to, fixed by the answering policy in force when the
-/// query arrived, so that local and forwarded answers follow the same `max-udp-size`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ForwardLimits {
-    /// The reply is at most this long (TC=1 beyond).
-    pub limit: usize,
-    /// The UDP payload size advertised in the reply's OPT record.
-    pub advertised: u16,
-    /// The NSID to put in the reply's OPT record: the client asked and it is turned on.
-    pub nsid: Option<Arc<str>>,
-}
-
-/// Per-worker state: the random source for shuffling. Not shared, so no lock.
-#[derive(Debug)]
-pub struct Scratch {
-    rng: SmallRng,
-    /// The limits of the last query answered with [`Outcome::Forward`], so the caller does
-    /// not read the query or the policy again to find them.
-    forward: ForwardLimits,
-}
-
-impl Scratch {
-    /// The limits of the query last handed back as [`Outcome::Forward`].
-    pub fn forward_limits(&self) -> ForwardLimits {
-        self.forward.clone()
-    }
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Self {
-            rng: SmallRng::from_os_rng(),
-            forward: ForwardLimits {
-                limit: PLAIN_UDP_LIMIT,
-                advertised: PLAIN_UDP_LIMIT as u16,
-                nsid: None,
-            },
-        }
-    }
+    /// A zone transfer request over TCP: answer it with [`super::transfer::transfer`].
+    Transfer,
+    /// A TSIG-signed query and a key is set: answer it with [`super::transfer::signed`].
+    Signed,
 }
 
 /// Answers queries for the registry zone and the static zones.
@@ -155,6 +100,25 @@ impl Responder {
         self.policy.store(Arc::new(policy));
     }
 
+    /// The registry snapshot when `key` (lower-cased wire format) is the registry apex.
+    pub fn registry_snapshot_for(&self, key: &[u8]) -> Option<Arc<Snapshot>> {
+        (*self.registry_apex == *key)
+            .then(|| self.registry.current())
+            .flatten()
+    }
+
+    /// The kept snapshot of the registry zone (apex `key`) whose serial is `serial`.
+    pub fn registry_since(&self, key: &[u8], serial: u32) -> Option<Arc<Snapshot>> {
+        (*self.registry_apex == *key)
+            .then(|| self.registry.since(serial))
+            .flatten()
+    }
+
+    /// The static zones in force.
+    pub fn static_zones(&self) -> Arc<ZoneSet> {
+        self.static_zones.load_full()
+    }
+
     /// The answering policy in force.
     pub fn policy(&self) -> Arc<AnswerPolicy> {
         self.policy.load_full()
@@ -179,6 +143,31 @@ impl Responder {
         transport: Transport,
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
+    ) -> Outcome {
+        self.respond_checked(message, client, transport, out, scratch, false)
+    }
+
+    /// [`Responder::respond`] for a TSIG-signed query whose signature the caller verified
+    /// (`super::transfer::signed`): answered as if unsigned, for the caller to sign.
+    pub(super) fn respond_verified(
+        &self,
+        message: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Outcome {
+        self.respond_checked(message, client, transport, out, scratch, true)
+    }
+
+    fn respond_checked(
+        &self,
+        message: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+        verified: bool,
     ) -> Outcome {
         out.clear();
         let query = match ParsedQuery::parse(message) {
@@ -222,10 +211,18 @@ impl Responder {
                 return Outcome::Reply;
             }
         }
-        // No key is configured, so every signed query is signed with a key we do not know:
-        // NOTAUTH for TSIG (RFC 8945 §5.2.2.1, BADKEY), REFUSED for SIG(0) (RFC 2931). Never
-        // an unsigned answer to a signed question.
+        // Transfers are answered over TCP only (RFC 5936 §4.2), with their own access
+        // rules and signatures; over UDP they stay NOTIMP below.
+        if transport == Transport::Tcp && is_transfer(query.qtype) && query.qclass == CLASS_IN {
+            return Outcome::Transfer;
+        }
+        // With `--tsig-key`, a TSIG-signed query (a secondary's SOA check) is verified and its
+        // answer signed by the caller. Without one, every signed query is signed with a key
+        // we do not know: NOTAUTH for TSIG (RFC 8945 §5.2.2.1, BADKEY), REFUSED for SIG(0)
+        // (RFC 2931). Never an unsigned answer to a signed question.
         match query.signature {
+            Some(Signature::Tsig) if verified => {}
+            Some(Signature::Tsig) if policy.transfer.key.is_some() => return Outcome::Signed,
             Some(Signature::Tsig) => return reply.rcode_only(out, ResponseCode::NotAuth, false),
             Some(Signature::Sig0) => return reply.rcode_only(out, ResponseCode::Refused, false),
             None => {}
@@ -563,10 +560,6 @@ fn write_error(
     out.extend_from_slice(&[0; 8]);
 }
 
-fn is_transfer(qtype: u16) -> bool {
-    qtype == u16::from(RecordType::AXFR) || qtype == u16::from(RecordType::IXFR)
-}
-
 /// Fisher-Yates over fixed-size records in place.
 fn shuffle_records(section: &mut [u8], unit: usize, rng: &mut SmallRng) {
     let count = section.len() / unit;
@@ -581,6 +574,7 @@ fn shuffle_records(section: &mut [u8], unit: usize, rng: &mut SmallRng) {
 
 mod client;
 mod forms;
+mod policy;
 mod reverse;
 #[cfg(test)]
 mod tests;

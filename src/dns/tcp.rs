@@ -24,6 +24,7 @@ use tracing::debug;
 
 use super::respond::{Outcome, Responder, Scratch, Transport};
 use super::tcp_clients::{Admitted, TcpClients};
+use super::transfer::{signed, transfer, TransferEnd};
 use super::Forwarding;
 use crate::metrics::Metrics;
 
@@ -51,23 +52,30 @@ impl TcpHandler {
         }
     }
 
-    /// Answers one query into `out` (framing not included); false when nothing is to be sent.
+    /// Answers one query into `out` (framing not included).
     async fn answer(
         &self,
         message: &[u8],
         client: IpAddr,
         scratch: &mut Scratch,
         out: &mut Vec<u8>,
-    ) -> bool {
+    ) -> Answered {
         let started = Instant::now();
         match self
             .responder
             .respond(message, client, Transport::Tcp, out, scratch)
         {
             Outcome::Reply => {}
+            Outcome::Transfer => return Answered::Transfer,
+            Outcome::Signed => {
+                match signed(&self.responder, message, client, Transport::Tcp, scratch) {
+                    Some(bytes) => *out = bytes,
+                    None => return Answered::Nothing,
+                }
+            }
             Outcome::Ignore => {
                 self.metrics.observe_ignored();
-                return false;
+                return Answered::Nothing;
             }
             Outcome::Forward => match self
                 .forwarding
@@ -75,12 +83,22 @@ impl TcpHandler {
                 .await
             {
                 Some(bytes) => *out = bytes,
-                None => return false,
+                None => return Answered::Nothing,
             },
         }
         self.metrics.observe_answer(out, started);
-        true
+        Answered::Reply
     }
+}
+
+/// What [`TcpHandler::answer`] left to do.
+enum Answered {
+    /// Send `out`.
+    Reply,
+    /// Send nothing.
+    Nothing,
+    /// Stream a zone transfer.
+    Transfer,
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled, then closes it and waits
@@ -160,11 +178,27 @@ async fn connection(
             Ok(Ok(read)) if read == len => {}
             _ => break,
         }
-        if !handler
+        match handler
             .answer(&message, peer.ip(), &mut scratch, &mut out)
             .await
         {
-            continue;
+            Answered::Reply => {}
+            Answered::Nothing => continue,
+            Answered::Transfer => {
+                let end = transfer(
+                    &handler.responder,
+                    &message,
+                    peer.ip(),
+                    &mut writer,
+                    idle_timeout,
+                )
+                .await;
+                debug!(%peer, ?end, "zone transfer");
+                if end == TransferEnd::Failed {
+                    break;
+                }
+                continue;
+            }
         }
         let Ok(len) = u16::try_from(out.len()) else {
             debug!(%peer, len = out.len(), "tcp response too long; dropped");

@@ -18,6 +18,7 @@ use tracing::debug;
 
 use super::respond::{ForwardLimits, Outcome, Responder, Scratch, Transport};
 use super::rrl::{self, RateLimiter, Verdict};
+use super::transfer::signed;
 use super::Forwarding;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
@@ -128,7 +129,24 @@ impl Worker {
                         debug!(%error, %peer, "udp send failed");
                     }
                 }
-                Outcome::Ignore => self.metrics.observe_ignored(),
+                Outcome::Signed => {
+                    let peer_ip = peer.ip();
+                    let signed = signed(
+                        &self.responder,
+                        message,
+                        peer_ip,
+                        Transport::Udp,
+                        &mut scratch,
+                    );
+                    if let Some(response) = signed {
+                        self.metrics.observe_answer(&response, started);
+                        if let Err(error) = self.socket.send_to(&response, peer) {
+                            debug!(%error, %peer, "udp send failed");
+                        }
+                    }
+                }
+                // Never over UDP: the responder hands transfers back for TCP only.
+                Outcome::Ignore | Outcome::Transfer => self.metrics.observe_ignored(),
                 Outcome::Forward => self.forward(message, peer, scratch.forward_limits()),
             }
         }

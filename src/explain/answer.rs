@@ -38,7 +38,8 @@ pub fn ask(responder: &Responder, name: &Name, qtype: RecordType, client: IpAddr
             Err(_) => Answered::Nothing,
         },
         Outcome::Forward => Answered::Forward,
-        Outcome::Ignore => Answered::Nothing,
+        // A transfer is a stream, not an answer; the question is never signed.
+        Outcome::Ignore | Outcome::Transfer | Outcome::Signed => Answered::Nothing,
     }
 }
 

@@ -24,6 +24,7 @@ use super::meta_txt::node_meta_records;
 use super::names::is_label;
 use super::nameservers::{apex, NameServers};
 use super::parts::Parts;
+use super::serial::{next_serial, serial_of};
 use super::service_ttl::ServiceTtls;
 use super::targets::Targets;
 use super::threads::in_parallel;
@@ -83,6 +84,10 @@ struct Served<'a> {
 /// when at most one in this many served services changed; else its index is built afresh.
 const DERIVE_RATIO: usize = 4;
 
+/// Up to this many served services a zone is always derived: either way costs next to
+/// nothing, and a derived zone lets IXFR find what changed without comparing whole zones.
+const SMALL_ZONE: usize = 256;
+
 /// Builds the registry zone of `state`. With `previous` (the state, parts and zone of the
 /// snapshot being replaced), only the services that differ are encoded again and the zone is
 /// derived from the previous one: the cost follows the change, not the registry.
@@ -90,7 +95,8 @@ pub(super) fn registry_zone(
     state: &RegistryState,
     options: &ZoneOptions,
     previous: Option<(&RegistryState, &Parts, &Zone)>,
-) -> Result<(Zone, SnapshotStats, Skipped, Parts), BuildError> {
+) -> Result<(Zone, SnapshotStats, Skipped, Parts, bool), BuildError> {
+    let previous_serial = previous.map(|(_, _, zone)| zone.serial());
     let previous = previous.filter(|(_, parts, _)| parts.options.as_ref() == Some(options));
     let empty = RegistryState::default();
     let (old_state, mut parts, old_zone) = match previous {
@@ -99,7 +105,10 @@ pub(super) fn registry_zone(
     };
     let domain = options.domain.to_lowercase();
     let local_dc = options.datacenter.to_ascii_lowercase();
-    let zone = apex(&domain, serial_of(state), options)?;
+    let changes: Vec<_> = old_state.changes_to(state).collect();
+    let changed = previous.is_none() || !changes.is_empty();
+    let serial = next_serial(serial_of(state), previous_serial, changed);
+    let zone = apex(&domain, serial, options)?;
     let ctx = Context {
         domain: &domain,
         local_dc: &local_dc,
@@ -107,7 +116,6 @@ pub(super) fn registry_zone(
     };
     let apex_key = zone.apex_key().to_vec();
 
-    let changes: Vec<_> = old_state.changes_to(state).collect();
     let affected = parts.apply(&changes, options.health);
     let jobs: Vec<(Arc<str>, Vec<&HealthEntry>)> = affected
         .into_iter()
@@ -147,8 +155,14 @@ pub(super) fn registry_zone(
             dependents.extend(parts.watchers_of(key));
         }
     }
+    let derive = |old_zone: &Zone| {
+        jobs.len() * DERIVE_RATIO <= parts.fragments.len()
+            || parts.fragments.len() <= SMALL_ZONE
+            || old_zone.name_count() == 0
+    };
+    let derived = old_zone.is_some_and(derive);
     let zone = match old_zone {
-        Some(old_zone) if jobs.len() * DERIVE_RATIO <= parts.fragments.len() => {
+        Some(old_zone) if derived => {
             let removed: Vec<&Fragment> = removed.iter().map(AsRef::as_ref).collect();
             let added: Vec<&Fragment> = added.iter().map(AsRef::as_ref).collect();
             zone.build_over(old_zone, &removed, &added)?
@@ -168,7 +182,7 @@ pub(super) fn registry_zone(
         instances: parts.instances,
         passing_instances: parts.passing,
     };
-    Ok((zone, stats, parts.skipped(), parts))
+    Ok((zone, stats, parts.skipped(), parts, derived))
 }
 
 /// The second pass over the services with in-domain targets (`targets`): each encoded again
@@ -541,29 +555,4 @@ impl Context<'_> {
             .append_domain(self.domain)
             .ok()
     }
-}
-
-/// The SOA serial follows the registry state, so replicas with the same state agree: the
-/// registry index when there is one, else the highest modify index in the data, else a
-/// checksum of the data.
-pub fn serial_of(state: &RegistryState) -> u32 {
-    if state.index > 0 {
-        return (state.index & u64::from(u32::MAX)) as u32;
-    }
-    let highest = state
-        .services
-        .values()
-        .flat_map(|entries| entries.iter())
-        .flat_map(|e| {
-            [e.node.modify_index, e.service.modify_index]
-                .into_iter()
-                .chain(e.checks.iter().map(|c| c.modify_index))
-        })
-        .max()
-        .unwrap_or(0);
-    if highest > 0 {
-        return (highest & u64::from(u32::MAX)) as u32;
-    }
-    let bytes = serde_json::to_vec(&state.services).unwrap_or_default();
-    crc32fast::hash(&bytes).max(1)
 }

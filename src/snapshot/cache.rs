@@ -238,6 +238,7 @@ impl Snapshot {
             skipped: parts.skipped(),
             node_ttl: options.node_ttl,
             parts,
+            derived: false,
         };
         Ok(Cached { snapshot, base })
     }

@@ -14,6 +14,7 @@ mod meta_txt;
 mod names;
 mod nameservers;
 mod parts;
+mod serial;
 mod service_ttl;
 mod targets;
 mod threads;
@@ -26,10 +27,11 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::{ArcSwapOption, Guard};
 use tracing::warn;
 
-pub use build::{serial_of, BuildError, ZoneOptions};
+pub use build::{BuildError, ZoneOptions};
 pub use cache::{BaseId, CacheError, Cached};
 pub use health::HealthFilter;
 pub use nameservers::{NameServer, NameServers};
+pub use serial::{serial_greater, serial_of};
 pub use service_ttl::ServiceTtls;
 
 use crate::registry::RegistryState;
@@ -56,6 +58,9 @@ pub struct Snapshot {
     pub node_ttl: u32,
     /// The encoded parts the zone was assembled from, reused by the next build.
     parts: Parts,
+    /// The zone was derived from the one it replaces (its unchanged names shared), so the
+    /// names that differ can be found without comparing the whole zones (IXFR).
+    derived: bool,
 }
 
 /// What a build left out of DNS, by reason: how many, and the first example (in registry
@@ -139,7 +144,8 @@ impl Snapshot {
         options: &ZoneOptions,
     ) -> Result<Self, BuildError> {
         let started = Instant::now();
-        let (zone, stats, skipped, parts) = build::registry_zone(&state, options, previous)?;
+        let (zone, stats, skipped, parts, derived) =
+            build::registry_zone(&state, options, previous)?;
         let took = started.elapsed();
         if took > SLOW_BUILD {
             // Answers keep coming from the previous snapshot meanwhile: worth knowing why.
@@ -159,6 +165,7 @@ impl Snapshot {
             skipped,
             node_ttl: options.node_ttl,
             parts,
+            derived,
         })
     }
 
@@ -172,23 +179,76 @@ impl Snapshot {
 ///
 /// `None` means no snapshot was ever loaded or synced: registry names then get SERVFAIL
 /// ("unknown"), never NXDOMAIN ("absent").
+///
+/// It also keeps the last few snapshots the current one was derived from (`--ixfr-journal`),
+/// so that a secondary can be sent what changed since its serial (IXFR). Only derived
+/// snapshots are kept: they share all but their changed shards with the current one, so the
+/// history costs the changes, not copies of the zone.
 #[derive(Clone, Default)]
-pub struct SnapshotStore(Arc<ArcSwapOption<Snapshot>>);
+pub struct SnapshotStore {
+    current: Arc<ArcSwapOption<Snapshot>>,
+    history: Arc<History>,
+}
+
+/// The snapshots replaced, newest last.
+#[derive(Default)]
+struct History {
+    keep: std::sync::atomic::AtomicUsize,
+    past: std::sync::Mutex<std::collections::VecDeque<Arc<Snapshot>>>,
+}
 
 impl SnapshotStore {
     /// The snapshot to answer one query with. Do not hold the guard across `.await`.
     pub fn load(&self) -> Guard<Option<Arc<Snapshot>>> {
-        self.0.load()
+        self.current.load()
     }
 
     /// The current snapshot as an owned `Arc`, for slow paths.
     pub fn current(&self) -> Option<Arc<Snapshot>> {
-        self.0.load_full()
+        self.current.load_full()
+    }
+
+    /// Keeps up to `snapshots` replaced snapshots for [`SnapshotStore::since`] (0: none).
+    pub fn keep_history(&self, snapshots: usize) {
+        use std::sync::atomic::Ordering;
+        self.history.keep.store(snapshots, Ordering::Relaxed);
+        let mut past = self.history.past.lock().unwrap_or_else(|e| e.into_inner());
+        while past.len() > snapshots {
+            past.pop_front();
+        }
     }
 
     /// Replaces the whole view at once.
     pub fn publish(&self, next: Arc<Snapshot>) {
-        self.0.store(Some(next));
+        use std::sync::atomic::Ordering;
+        let keep = self.history.keep.load(Ordering::Relaxed);
+        let previous = self.current.swap(Some(next.clone()));
+        if keep == 0 {
+            return;
+        }
+        let mut past = self.history.past.lock().unwrap_or_else(|e| e.into_inner());
+        match previous {
+            Some(previous) if next.derived && next.zone.shares_layout_with(&previous.zone) => {
+                if previous.zone.serial() != next.zone.serial() {
+                    past.push_back(previous);
+                }
+                while past.len() > keep {
+                    past.pop_front();
+                }
+            }
+            // Built afresh: the older zones share nothing with it, and a difference to one of
+            // them would cost the whole zone; secondaries behind it get a full transfer.
+            _ => past.clear(),
+        }
+    }
+
+    /// The kept snapshot whose zone has `serial`, if any.
+    pub fn since(&self, serial: u32) -> Option<Arc<Snapshot>> {
+        let past = self.history.past.lock().unwrap_or_else(|e| e.into_inner());
+        past.iter()
+            .rev()
+            .find(|snapshot| snapshot.zone.serial() == serial)
+            .cloned()
     }
 }
 

@@ -184,6 +184,7 @@ mod tests {
                 status: status.into(),
                 scope: CheckScope::Node,
                 modify_index: 1,
+                ..EntryCheck::default()
             }];
             entry
         };

@@ -160,6 +160,43 @@ impl NameIndex {
         })
     }
 
+    /// The keys whose answers differ between `base` and `self` (added, changed or removed), or
+    /// `None` when the two do not share their shard layout (one was re-indexed): shards that
+    /// are still shared are skipped whole, so after a change this costs the shard count plus
+    /// the changed shards.
+    pub(crate) fn changed_keys(&self, base: &Self) -> Option<Vec<Box<[u8]>>> {
+        if self.shards.len() != base.shards.len() {
+            return None;
+        }
+        let mut keys = Vec::new();
+        for (shard, old) in self.shards.iter().zip(base.shards.iter()) {
+            if Arc::ptr_eq(shard, old) {
+                continue;
+            }
+            for Entry(answers) in shard.names.iter() {
+                let same = old
+                    .names
+                    .get(answers.key())
+                    .is_some_and(|Entry(before)| Arc::ptr_eq(before, answers));
+                if !same {
+                    keys.push(answers.key().into());
+                }
+            }
+            for Entry(before) in old.names.iter() {
+                if !shard.names.contains(before.key()) {
+                    keys.push(before.key().into());
+                }
+            }
+        }
+        Some(keys)
+    }
+
+    /// True when the two indexes have as many shards, so that a name sits in the same shard
+    /// of both.
+    pub(crate) fn same_layout(&self, other: &Self) -> bool {
+        self.shards.len() == other.shards.len()
+    }
+
     /// Adds one contribution of `answers` to its name.
     pub(crate) fn add(&mut self, answers: &Arc<NameAnswers>) {
         let key = answers.key();

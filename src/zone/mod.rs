@@ -193,6 +193,27 @@ impl Zone {
     }
 }
 
+impl Zone {
+    /// The owner names (lower-cased wire format) whose answers differ from `base`'s, or
+    /// `None` when this zone was not derived from `base` (then only a full comparison would
+    /// tell). Costs the changed part of the index, not the zone.
+    pub fn changed_names(&self, base: &Self) -> Option<Vec<Box<[u8]>>> {
+        self.names.changed_keys(&base.names)
+    }
+
+    /// True when this zone's index has the shard layout of `other`'s, so that
+    /// [`Zone::changed_names`] can compare them.
+    pub fn shares_layout_with(&self, other: &Self) -> bool {
+        self.names.same_layout(&other.names)
+    }
+
+    /// The prepared answers of `key` by type; empty for an empty non-terminal or an unknown
+    /// name.
+    pub fn answers_of(&self, key: &[u8]) -> &[(u16, Arc<Prepared>)] {
+        self.names.get(key).map_or(&[], |name| &name.by_type)
+    }
+}
+
 /// A set of zones searched by longest matching apex: the static zones.
 #[derive(Debug, Default)]
 pub struct ZoneSet {

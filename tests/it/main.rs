@@ -65,5 +65,7 @@ mod sync;
 mod tcp;
 /// Rules of the source tree.
 mod tidy;
+/// Zone transfers: AXFR, TSIG, Knot as a secondary.
+mod transfer;
 /// Answers cut to any UDP size at record boundaries.
 mod truncation;

@@ -4,9 +4,10 @@ use std::net::Ipv4Addr;
 use std::time::SystemTime;
 
 use hickory_proto::op::{Edns, MessageType, OpCode};
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RecordType};
 
 use super::*;
+use crate::dns::{RrlSettings, ServerIdentity};
 use crate::registry::{HealthEntry, Node, NodeService, RegistryState};
 use crate::snapshot::{NameServers, Snapshot, ZoneOptions};
 use crate::zone::{encoded_so_far, wire_key};
@@ -61,6 +62,7 @@ fn responder() -> Responder {
         allow_recursion: Vec::new(),
         rrl: RrlSettings::default(),
         identity: ServerIdentity::default(),
+        transfer: Default::default(),
     };
     let apex = wire_key(&Name::from_ascii("consul.").unwrap()).unwrap();
     Responder::new(store, &apex, Arc::default(), policy)

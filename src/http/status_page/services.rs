@@ -157,6 +157,7 @@ mod tests {
             status: status.into(),
             scope: CheckScope::Service,
             modify_index: 1,
+            ..EntryCheck::default()
         }];
         entry
     }

@@ -11,6 +11,7 @@
 //! - [`sync_settings`]: the short sync knobs and starting snapdns against a stand-in.
 //! - [`knot`]: Debian's `knotd` as a real upstream, and the zone files tests serve.
 //! - [`fake_upstream`]: a UDP upstream for what Knot cannot be made to show.
+//! - [`transfer`]: an AXFR client with TSIG, and Knot as a secondary of snapdns.
 //! - [`namespace`]: glibc's `getent` in private Linux namespaces.
 
 pub mod browser;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod server;
 pub mod standin;
 pub mod sync_settings;
+pub mod transfer;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,400 @@
+//! Zone transfers (AXFR over TCP) to real secondaries: what a transfer holds, who may have
+//! it (`--allow-transfer`, `--tsig-key`), one snapshot per transfer, and Knot as a secondary
+//! serving the same answers as snapdns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Record, RecordType};
+use serde_json::json;
+
+use crate::support::dns_client::{assert_rcode, query_message, tcp, udp_raw};
+use crate::support::knot::STATIC_ZONE;
+use crate::support::registry::{entry, many, replace_registry_file, web_and_db};
+use crate::support::server::Server;
+use crate::support::transfer::{
+    axfr, key_flag, read_message, send_request, signer, soa_serial, KnotSecondary, KEY_NAME,
+    KEY_SECRET,
+};
+use crate::support::{eventually, free_port, write};
+
+/// (owner, type) -> rdata set, the records of a transfer or of the answers to queries.
+type RecordSets = BTreeMap<(String, RecordType), BTreeSet<String>>;
+
+fn record_sets(records: &[Record]) -> RecordSets {
+    let mut sets = RecordSets::new();
+    for record in records {
+        sets.entry((record.name.to_ascii().to_lowercase(), record.record_type()))
+            .or_default()
+            .insert(format!("{} {}", record.ttl, record.data));
+    }
+    sets
+}
+
+/// The answers to a TCP query for every owner and type of `sets`, from `addr`: only the
+/// records the name owns (a CNAME's target records are the target's).
+fn answered_sets(addr: SocketAddr, sets: &RecordSets) -> RecordSets {
+    let mut answered = RecordSets::new();
+    for (name, rtype) in sets.keys() {
+        let reply = tcp(addr, name, *rtype);
+        let own: Vec<Record> = reply
+            .answers
+            .iter()
+            .filter(|r| r.name.to_ascii().eq_ignore_ascii_case(name) && r.record_type() == *rtype)
+            .cloned()
+            .collect();
+        answered.extend(record_sets(&own));
+    }
+    answered
+}
+
+/// web_and_db with web on n4 critical: served are n1..n3.
+fn registry_with_a_failing_instance() -> serde_json::Value {
+    let mut registry = web_and_db(&["v1"]);
+    registry["web"][3] = entry("n4", "10.1.0.4", "web", "", 8080, &["v1"], "critical");
+    registry
+}
+
+#[test]
+fn axfr_gives_every_served_record_between_two_soas() {
+    let (server, _) = Server::with_registry_file(
+        &registry_with_a_failing_instance(),
+        &["--allow-transfer", "127.0.0.1/32"],
+    );
+    let transfer = axfr(server.addr, "consul", None);
+    assert_eq!(transfer.rcode(), ResponseCode::NoError);
+    let first = &transfer.messages[0];
+    assert!(first.metadata.authoritative, "AA on transfer responses");
+    assert_eq!(first.queries.len(), 1, "the question in the first message");
+    let records = transfer.records();
+    let serial = soa_serial(&records[0]).expect("SOA first");
+    assert_eq!(
+        soa_serial(records.last().unwrap()),
+        Some(serial),
+        "SOA last"
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA)
+            .count(),
+        2,
+        "the SOA only first and last"
+    );
+    let sets = record_sets(&records[1..records.len() - 1]);
+    let web_a = &sets[&("web.service.consul.".to_string(), RecordType::A)];
+    assert_eq!(
+        web_a
+            .iter()
+            .map(|r| r.split(' ').nth(1).unwrap())
+            .collect::<Vec<_>>(),
+        ["10.1.0.1", "10.1.0.2", "10.1.0.3"],
+        "passing instances only, as served"
+    );
+    for name in [
+        "web.service.dc1.consul.",
+        "v1.web.service.consul.",
+        "_web._tcp.service.consul.",
+        "db.service.consul.",
+        "n1.node.consul.",
+        "n4.node.dc1.consul.",
+    ] {
+        assert!(
+            sets.keys().any(|(owner, _)| owner == name),
+            "{name} in the transfer: {:?}",
+            sets.keys()
+        );
+    }
+    assert!(sets.contains_key(&("consul.".to_string(), RecordType::NS)));
+    // Everything transferred is exactly what a query for it answers.
+    assert_eq!(answered_sets(server.addr, &sets), sets);
+}
+
+#[test]
+fn static_zones_are_transferable() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "static.test.zone", STATIC_ZONE);
+    let zones = dir.path().to_str().unwrap();
+    let server = Server::demo(
+        &[],
+        &["--zones-dir", zones, "--allow-transfer", "127.0.0.0/8"],
+    );
+    let records = axfr(server.addr, "static.test", None).records();
+    let sets = record_sets(&records[1..records.len() - 1]);
+    let expected: RecordSets = [
+        (("static.test.", RecordType::NS), "120 ns.static.test."),
+        (("ns.static.test.", RecordType::A), "120 10.9.0.1"),
+        (("db.static.test.", RecordType::A), "120 10.9.0.5"),
+    ]
+    .into_iter()
+    .map(|((name, rtype), rdata)| {
+        (
+            (name.to_string(), rtype),
+            BTreeSet::from([rdata.to_string()]),
+        )
+    })
+    .collect();
+    assert_eq!(sets, expected);
+    assert_eq!(soa_serial(&records[0]), Some(7));
+}
+
+#[test]
+fn transfers_need_an_allowed_address_and_a_zone_apex() {
+    let refusing = Server::demo(&[], &[]);
+    assert_eq!(
+        axfr(refusing.addr, "consul", None).rcode(),
+        ResponseCode::Refused
+    );
+    let elsewhere = Server::demo(&[], &["--allow-transfer", "10.0.0.0/8"]);
+    assert_eq!(
+        axfr(elsewhere.addr, "consul", None).rcode(),
+        ResponseCode::Refused
+    );
+    let allowed = Server::demo(&[], &["--allow-transfer", "127.0.0.1/32"]);
+    // Not a zone of ours, or a name inside one: not authoritative for it as a zone.
+    assert_eq!(
+        axfr(allowed.addr, "web.service.consul", None).rcode(),
+        ResponseCode::NotAuth
+    );
+    assert_eq!(
+        axfr(allowed.addr, "example.com", None).rcode(),
+        ResponseCode::NotAuth
+    );
+    // AXFR is not defined over UDP (RFC 5936 §4.2).
+    let query = query_message("consul", RecordType::AXFR, None)
+        .to_vec()
+        .unwrap();
+    let reply = Message::from_vec(&udp_raw(allowed.addr, &query).unwrap()).unwrap();
+    assert_rcode(&reply, ResponseCode::NotImp);
+}
+
+#[test]
+fn with_a_key_transfers_are_signed_and_unsigned_or_badly_signed_ones_get_notauth() {
+    let key = key_flag();
+    let (server, _) = Server::with_registry_file(
+        &many("web", 1500),
+        &["--allow-transfer", "127.0.0.1/32", "--tsig-key", &key],
+    );
+    // Signed: every message verifies in the chain, and there are several.
+    let signed = axfr(server.addr, "consul", Some(&signer(KEY_NAME, KEY_SECRET)));
+    assert_eq!(signed.rcode(), ResponseCode::NoError);
+    assert!(
+        signed.messages.len() > 1,
+        "{} messages",
+        signed.messages.len()
+    );
+    assert!(signed.messages.iter().all(|m| m.signature.is_some()));
+    let records = signed.records();
+    assert_eq!(soa_serial(&records[0]), soa_serial(records.last().unwrap()));
+    // Unsigned: NOTAUTH, nothing to sign with.
+    let unsigned = axfr(server.addr, "consul", None);
+    assert_eq!(unsigned.rcode(), ResponseCode::NotAuth);
+    assert!(unsigned.records().is_empty());
+    // A wrong secret: NOTAUTH with TSIG error BADSIG (16); an unknown key: BADKEY (17).
+    let wrong = axfr(
+        server.addr,
+        "consul",
+        Some(&signer(
+            KEY_NAME,
+            "d3JvbmcgZG9lcyBub3QgbWF0dGVyIGhvdyBsb25nIGl0IGlz",
+        )),
+    );
+    assert_eq!(wrong.rcode(), ResponseCode::NotAuth);
+    assert_eq!(tsig_error(&wrong.messages[0]), Some(16));
+    let unknown = axfr(
+        server.addr,
+        "consul",
+        Some(&signer("other-key", KEY_SECRET)),
+    );
+    assert_eq!(unknown.rcode(), ResponseCode::NotAuth);
+    assert_eq!(tsig_error(&unknown.messages[0]), Some(17));
+    // kdig (Knot's libknot, an independent TSIG implementation) agrees.
+    let port = server.addr.port().to_string();
+    let out = kdig(&[
+        "@127.0.0.1",
+        "-p",
+        &port,
+        "AXFR",
+        "consul",
+        "-y",
+        &format!("hmac-sha256:{KEY_NAME}:{KEY_SECRET}"),
+    ]);
+    assert!(!out.contains(";; ERROR"), "{out}");
+    assert!(
+        out.contains(&format!("({} messages,", signed.messages.len())),
+        "{out}"
+    );
+}
+
+fn tsig_error(message: &Message) -> Option<u16> {
+    let signature = message.signature.as_ref()?;
+    signature.data.error.map(u16::from)
+}
+
+fn kdig(args: &[&str]) -> String {
+    let output = std::process::Command::new("kdig")
+        .args(args)
+        .output()
+        .expect("kdig is installed (apt-get install knot-dnsutils)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_transfer_is_one_snapshot_even_when_a_new_one_is_published_meanwhile() {
+    let (server, path) = Server::with_registry_file(
+        &services_of_fifty(300),
+        &[
+            "--allow-transfer",
+            "127.0.0.1/32",
+            "--tcp-idle-timeout",
+            "60s",
+        ],
+    );
+    let before = current_serial(&server);
+    // A tiny receive window keeps the server blocked after the first few messages.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    send_request(&mut stream, "consul", RecordType::AXFR, None);
+    let first = Message::from_vec(&read_message(&mut stream).unwrap()).unwrap();
+    assert_eq!(soa_serial(&first.answers[0]), Some(before));
+    // A new registry: web gone, db added. Wait until it is served.
+    // A later modify index: the serial of a registry file without one follows the data's.
+    let mut db = entry("d1", "10.2.0.1", "db", "", 5432, &[], "passing");
+    db["Service"]["ModifyIndex"] = json!(1000);
+    replace_registry_file(&path, &json!({ "db": [db] }));
+    assert!(eventually(Duration::from_secs(20), || current_serial(
+        &server
+    ) != before));
+    let mut records = first.answers.clone();
+    let mut bytes_read = 0;
+    while let Some(bytes) = read_message(&mut stream) {
+        bytes_read += bytes.len();
+        let message = Message::from_vec(&bytes).unwrap();
+        let done = message
+            .answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::SOA);
+        records.extend(message.answers);
+        if done {
+            break;
+        }
+    }
+    // Only a transfer larger than the kernel's socket buffers kept the server waiting for
+    // this client while the new snapshot was published.
+    let buffers = tcp_buffer_max("tcp_wmem") + tcp_buffer_max("tcp_rmem") / 64;
+    assert!(
+        bytes_read > buffers,
+        "the transfer ({bytes_read} bytes) fits in the socket buffers ({buffers}): grow it"
+    );
+    assert_eq!(
+        soa_serial(records.last().unwrap()),
+        Some(before),
+        "one serial, SOA to SOA"
+    );
+    let sets = record_sets(&records);
+    assert!(sets.contains_key(&("svc299.service.consul.".to_string(), RecordType::A)));
+    assert!(
+        !sets.keys().any(|(name, _)| name.starts_with("db.")),
+        "nothing of the new snapshot"
+    );
+}
+
+/// `count` services `svc0`, `svc1`, ... of 50 instances each on nodes `n000`..`n049`: the
+/// many names per service make a transfer of several megabytes.
+fn services_of_fifty(count: usize) -> serde_json::Value {
+    let mut registry = serde_json::Map::new();
+    for i in 0..count {
+        let name = format!("svc{i}");
+        registry.insert(name.clone(), many(&name, 50)[&name].clone());
+    }
+    serde_json::Value::Object(registry)
+}
+
+/// The largest buffer `/proc/sys/net/ipv4/<name>` allows a TCP socket.
+fn tcp_buffer_max(name: &str) -> usize {
+    let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).unwrap();
+    text.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+fn current_serial(server: &Server) -> u32 {
+    let reply = tcp(server.addr, "consul", RecordType::SOA);
+    soa_serial(&reply.answers[0]).expect("SOA")
+}
+
+#[test]
+fn knot_as_a_secondary_serves_the_same_answers_as_snapdns() {
+    let key = key_flag();
+    let (server, _) = Server::with_registry_file(
+        &registry_with_a_failing_instance(),
+        &["--allow-transfer", "127.0.0.1/32", "--tsig-key", &key],
+    );
+    let knot = KnotSecondary::start("consul", server.addr);
+    let records = axfr(server.addr, "consul", Some(&signer(KEY_NAME, KEY_SECRET))).records();
+    let sets = record_sets(&records[1..records.len() - 1]);
+    let from_snapdns = answered_sets(server.addr, &sets);
+    let from_knot = answered_sets(knot.addr, &sets);
+    assert_eq!(from_knot, from_snapdns, "Knot's log:\n{}", knot.log());
+}
+
+#[test]
+fn a_change_reaches_knot_by_notify_and_an_incremental_transfer() {
+    let key = key_flag();
+    let knot_port = free_port();
+    let notify = format!("127.0.0.1:{knot_port}");
+    let (server, path) = Server::with_registry_file(
+        &web_and_db(&["v1"]),
+        &[
+            "--allow-transfer",
+            "127.0.0.1/32",
+            "--tsig-key",
+            &key,
+            "--notify",
+            &notify,
+        ],
+    );
+    let knot = KnotSecondary::start_on(knot_port, "consul", server.addr);
+    let web = |addr| {
+        let reply = tcp(addr, "web.service.consul", RecordType::A);
+        let mut found: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+        found.sort();
+        found
+    };
+    assert_eq!(
+        web(knot.addr),
+        ["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4"]
+    );
+    let before = current_serial(&server);
+    // n4's check turns critical, at a later index.
+    let mut registry = web_and_db(&["v1"]);
+    registry["web"][3] = entry("n4", "10.1.0.4", "web", "", 8080, &["v1"], "critical");
+    registry["web"][3]["Checks"][1]["ModifyIndex"] = json!(1000);
+    replace_registry_file(&path, &registry);
+    assert!(eventually(Duration::from_secs(20), || current_serial(
+        &server
+    ) != before));
+    // NOTIFY, then IXFR: Knot answers the change within 2 s of snapdns serving it.
+    assert!(
+        eventually(Duration::from_secs(2), || web(knot.addr).len() == 3),
+        "Knot still answers {:?}; its log:\n{}",
+        web(knot.addr),
+        knot.log()
+    );
+    assert_eq!(web(knot.addr), web(server.addr));
+    let log = knot.log();
+    assert!(log.contains("IXFR, incoming"), "{log}");
+    assert!(
+        !log.contains("AXFR-style"),
+        "an incremental transfer, not a full one:\n{log}"
+    );
+}
