@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::respond::{Outcome, Responder, Scratch, Transport};
 use super::tcp_clients::{Admitted, TcpClients};
@@ -193,9 +193,18 @@ async fn connection(
                     idle_timeout,
                 )
                 .await;
-                debug!(%peer, ?end, "zone transfer");
-                if end == TransferEnd::Failed {
-                    break;
+                match end {
+                    // Only clients in --allow-transfer get this far: one line per transfer.
+                    TransferEnd::Sent {
+                        kind,
+                        serial,
+                        messages,
+                    } => info!(%peer, kind, serial, messages, "zone transfer sent"),
+                    TransferEnd::Rejected(rcode) => debug!(%peer, %rcode, "zone transfer refused"),
+                    TransferEnd::Failed => {
+                        debug!(%peer, "zone transfer failed");
+                        break;
+                    }
                 }
                 continue;
             }

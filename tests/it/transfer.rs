@@ -13,10 +13,10 @@ use serde_json::json;
 use crate::support::dns_client::{assert_rcode, query_message, tcp, udp_raw};
 use crate::support::knot::STATIC_ZONE;
 use crate::support::registry::{entry, many, replace_registry_file, web_and_db};
+use crate::support::secondaries::Secondary;
 use crate::support::server::Server;
 use crate::support::transfer::{
-    axfr, key_flag, read_message, send_request, signer, soa_serial, KnotSecondary, KEY_NAME,
-    KEY_SECRET,
+    axfr, key_flag, read_message, send_request, signer, soa_serial, KEY_NAME, KEY_SECRET,
 };
 use crate::support::{eventually, free_port, write};
 
@@ -333,25 +333,13 @@ fn current_serial(server: &Server) -> u32 {
 }
 
 #[test]
-fn knot_as_a_secondary_serves_the_same_answers_as_snapdns() {
+fn knot_and_nsd_serve_what_snapdns_serves_and_get_a_change_by_notify_and_ixfr() {
     let key = key_flag();
-    let (server, _) = Server::with_registry_file(
-        &registry_with_a_failing_instance(),
-        &["--allow-transfer", "127.0.0.1/32", "--tsig-key", &key],
+    let (knot_port, nsd_port) = (free_port(), free_port());
+    let (to_knot, to_nsd) = (
+        format!("127.0.0.1:{knot_port}"),
+        format!("127.0.0.1:{nsd_port}"),
     );
-    let knot = KnotSecondary::start("consul", server.addr);
-    let records = axfr(server.addr, "consul", Some(&signer(KEY_NAME, KEY_SECRET))).records();
-    let sets = record_sets(&records[1..records.len() - 1]);
-    let from_snapdns = answered_sets(server.addr, &sets);
-    let from_knot = answered_sets(knot.addr, &sets);
-    assert_eq!(from_knot, from_snapdns, "Knot's log:\n{}", knot.log());
-}
-
-#[test]
-fn a_change_reaches_knot_by_notify_and_an_incremental_transfer() {
-    let key = key_flag();
-    let knot_port = free_port();
-    let notify = format!("127.0.0.1:{knot_port}");
     let (server, path) = Server::with_registry_file(
         &web_and_db(&["v1"]),
         &[
@@ -360,20 +348,28 @@ fn a_change_reaches_knot_by_notify_and_an_incremental_transfer() {
             "--tsig-key",
             &key,
             "--notify",
-            &notify,
+            &to_knot,
+            "--notify",
+            &to_nsd,
         ],
     );
-    let knot = KnotSecondary::start_on(knot_port, "consul", server.addr);
-    let web = |addr| {
-        let reply = tcp(addr, "web.service.consul", RecordType::A);
-        let mut found: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
-        found.sort();
-        found
+    let secondaries = [
+        ("knot", Secondary::knot(knot_port, "consul", server.addr)),
+        ("nsd", Secondary::nsd(nsd_port, "consul", server.addr)),
+    ];
+    let served = |server: &Server| {
+        let records = axfr(server.addr, "consul", Some(&signer(KEY_NAME, KEY_SECRET))).records();
+        record_sets(&records[1..records.len() - 1])
     };
-    assert_eq!(
-        web(knot.addr),
-        ["10.1.0.1", "10.1.0.2", "10.1.0.3", "10.1.0.4"]
-    );
+    let sets = served(&server);
+    for (name, secondary) in &secondaries {
+        assert_eq!(
+            answered_sets(secondary.addr, &sets),
+            answered_sets(server.addr, &sets),
+            "{name}'s log:\n{}",
+            secondary.log()
+        );
+    }
     let before = current_serial(&server);
     // n4's check turns critical, at a later index.
     let mut registry = web_and_db(&["v1"]);
@@ -383,18 +379,71 @@ fn a_change_reaches_knot_by_notify_and_an_incremental_transfer() {
     assert!(eventually(Duration::from_secs(20), || current_serial(
         &server
     ) != before));
-    // NOTIFY, then IXFR: Knot answers the change within 2 s of snapdns serving it.
-    assert!(
-        eventually(Duration::from_secs(2), || web(knot.addr).len() == 3),
-        "Knot still answers {:?}; its log:\n{}",
-        web(knot.addr),
-        knot.log()
+    let web = |addr| sorted_addresses(addr, "web.service.consul");
+    for (name, secondary) in &secondaries {
+        // NOTIFY, then IXFR: the change is answered within 2 s of snapdns serving it.
+        assert!(
+            eventually(Duration::from_secs(2), || web(secondary.addr).len() == 3),
+            "{name} still answers {:?}; its log:\n{}",
+            web(secondary.addr),
+            secondary.log()
+        );
+    }
+    // Incremental transfers, not full ones: snapdns sent one difference to each, Knot logs an
+    // IXFR, and NSD's update is smaller than its first, full transfer.
+    let sent = server.log();
+    let after = &sent[sent.find("serial=1000").expect("a transfer of the change")..];
+    assert_eq!(after.matches("kind=\"ixfr\"").count(), 2, "{sent}");
+    assert!(!after.contains("kind=\"axfr\""), "{sent}");
+    let knot_log = secondaries[0].1.log();
+    assert!(knot_log.contains("IXFR, incoming"), "{knot_log}");
+    assert!(!knot_log.contains("AXFR-style"), "{knot_log}");
+    let nsd_log = secondaries[1].1.log();
+    let sizes: Vec<usize> = nsd_log
+        .split(" of ")
+        .skip(1)
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(sizes.len() == 2 && sizes[1] < sizes[0], "{nsd_log}");
+    let sets = served(&server);
+    for (name, secondary) in &secondaries {
+        assert_eq!(
+            answered_sets(secondary.addr, &sets),
+            answered_sets(server.addr, &sets),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn unbound_with_an_auth_zone_answers_registry_names_after_the_transfer() {
+    let unbound_port = free_port();
+    let to_unbound = format!("127.0.0.1:{unbound_port}");
+    let (server, _) = Server::with_registry_file(
+        &registry_with_a_failing_instance(),
+        &["--allow-transfer", "127.0.0.1/32", "--notify", &to_unbound],
     );
-    assert_eq!(web(knot.addr), web(server.addr));
-    let log = knot.log();
-    assert!(log.contains("IXFR, incoming"), "{log}");
-    assert!(
-        !log.contains("AXFR-style"),
-        "an incremental transfer, not a full one:\n{log}"
+    let unbound = Secondary::unbound(unbound_port, "consul", server.addr);
+    assert_eq!(
+        sorted_addresses(unbound.addr, "web.service.consul"),
+        ["10.1.0.1", "10.1.0.2", "10.1.0.3"],
+        "{}",
+        unbound.log()
     );
+    let srv = tcp(unbound.addr, "_web._tcp.service.consul", RecordType::SRV);
+    assert_eq!(srv.answers.len(), 3, "{}", unbound.log());
+    let records = axfr(server.addr, "consul", None).records();
+    let sets = record_sets(&records[1..records.len() - 1]);
+    assert_eq!(
+        answered_sets(unbound.addr, &sets),
+        answered_sets(server.addr, &sets)
+    );
+}
+
+/// The addresses `name` answers over TCP, sorted.
+fn sorted_addresses(addr: SocketAddr, name: &str) -> Vec<String> {
+    let reply = tcp(addr, name, RecordType::A);
+    let mut found: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+    found.sort();
+    found
 }

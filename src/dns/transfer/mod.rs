@@ -43,8 +43,15 @@ pub struct TransferSettings {
 /// How a transfer ended, for the caller's log and counters.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TransferEnd {
-    /// The whole zone was sent in this many messages.
-    Sent(usize),
+    /// The transfer was sent.
+    Sent {
+        /// `axfr` (the whole zone), `ixfr` (a difference) or `current` (the SOA alone).
+        kind: &'static str,
+        /// The serial sent.
+        serial: u32,
+        /// How many messages it took.
+        messages: usize,
+    },
     /// An error response was sent (REFUSED, NOTAUTH, FORMERR, SERVFAIL).
     Rejected(ResponseCode),
     /// The client stopped reading, or the connection failed.
@@ -125,6 +132,12 @@ pub async fn transfer<W: AsyncWrite + Unpin>(
         timeout,
         packer: &mut packer,
     };
+    let serial = zone.serial();
+    let kind = match plan {
+        Plan::UpToDate => "current",
+        Plan::Difference(..) => "ixfr",
+        Plan::Full => "axfr",
+    };
     let sent = match plan {
         // RFC 1995 §4: the secondary is current: the SOA alone.
         Plan::UpToDate => true,
@@ -152,7 +165,11 @@ pub async fn transfer<W: AsyncWrite + Unpin>(
     }
     let messages = packer.messages + 1;
     match packer.finish() {
-        Ok(bytes) if write_framed(writer, &bytes, timeout).await => TransferEnd::Sent(messages),
+        Ok(bytes) if write_framed(writer, &bytes, timeout).await => TransferEnd::Sent {
+            kind,
+            serial,
+            messages,
+        },
         _ => TransferEnd::Failed,
     }
 }

@@ -11,7 +11,8 @@
 //! - [`sync_settings`]: the short sync knobs and starting snapdns against a stand-in.
 //! - [`knot`]: Debian's `knotd` as a real upstream, and the zone files tests serve.
 //! - [`fake_upstream`]: a UDP upstream for what Knot cannot be made to show.
-//! - [`transfer`]: an AXFR client with TSIG, and Knot as a secondary of snapdns.
+//! - [`transfer`]: an AXFR client with TSIG.
+//! - [`secondaries`]: Knot, NSD and Unbound as secondaries of snapdns.
 //! - [`namespace`]: glibc's `getent` in private Linux namespaces.
 
 pub mod browser;
@@ -23,6 +24,7 @@ pub mod knot;
 pub mod metrics;
 pub mod namespace;
 pub mod registry;
+pub mod secondaries;
 pub mod server;
 pub mod standin;
 pub mod sync_settings;

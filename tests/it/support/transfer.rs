@@ -1,17 +1,13 @@
 //! A zone transfer client: AXFR over TCP with hickory-proto as the codec, TSIG-signed with
-//! hickory's signer and every response verified with its chained verifier (RFC 8945 §5.3.1);
-//! and Knot (`knotd`) as a real secondary of snapdns.
+//! hickory's signer and every response verified with its chained verifier (RFC 8945 §5.3.1).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, RData, Record, RecordType, TSigVerifier, TSigner};
-
-use super::{eventually, free_port, write};
 
 /// The TSIG key the transfer tests share: `xfr-key`, hmac-sha256.
 pub const KEY_NAME: &str = "xfr-key";
@@ -147,77 +143,5 @@ pub fn soa_serial(record: &Record) -> Option<u32> {
     match &record.data {
         RData::SOA(soa) => Some(soa.serial),
         _ => None,
-    }
-}
-
-/// A running `knotd`, a secondary of snapdns for one zone. Killed on drop.
-pub struct KnotSecondary {
-    child: Child,
-    /// Its address (UDP and TCP).
-    pub addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl KnotSecondary {
-    /// Starts Knot as a secondary for `zone` transferring from `primary` with the shared
-    /// key, and waits until it has the zone.
-    pub fn start(zone: &str, primary: SocketAddr) -> Self {
-        Self::start_on(free_port(), zone, primary)
-    }
-
-    /// [`KnotSecondary::start`] on `port` (known before the primary starts, for `--notify`).
-    pub fn start_on(port: u16, zone: &str, primary: SocketAddr) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("db")).unwrap();
-        let config = format!(
-            "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    \
-             tcp-workers: 1\n    background-workers: 1\n\
-             database:\n    storage: \"{d}/db\"\n\
-             log:\n  - target: \"{d}/knot.log\"\n    any: info\n\
-             key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {KEY_SECRET}\n\
-             remote:\n  - id: snapdns\n    address: {ip}@{pport}\n    key: {KEY_NAME}\n\
-             acl:\n  - id: notify\n    address: {ip}\n    key: {KEY_NAME}\n    action: notify\n\
-             template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    \
-             journal-content: changes\n\
-             zone:\n  - domain: {zone}\n    master: snapdns\n    acl: notify\n",
-            d = dir.path().display(),
-            ip = primary.ip(),
-            pport = primary.port(),
-        );
-        let config_path = write(dir.path(), "knot.conf", &config);
-        let child = Command::new("knotd")
-            .arg("-c")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("knotd is installed (apt-get install knot)");
-        let knot = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        assert!(
-            eventually(Duration::from_secs(60), || knot
-                .log()
-                .contains("AXFR, incoming, remote")
-                && knot.log().contains("finished")),
-            "Knot did not transfer the zone:\n{}",
-            knot.log()
-        );
-        knot
-    }
-
-    /// Knot's log.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("knot.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for KnotSecondary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
