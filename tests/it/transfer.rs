@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::support::dns_client::{assert_rcode, query_message, tcp, udp_raw};
 use crate::support::knot::STATIC_ZONE;
 use crate::support::registry::{entry, many, replace_registry_file, web_and_db};
-use crate::support::secondaries::Secondary;
+use crate::support::secondaries::{assert_same_answers_by_dnspython, Secondary};
 use crate::support::server::Server;
 use crate::support::transfer::{
     axfr, key_flag, read_message, send_request, signer, soa_serial, KEY_NAME, KEY_SECRET,
@@ -369,6 +369,7 @@ fn knot_and_nsd_serve_what_snapdns_serves_and_get_a_change_by_notify_and_ixfr() 
             "{name}'s log:\n{}",
             secondary.log()
         );
+        assert_same_answers_by_dnspython(server.addr, secondary.addr, sets.keys().cloned());
     }
     let before = current_serial(&server);
     // n4's check turns critical, at a later index.
@@ -412,6 +413,7 @@ fn knot_and_nsd_serve_what_snapdns_serves_and_get_a_change_by_notify_and_ixfr() 
             answered_sets(server.addr, &sets),
             "{name}"
         );
+        assert_same_answers_by_dnspython(server.addr, secondary.addr, sets.keys().cloned());
     }
 }
 
@@ -438,6 +440,7 @@ fn unbound_with_an_auth_zone_answers_registry_names_after_the_transfer() {
         answered_sets(unbound.addr, &sets),
         answered_sets(server.addr, &sets)
     );
+    assert_same_answers_by_dnspython(server.addr, unbound.addr, sets.keys().cloned());
 }
 
 /// The addresses `name` answers over TCP, sorted.

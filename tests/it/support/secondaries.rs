@@ -146,3 +146,32 @@ fn spawn(command: &mut Command, name: &str) -> Child {
         .spawn()
         .unwrap_or_else(|e| panic!("{name} is installed (apt-get install {name}): {e}"))
 }
+
+/// Asks `primary` and `secondary` every question with dnspython (`compare_answers.py`, an
+/// independent codec) and compares the rcodes and answer RRsets; panics with the differences.
+pub fn assert_same_answers_by_dnspython(
+    primary: SocketAddr,
+    secondary: SocketAddr,
+    questions: impl IntoIterator<Item = (String, RecordType)>,
+) {
+    let script = super::repo().join("tests/it/support/compare_answers.py");
+    // Debian's python3, which python3-dnspython installs into (not a python3 earlier on PATH).
+    let output = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(primary.to_string())
+        .arg(secondary.to_string())
+        .args(
+            questions
+                .into_iter()
+                .map(|(name, rtype)| format!("{name}/{rtype}")),
+        )
+        .output()
+        .expect("python3 with dnspython (apt-get install python3-dnspython)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "answers differ:\n{text}");
+    assert!(text.contains(" 0 differ"), "{text}");
+}
