@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 #[cfg(test)]
 use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::RecordType;
 #[cfg(test)]
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use rand::rngs::SmallRng;
@@ -211,9 +212,14 @@ impl Responder {
                 return Outcome::Reply;
             }
         }
-        // Transfers are answered over TCP only (RFC 5936 §4.2), with their own access
-        // rules and signatures; over UDP they stay NOTIMP below.
-        if transport == Transport::Tcp && is_transfer(query.qtype) && query.qclass == CLASS_IN {
+        // Transfers have their own access rules and signatures; AXFR is not defined over UDP
+        // (RFC 5936 §4.2) and stays NOTIMP below.
+        // IXFR over UDP is answered with the SOA alone (RFC 1995 §2), AXFR only over TCP.
+        let over_udp = query.qtype == u16::from(RecordType::IXFR);
+        if is_transfer(query.qtype)
+            && query.qclass == CLASS_IN
+            && (transport == Transport::Tcp || over_udp)
+        {
             return Outcome::Transfer;
         }
         // With `--tsig-key`, a TSIG-signed query (a secondary's SOA check) is verified and its

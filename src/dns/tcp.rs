@@ -199,7 +199,8 @@ async fn connection(
                         kind,
                         serial,
                         messages,
-                    } => info!(%peer, kind, serial, messages, "zone transfer sent"),
+                        records,
+                    } => info!(%peer, kind, serial, messages, records, "zone transfer sent"),
                     TransferEnd::Rejected(rcode) => debug!(%peer, %rcode, "zone transfer refused"),
                     TransferEnd::Failed => {
                         debug!(%peer, "zone transfer failed");

@@ -18,7 +18,7 @@ use tracing::debug;
 
 use super::respond::{ForwardLimits, Outcome, Responder, Scratch, Transport};
 use super::rrl::{self, RateLimiter, Verdict};
-use super::transfer::signed;
+use super::transfer::{ixfr_over_udp, signed};
 use super::Forwarding;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
@@ -145,8 +145,16 @@ impl Worker {
                         }
                     }
                 }
-                // Never over UDP: the responder hands transfers back for TCP only.
-                Outcome::Ignore | Outcome::Transfer => self.metrics.observe_ignored(),
+                Outcome::Transfer => {
+                    let mut response = ixfr_over_udp(&self.responder, message, peer.ip());
+                    if response.is_empty() || !self.rate_limit(peer, &mut response, started) {
+                        continue;
+                    }
+                    if let Err(error) = self.socket.send_to(&response, peer) {
+                        debug!(%error, %peer, "udp send failed");
+                    }
+                }
+                Outcome::Ignore => self.metrics.observe_ignored(),
                 Outcome::Forward => self.forward(message, peer, scratch.forward_limits()),
             }
         }

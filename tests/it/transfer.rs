@@ -7,7 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{Record, RecordType};
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde_json::json;
 
 use crate::support::dns_client::{assert_rcode, query_message, tcp, udp_raw};
@@ -162,6 +163,15 @@ fn transfers_need_an_allowed_address_and_a_zone_apex() {
         axfr(allowed.addr, "example.com", None).rcode(),
         ResponseCode::NotAuth
     );
+    // IXFR over UDP: the current SOA alone, from which a secondary behind asks over TCP.
+    let serial = current_serial(&allowed);
+    for asked in [serial, serial.wrapping_sub(5)] {
+        let reply = udp_ixfr(allowed.addr, asked);
+        assert_rcode(&reply, ResponseCode::NoError);
+        assert_eq!(reply.answers.len(), 1, "{reply:?}");
+        assert_eq!(soa_serial(&reply.answers[0]), Some(serial));
+    }
+    assert_rcode(&udp_ixfr(elsewhere.addr, 1), ResponseCode::Refused);
     // AXFR is not defined over UDP (RFC 5936 §4.2).
     let query = query_message("consul", RecordType::AXFR, None)
         .to_vec()
@@ -441,6 +451,25 @@ fn unbound_with_an_auth_zone_answers_registry_names_after_the_transfer() {
         answered_sets(server.addr, &sets)
     );
     assert_same_answers_by_dnspython(server.addr, unbound.addr, sets.keys().cloned());
+}
+
+/// An IXFR question over UDP for `consul.` from `serial`.
+fn udp_ixfr(addr: SocketAddr, serial: u32) -> Message {
+    let mut query = query_message("consul", RecordType::IXFR, None);
+    let soa = SOA::new(
+        Name::from_ascii("ns.consul.").unwrap(),
+        Name::from_ascii("hostmaster.consul.").unwrap(),
+        serial,
+        3600,
+        600,
+        86400,
+        0,
+    );
+    let owner = Name::from_ascii("consul.").unwrap();
+    query
+        .authorities
+        .push(Record::from_rdata(owner, 0, RData::SOA(soa)));
+    Message::from_vec(&udp_raw(addr, &query.to_vec().unwrap()).expect("an answer")).unwrap()
 }
 
 /// The addresses `name` answers over TCP, sorted.

@@ -1,6 +1,7 @@
-//! Zone transfers to standard secondaries (RFC 5936 AXFR over TCP; an IXFR request gets the
-//! AXFR-style answer RFC 1995 §4 allows): the registry zone and the static zones, from one
-//! snapshot per transfer, streamed as it is read, to clients in `--allow-transfer`, signed with
+//! Zone transfers to standard secondaries: AXFR over TCP (RFC 5936) of the registry zone and
+//! the static zones, IXFR (RFC 1995) as the difference to a kept snapshot over TCP (the
+//! AXFR-style answer when there is none) and as the SOA alone over UDP, from one snapshot per
+//! transfer, streamed as it is read, to clients in `--allow-transfer`, signed with
 //! `--tsig-key` when one is set (docs/transfer.md).
 //!
 //! Off the query path: the TCP handler hands a transfer request here, and it holds one
@@ -15,6 +16,7 @@ mod signed;
 mod stream;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, Query, ResponseCode};
@@ -26,9 +28,9 @@ pub use notify::notify_changes;
 pub use signed::signed;
 
 use super::respond::Responder;
-use crate::snapshot::serial_greater;
-use crate::zone::Zone;
-use key::Access;
+use crate::snapshot::{serial_greater, Snapshot};
+use crate::zone::{Zone, ZoneSet};
+use key::{Access, Signed};
 use stream::{error_response, Packer};
 
 /// Transfer settings that need a restart (`--ixfr-journal`, `--notify`).
@@ -51,6 +53,8 @@ pub enum TransferEnd {
         serial: u32,
         /// How many messages it took.
         messages: usize,
+        /// How many records, the SOAs included.
+        records: usize,
     },
     /// An error response was sent (REFUSED, NOTAUTH, FORMERR, SERVFAIL).
     Rejected(ResponseCode),
@@ -67,57 +71,29 @@ pub async fn transfer<W: AsyncWrite + Unpin>(
     writer: &mut W,
     timeout: Duration,
 ) -> TransferEnd {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let Ok(message) = Message::from_vec(request) else {
-        let id = request
-            .get(..2)
-            .map_or(0, |id| u16::from_be_bytes([id[0], id[1]]));
-        let response = error_response(id, None, ResponseCode::FormErr, None);
-        return reject(writer, &response, ResponseCode::FormErr, timeout).await;
+    let now = unix_now();
+    let mut admitted = match admit(responder, request, client, now) {
+        Ok(admitted) => admitted,
+        Err((response, rcode)) => return reject(writer, &response, rcode, timeout).await,
     };
+    let signed = admitted.signed.take();
+    let Admitted {
+        message,
+        question,
+        key,
+        ..
+    } = &admitted;
     let id = message.id;
-    let Some(question) = message.queries.first().cloned() else {
-        let response = error_response(id, None, ResponseCode::FormErr, None);
-        return reject(writer, &response, ResponseCode::FormErr, timeout).await;
+    let Some((zone, soa)) = admitted.zone() else {
+        let (response, rcode) = admitted.zone_error();
+        return reject(writer, &response, rcode, timeout).await;
     };
-    let policy = responder.policy();
-    let signed = match policy.transfer.check(client, request, &message, now) {
-        Access::Granted(signed) => signed,
-        Access::Refused => {
-            let response = error_response(id, Some(&question), ResponseCode::Refused, None);
-            return reject(writer, &response, ResponseCode::Refused, timeout).await;
-        }
-        Access::NotAuth(context) => {
-            let response = error_response(id, Some(&question), ResponseCode::NotAuth, context);
-            return reject(writer, &response, ResponseCode::NotAuth, timeout).await;
-        }
-    };
-    let key = wire_key(&question);
-    let registry = responder.registry_snapshot_for(&key);
-    let statics = responder.static_zones();
-    let zone: Option<&Zone> = match &registry {
-        Some(snapshot) => Some(&snapshot.zone),
-        None => statics
-            .zones()
-            .iter()
-            .find(|zone| zone.apex_key() == &key[..]),
-    };
-    let Some(zone) = zone else {
-        // Not a zone we are authoritative for (RFC 5936 §2.2.1).
-        let response = error_response(id, Some(&question), ResponseCode::NotAuth, None);
-        return reject(writer, &response, ResponseCode::NotAuth, timeout).await;
-    };
-    let Some(soa) = records::soa(zone) else {
-        let response = error_response(id, Some(&question), ResponseCode::ServFail, None);
-        return reject(writer, &response, ResponseCode::ServFail, timeout).await;
-    };
+    let question = question.clone();
     let incremental = question.query_type() == RecordType::IXFR;
-    let plan = match ixfr::requested_serial(&message).filter(|_| incremental) {
+    let plan = match ixfr::requested_serial(message).filter(|_| incremental) {
         Some(serial) if !serial_greater(zone.serial(), serial) => Plan::UpToDate,
         Some(serial) => responder
-            .registry_since(&key, serial)
+            .registry_since(key, serial)
             .and_then(|base| {
                 let base_soa = records::soa(&base.zone)?;
                 let (deleted, added) = ixfr::difference(&base.zone, zone)?;
@@ -163,15 +139,125 @@ pub async fn transfer<W: AsyncWrite + Unpin>(
     if !sent {
         return TransferEnd::Failed;
     }
-    let messages = packer.messages + 1;
+    let (messages, records) = (packer.messages + 1, packer.records);
     match packer.finish() {
         Ok(bytes) if write_framed(writer, &bytes, timeout).await => TransferEnd::Sent {
             kind,
             serial,
             messages,
+            records,
         },
         _ => TransferEnd::Failed,
     }
+}
+
+/// A transfer request that passed the access checks, with the zones it may ask for.
+struct Admitted {
+    message: Message,
+    question: Query,
+    /// The verified signature, taken by the response that signs with it.
+    signed: Option<Signed>,
+    /// The question's name, lower-cased wire format.
+    key: Vec<u8>,
+    registry: Option<Arc<Snapshot>>,
+    statics: Arc<ZoneSet>,
+}
+
+impl Admitted {
+    /// The zone asked for and its SOA, if it is one of ours.
+    fn zone(&self) -> Option<(&Zone, Record)> {
+        let zone = match &self.registry {
+            Some(snapshot) => &snapshot.zone,
+            None => self
+                .statics
+                .zones()
+                .iter()
+                .find(|zone| zone.apex_key() == &self.key[..])?,
+        };
+        Some((zone, records::soa(zone)?))
+    }
+
+    /// The response when [`Admitted::zone`] has none: not a zone of ours (RFC 5936 §2.2.1).
+    fn zone_error(&self) -> (Vec<u8>, ResponseCode) {
+        let rcode = ResponseCode::NotAuth;
+        (
+            error_response(self.message.id, Some(&self.question), rcode, None),
+            rcode,
+        )
+    }
+}
+
+/// Decodes `request` and checks it against the transfer policy: the admitted request, or the
+/// error response to send.
+fn admit(
+    responder: &Responder,
+    request: &[u8],
+    client: IpAddr,
+    now: u64,
+) -> Result<Admitted, (Vec<u8>, ResponseCode)> {
+    let Ok(message) = Message::from_vec(request) else {
+        let id = request
+            .get(..2)
+            .map_or(0, |id| u16::from_be_bytes([id[0], id[1]]));
+        let rcode = ResponseCode::FormErr;
+        return Err((error_response(id, None, rcode, None), rcode));
+    };
+    let id = message.id;
+    let Some(question) = message.queries.first().cloned() else {
+        let rcode = ResponseCode::FormErr;
+        return Err((error_response(id, None, rcode, None), rcode));
+    };
+    let policy = responder.policy();
+    let signed = match policy.transfer.check(client, request, &message, now) {
+        Access::Granted(signed) => signed,
+        Access::Refused => {
+            let rcode = ResponseCode::Refused;
+            return Err((error_response(id, Some(&question), rcode, None), rcode));
+        }
+        Access::NotAuth(context) => {
+            let rcode = ResponseCode::NotAuth;
+            return Err((error_response(id, Some(&question), rcode, context), rcode));
+        }
+    };
+    let key = wire_key(&question);
+    Ok(Admitted {
+        registry: responder.registry_snapshot_for(&key),
+        statics: responder.static_zones(),
+        message,
+        question,
+        signed,
+        key,
+    })
+}
+
+/// IXFR over UDP (RFC 1995 §2): the current SOA alone, which tells a current secondary it is
+/// current and any other to ask again over TCP, where the difference is streamed. Checked
+/// and signed as over TCP.
+pub fn ixfr_over_udp(responder: &Responder, request: &[u8], client: IpAddr) -> Vec<u8> {
+    let mut admitted = match admit(responder, request, client, unix_now()) {
+        Ok(admitted) => admitted,
+        Err((response, _)) => return response,
+    };
+    let signed = admitted.signed.take();
+    let Some((_, soa)) = admitted.zone() else {
+        return admitted.zone_error().0;
+    };
+    let mut packer = Packer::new(
+        admitted.message.id,
+        admitted.question.clone(),
+        signed,
+        unix_now(),
+    );
+    match packer.push(soa) {
+        Ok(None) => packer.finish().unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// What a transfer sends.

@@ -23,6 +23,8 @@ pub(super) struct Packer {
     scratch: Vec<u8>,
     /// Messages produced so far.
     pub(super) messages: usize,
+    /// Records packed so far.
+    pub(super) records: usize,
 }
 
 /// The TSIG chain of a signed transfer.
@@ -48,6 +50,7 @@ impl Packer {
             pending_len: 0,
             scratch: Vec::new(),
             messages: 0,
+            records: 0,
         }
     }
 
@@ -67,6 +70,7 @@ impl Packer {
         };
         self.pending_len += len;
         self.pending.push(record);
+        self.records += 1;
         Ok(full)
     }
 
