@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde_json::json;
@@ -478,4 +478,52 @@ fn sorted_addresses(addr: SocketAddr, name: &str) -> Vec<String> {
     let mut found: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
     found.sort();
     found
+}
+
+#[test]
+fn notify_is_signed_and_sent_again_until_the_secondary_answers() {
+    let secondary = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    secondary
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let notify = secondary.local_addr().unwrap().to_string();
+    let key = key_flag();
+    let (server, _) = Server::with_registry_file(
+        &web_and_db(&[]),
+        &[
+            "--allow-transfer",
+            "127.0.0.1/32",
+            "--tsig-key",
+            &key,
+            "--notify",
+            &notify,
+        ],
+    );
+    let serial = current_serial(&server);
+    let mut buffer = [0u8; 4096];
+    let mut receive = || {
+        let (len, from) = secondary.recv_from(&mut buffer).expect("a NOTIFY");
+        let bytes = buffer[..len].to_vec();
+        signer(KEY_NAME, KEY_SECRET)
+            .verify_message_byte(&bytes, None, true)
+            .expect("NOTIFY signed with the key");
+        (Message::from_vec(&bytes).unwrap(), from)
+    };
+    let (first, _) = receive();
+    assert_eq!(first.metadata.op_code, OpCode::Notify);
+    assert!(first.metadata.authoritative);
+    assert_eq!(first.queries[0].query_type(), RecordType::SOA);
+    assert_eq!(first.queries[0].name().to_ascii(), "consul.");
+    assert_eq!(soa_serial(&first.answers[0]), Some(serial));
+    // Not answered: the same NOTIFY comes again (RFC 1996 §3.6); this time it is answered.
+    let (again, from) = receive();
+    assert_eq!(again.metadata.id, first.metadata.id);
+    let mut ack = Message::new(again.metadata.id, MessageType::Response, OpCode::Notify);
+    ack.add_query(again.queries[0].clone());
+    secondary.send_to(&ack.to_vec().unwrap(), from).unwrap();
+    assert!(eventually(Duration::from_secs(10), || server
+        .log()
+        .contains(&format!(
+            "NOTIFY acknowledged target={notify} serial={serial}"
+        ))));
 }
