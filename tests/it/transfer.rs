@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -526,4 +527,89 @@ fn notify_is_signed_and_sent_again_until_the_secondary_answers() {
         .contains(&format!(
             "NOTIFY acknowledged target={notify} serial={serial}"
         ))));
+}
+
+/// A registry of `services` services `s0`, `s1`, ... of `per_service` passing instances each,
+/// every instance on a node of its own, written compactly to `path`.
+fn write_large_registry(path: &std::path::Path, services: usize, per_service: usize) {
+    let mut registry = serde_json::Map::new();
+    for s in 0..services {
+        let name = format!("s{s}");
+        let entries: Vec<serde_json::Value> = (0..per_service)
+            .map(|i| {
+                let n = s * per_service + i;
+                let addr = format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255);
+                entry(&format!("n{n}"), &addr, &name, "", 8000, &["v1"], "passing")
+            })
+            .collect();
+        registry.insert(name, serde_json::Value::Array(entries));
+    }
+    std::fs::write(path, serde_json::to_vec(&registry).unwrap()).unwrap();
+}
+
+/// kdig's count of the records of an AXFR of `consul.` from `addr`, its transfer verified.
+fn kdig_axfr_records(addr: SocketAddr) -> usize {
+    let port = addr.port().to_string();
+    let output = std::process::Command::new("kdig")
+        .args(["@127.0.0.1", "-p", &port, "+tcp", "AXFR", "consul"])
+        .output()
+        .expect("kdig is installed (apt-get install knot-dnsutils)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains(";; ERROR"),
+        "{}",
+        &text[text.len().saturating_sub(2000)..]
+    );
+    let summary = text
+        .lines()
+        .find(|line| line.starts_with(";; Received"))
+        .unwrap_or_else(|| panic!("no summary: {}", &text[text.len().saturating_sub(2000)..]));
+    // ";; Received 152414242 B (2445 messages, 2600004 records)"
+    summary
+        .split(", ")
+        .nth(1)
+        .and_then(|records| records.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"))
+}
+
+#[test]
+fn a_zone_of_100000_instances_transfers_completely() {
+    // The records one service of this shape gives, from a registry of one service.
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let one = dir.path().join("one.json");
+    write_large_registry(&one, 1, 10);
+    let one_source = format!("file:{}", one.display());
+    let small = Server::start(&[
+        "--registry",
+        &one_source,
+        "--allow-transfer",
+        "127.0.0.1/32",
+    ]);
+    let small_records = kdig_axfr_records(small.addr);
+    let apex_records = 2 + 1 + 1; // the SOA twice, the NS, its name server's A (ns.consul.)
+    let per_service = small_records - apex_records;
+    drop(small);
+    // 10,000 such services: every record of each, between the two SOAs.
+    let large = dir.path().join("large.json");
+    write_large_registry(&large, 10_000, 10);
+    let large_source = format!("file:{}", large.display());
+    let server = Server::start_within(
+        dir.clone(),
+        &[
+            "--registry",
+            &large_source,
+            "--allow-transfer",
+            "127.0.0.1/32",
+        ],
+        Duration::from_secs(300),
+    );
+    let records = kdig_axfr_records(server.addr);
+    assert_eq!(records, 10_000 * per_service + apex_records);
+    let log = server.log();
+    let logged = log
+        .lines()
+        .find(|line| line.contains("zone transfer sent"))
+        .expect("the transfer logged");
+    assert!(logged.contains(&format!("records={records}")), "{logged}");
 }

@@ -35,6 +35,12 @@ impl Server {
 
     /// Like [`Server::start`] with a given working directory (to restart on the same state).
     pub fn start_in(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Self {
+        Self::start_within(dir, args, Duration::from_secs(20))
+    }
+
+    /// Like [`Server::start_in`], waiting up to `limit` for it to listen (a large registry
+    /// file is read and built before the sockets open).
+    pub fn start_within(dir: Arc<tempfile::TempDir>, args: &[&str], limit: Duration) -> Self {
         let mut command = Command::new(binary());
         command.arg("serve").args(args);
         let has = |flag: &str| args.contains(&flag);
@@ -72,7 +78,7 @@ impl Server {
             log,
             dir,
         };
-        let found = eventually(Duration::from_secs(20), || {
+        let found = eventually(limit, || {
             server.exited().is_some() || server.log_line_after("listening on udp ").is_some()
         });
         let udp = server.log_line_after("listening on udp ");
