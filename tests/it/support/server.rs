@@ -34,8 +34,10 @@ impl Server {
     }
 
     /// Like [`Server::start`] with a given working directory (to restart on the same state).
+    /// Waits up to a minute: a debug build reads a 20,000-instance registry file (the shutdown
+    /// test's) in well over 20 s when the machine's cores are shared with other builds.
     pub fn start_in(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Self {
-        Self::start_within(dir, args, Duration::from_secs(20))
+        Self::start_within(dir, args, Duration::from_secs(60))
     }
 
     /// Like [`Server::start_in`], waiting up to `limit` for it to listen (a large registry
