@@ -19,7 +19,8 @@ use hickory_proto::rr::{Name, RecordType};
 
 use snapdns::dns::forward::fuzz_upstream_reply;
 use snapdns::dns::{
-    AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, ServerIdentity, Transport,
+    transfer, AnswerPolicy, ForwardLimits, Outcome, Responder, Scratch, ServerIdentity,
+    TransferPolicy, Transport, TsigKey,
 };
 use snapdns::registry::{EntryCheck, HealthEntry, Node, NodeService, RegistryState};
 use snapdns::snapshot::{NameServers, Snapshot, SnapshotStore, ZoneOptions};
@@ -183,9 +184,17 @@ fn policy(max_udp_size: u16) -> AnswerPolicy {
             identity: "fuzz-replica".into(),
             version: "fuzz-version".into(),
         },
-        transfer: Default::default(),
+        // Transfers allowed to the recursing client and a key set, so that fuzzed queries
+        // reach the transfer, IXFR-over-UDP and signed-query paths.
+        transfer: TransferPolicy {
+            allow: vec!["127.0.0.0/8".parse().expect("net")],
+            key: Some(TsigKey::parse(FUZZ_KEY).expect("key")),
+        },
     }
 }
+
+/// The key the fuzzed server holds (`fuzz-key`, hmac-sha256).
+pub const FUZZ_KEY: &str = "fuzz-key:hmac-sha256:ZnV6eiBrZXkgZm9yIHNuYXBkbnMgdHJhbnNmZXJzIQ==";
 
 /// The example static zone, loaded through the zone-file loader.
 pub fn example_zones() -> ZoneSet {
@@ -235,6 +244,19 @@ pub fn answer_and_check(
             "{outcome:?} with {} bytes written",
             out.len()
         );
+        // Signed queries and transfer requests are answered off the query path: their
+        // replies must be as well-formed, and fit, as any other.
+        let side_reply = match (&outcome, transport) {
+            (Outcome::Signed, _) => transfer::signed(responder, query, client, transport, scratch),
+            (Outcome::Transfer, Transport::Udp) => {
+                Some(transfer::ixfr_over_udp(responder, query, client))
+                    .filter(|reply| !reply.is_empty())
+            }
+            _ => None,
+        };
+        if let Some(reply) = side_reply {
+            check_reply(query, &reply, transport, responder.policy().max_udp_size);
+        }
         if outcome == Outcome::Forward {
             assert!(
                 responder.may_recurse(client),
@@ -272,6 +294,23 @@ pub fn answer_and_check(
         }
     }
     (outcome, out)
+}
+
+/// A reply to `query` decodes, fits the client's limit and carries its ID with QR=1.
+fn check_reply(query: &[u8], reply: &[u8], transport: Transport, max_udp_size: u16) {
+    let limit = size_limit(query, transport, max_udp_size);
+    assert!(
+        reply.len() <= limit,
+        "reply of {} bytes over {limit}",
+        reply.len()
+    );
+    let decoded = Message::from_vec(reply)
+        .unwrap_or_else(|e| panic!("reply does not decode: {e}; reply {reply:02x?}"));
+    assert_eq!(
+        decoded.metadata.id,
+        u16::from_be_bytes([query[0], query[1]])
+    );
+    assert_eq!(decoded.metadata.message_type, MessageType::Response);
 }
 
 /// `respond`: one query through the whole answering path. The query's ID picks the transport

@@ -613,3 +613,36 @@ fn a_zone_of_100000_instances_transfers_completely() {
         .expect("the transfer logged");
     assert!(logged.contains(&format!("records={records}")), "{logged}");
 }
+
+#[test]
+fn a_signed_query_is_answered_signed_and_cut_to_its_question_when_the_signature_would_not_fit() {
+    let key = key_flag();
+    let (server, _) = Server::with_registry_file(&many("web", 100), &["--tsig-key", &key]);
+    let ask = |name: &str, qtype| {
+        let mut query = query_message(name, qtype, None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut verifier = query
+            .finalize(&signer(KEY_NAME, KEY_SECRET), now)
+            .unwrap()
+            .expect("a verifier");
+        let reply = udp_raw(server.addr, &query.to_vec().unwrap()).expect("an answer");
+        assert!(reply.len() <= 512, "{} bytes without EDNS", reply.len());
+        verifier
+            .verify(&reply)
+            .expect("signed with the key")
+            .into_message()
+    };
+    // A small answer, signed.
+    let soa = ask("consul", RecordType::SOA);
+    assert_rcode(&soa, ResponseCode::NoError);
+    assert_eq!(soa.answers.len(), 1);
+    // 100 addresses cut to 512 bytes leave no room for the TSIG record: the question alone,
+    // TC=1, signed (RFC 8945 §5.3), so the client asks again over TCP.
+    let web = ask("web.service.consul", RecordType::A);
+    assert!(web.metadata.truncation);
+    assert!(web.answers.is_empty());
+    assert_eq!(web.queries.len(), 1);
+}
