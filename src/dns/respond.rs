@@ -103,16 +103,17 @@ impl Responder {
 
     /// The registry snapshot when `key` (lower-cased wire format) is the registry apex.
     pub fn registry_snapshot_for(&self, key: &[u8]) -> Option<Arc<Snapshot>> {
-        (*self.registry_apex == *key)
-            .then(|| self.registry.current())
-            .flatten()
+        self.registry_at(key)?.current()
     }
 
     /// The kept snapshot of the registry zone (apex `key`) whose serial is `serial`.
     pub fn registry_since(&self, key: &[u8], serial: u32) -> Option<Arc<Snapshot>> {
-        (*self.registry_apex == *key)
-            .then(|| self.registry.since(serial))
-            .flatten()
+        self.registry_at(key)?.since(serial)
+    }
+
+    /// The registry store when `key` is the registry apex.
+    fn registry_at(&self, key: &[u8]) -> Option<&SnapshotStore> {
+        (*self.registry_apex == *key).then_some(&self.registry)
     }
 
     /// The static zones in force.

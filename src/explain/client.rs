@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use percent_encoding::utf8_percent_encode;
 use serde_json::Value;
 
 /// How long connecting, sending and reading may each take.
@@ -95,15 +96,7 @@ fn split_reply(reply: &[u8]) -> Option<(u16, &[u8])> {
 
 /// Percent-encodes everything but unreserved characters (RFC 3986 §2.3).
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, crate::registry::consul::QUERY_VALUE).to_string()
 }
 
 /// The account as text for a terminal.

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, CONTENT_ENCODING};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -350,17 +351,16 @@ fn decode_body(path: &str, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+/// What a query value percent-encodes: all but RFC 3986's unreserved characters (§2.3).
+pub const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a query value.
 fn encode_query(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]

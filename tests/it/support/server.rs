@@ -240,17 +240,8 @@ pub fn capture_stderr(child: &mut Child, label: &'static str) -> Arc<Mutex<Strin
 
 /// Runs snapdns with `args` to completion (for flag and config errors); returns (code, stderr).
 pub fn run_to_exit(args: &[&str]) -> (i32, String) {
-    let output = Command::new(binary())
-        .args(args)
-        .env_remove("CONSUL_HTTP_ADDR")
-        .env_remove("CONSUL_HTTP_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run snapdns");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (code, _, stderr) = run_with_output(args);
+    (code, stderr)
 }
 
 /// Runs snapdns with `args` to completion (the `check` and `state` tools); returns (code,
