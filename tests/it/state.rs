@@ -11,7 +11,7 @@ use hickory_proto::rr::RecordType;
 use serde_json::json;
 
 use crate::assert_eventually;
-use crate::support::dns_client::{rrs, service_addresses, udp};
+use crate::support::dns_client::{service_addresses, sorted_answers};
 use crate::support::http::health;
 use crate::support::registry::{entry, web_addresses, web_and_db};
 use crate::support::server::{run_with_output, Server};
@@ -29,25 +29,9 @@ const QUESTIONS: [(&str, RecordType); 6] = [
     ("db.service.consul.", RecordType::A),
 ];
 
-/// Every answer of `server` to [`QUESTIONS`]: rcode, answers and additionals, sorted.
+/// Every answer of `server` to [`QUESTIONS`], sorted.
 fn answers(server: &Server) -> Vec<String> {
-    QUESTIONS
-        .iter()
-        .map(|(name, qtype)| {
-            let reply = udp(server.addr, name, *qtype);
-            let sorted = |records| {
-                let mut records = rrs(records);
-                records.sort();
-                records
-            };
-            format!(
-                "{name} {qtype}: {:?} {:?} {:?}",
-                reply.metadata.response_code,
-                sorted(&reply.answers),
-                sorted(&reply.additionals)
-            )
-        })
-        .collect()
+    sorted_answers(server.addr, &QUESTIONS)
 }
 
 /// Every file in `dir` with its bytes and modification time.

@@ -113,6 +113,30 @@ pub fn tcp(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
     message
 }
 
+/// Every answer of `addr` to `questions` over UDP as text: the rcode and each section's
+/// records, sorted (A/AAAA answers are shuffled per query), for comparing two servers or one
+/// server at two moments.
+pub fn sorted_answers(addr: SocketAddr, questions: &[(&str, RecordType)]) -> Vec<String> {
+    let sorted = |records: &[Record]| {
+        let mut records = rrs(records);
+        records.sort();
+        records
+    };
+    questions
+        .iter()
+        .map(|(name, qtype)| {
+            let reply = udp(addr, name, *qtype);
+            format!(
+                "{name} {qtype}: {:?} {:?} {:?} {:?}",
+                reply.metadata.response_code,
+                sorted(&reply.answers),
+                sorted(&reply.authorities),
+                sorted(&reply.additionals),
+            )
+        })
+        .collect()
+}
+
 /// The rdata of answer records as text, in order (`10.0.0.1`, `1 1 80 web-01.node...`).
 pub fn rdata(records: &[Record]) -> Vec<String> {
     records.iter().map(|r| r.data.to_string()).collect()

@@ -8,7 +8,7 @@ use hickory_proto::rr::RecordType;
 use serde_json::json;
 
 use crate::assert_eventually;
-use crate::support::dns_client::{rrs, service_addresses, udp};
+use crate::support::dns_client::{service_addresses, sorted_answers, udp};
 use crate::support::http::health;
 use crate::support::registry::{entry, web_addresses, web_and_db};
 use crate::support::server::Server;
@@ -27,27 +27,9 @@ const QUESTIONS: [(&str, RecordType); 8] = [
     ("missing.service.consul.", RecordType::A),
 ];
 
-/// Every answer of `server` to [`QUESTIONS`]: rcode and sections.
+/// Every answer of `server` to [`QUESTIONS`], sorted.
 fn answers(server: &Server) -> Vec<String> {
-    QUESTIONS
-        .iter()
-        .map(|(name, qtype)| {
-            let reply = udp(server.addr, name, *qtype);
-            // Sorted: answers are shuffled per query.
-            let sorted = |records| {
-                let mut records = rrs(records);
-                records.sort();
-                records
-            };
-            format!(
-                "{name} {qtype}: {:?} {:?} {:?} {:?}",
-                reply.metadata.response_code,
-                sorted(&reply.answers),
-                sorted(&reply.authorities),
-                sorted(&reply.additionals),
-            )
-        })
-        .collect()
+    sorted_answers(server.addr, &QUESTIONS)
 }
 
 #[test]
