@@ -141,11 +141,12 @@ pub async fn run_with_reloads(
             tasks.spawn(async move {
                 // The sync's baseline is the persisted state, once it is read (a zone cache
                 // served meanwhile holds no state to diff against).
-                tokio::select! {
+                let adopted = tokio::select! {
                     () = token.cancelled() => return,
-                    () = restoring.finished() => {}
-                }
+                    adopted = restoring.finished() => adopted,
+                };
                 SyncTask::new(client, settings, store, status)
+                    .adopting(adopted)
                     .run(token)
                     .await;
             });

@@ -89,7 +89,12 @@ pub fn save_generation(
 /// Reads and checks one base file; a symbolic link or any other non-regular file is not
 /// followed.
 pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistError> {
-    let persisted = read_any(path)?;
+    read_sized(path, datacenter).map(|(persisted, _)| persisted)
+}
+
+/// [`read_file`], and the file's size (what a journal is measured against for compaction).
+pub(super) fn read_sized(path: &Path, datacenter: &str) -> Result<(Persisted, u64), PersistError> {
+    let (persisted, bytes) = read_counted(path)?;
     if !persisted.datacenter.eq_ignore_ascii_case(datacenter) {
         return Err(PersistError::OtherDatacenter {
             path: path.to_path_buf(),
@@ -97,17 +102,23 @@ pub fn read_file(path: &Path, datacenter: &str) -> Result<Persisted, PersistErro
             expected: datacenter.to_string(),
         });
     }
-    Ok(persisted)
+    Ok((persisted, bytes))
 }
 
 /// Reads and checks one base file, whatever its datacenter (`snapdns state` lists them all).
 pub(super) fn read_any(path: &Path) -> Result<Persisted, PersistError> {
+    read_counted(path).map(|(persisted, _)| persisted)
+}
+
+/// [`read_any`], and the file's size.
+fn read_counted(path: &Path) -> Result<(Persisted, u64), PersistError> {
     let (bytes, start) = checked(path)?;
     // serde_json's message names a position and what it expected, never the content.
-    serde_json::from_slice(&bytes[start..]).map_err(|e| PersistError::Corrupt {
+    let persisted = serde_json::from_slice(&bytes[start..]).map_err(|e| PersistError::Corrupt {
         path: path.to_path_buf(),
         reason: format!("invalid payload: {e}"),
-    })
+    })?;
+    Ok((persisted, bytes.len() as u64))
 }
 
 /// Checks that base `generation` in `dir` is intact (header, format, length, checksum) without

@@ -10,7 +10,7 @@ use super::PersistError;
 
 /// `open(2)`'s O_NOFOLLOW on Linux (std does not name it, and no C bindings are needed for one
 /// constant).
-const O_NOFOLLOW: i32 = 0o400_000;
+pub(super) const O_NOFOLLOW: i32 = 0o400_000;
 
 /// Maps an I/O error of `op` on `path` into a [`PersistError::Io`].
 pub(super) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PersistError {

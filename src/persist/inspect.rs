@@ -45,7 +45,9 @@ pub fn inspect(dir: &Path) -> std::io::Result<Vec<Generation>> {
         let (state, journal_records, journal_stopped) = match state {
             Ok(mut persisted) => {
                 let base = BaseId::of(generation, &persisted);
-                let Replay { applied, stopped } = journal::replay(dir, base, &mut persisted);
+                let Replay {
+                    applied, stopped, ..
+                } = journal::replay(dir, base, &mut persisted);
                 (Ok(persisted), applied, stopped)
             }
             Err(error) => (Err(error), whole_records(dir, generation), None),

@@ -14,13 +14,15 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::files::{
-    create_private, header_line, io, numbered, parse_header, read_regular, sync_dir, HeaderError,
+    create_private, header_line, io, numbered, open_regular, parse_header, read_regular, sync_dir,
+    HeaderError, O_NOFOLLOW,
 };
 use super::{PersistError, Persisted};
 use crate::registry::{Entries, RegistryState};
@@ -158,6 +160,50 @@ impl Journal {
         })
     }
 
+    /// Opens the journal of a base found at start-up to append to it after its last record,
+    /// as [`Resumable`] describes it (created when the base has none yet). Fails when the file
+    /// is no longer the one that was replayed. The directory is fsynced first: the process that
+    /// wrote the base may have died before its rename was durable, and a record must not
+    /// outlive the base it names.
+    pub fn resume(dir: &Path, found: &Resumable) -> Result<Self, PersistError> {
+        let path = dir.join(journal_name(found.base.generation));
+        sync_dir(dir)?;
+        let opened = open_regular(&path).and_then(|_| {
+            fs::OpenOptions::new()
+                .append(true)
+                .custom_flags(O_NOFOLLOW)
+                .open(&path)
+                .map_err(io("open", &path))
+        });
+        let file = match opened {
+            Ok(file) => file,
+            Err(PersistError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && found.journal_bytes == 0 =>
+            {
+                return Self::create(dir, found.base);
+            }
+            Err(error) => return Err(error),
+        };
+        let length = file.metadata().map_err(io("read", &path))?.len();
+        if length != found.journal_bytes {
+            return Err(PersistError::Corrupt {
+                path,
+                reason: format!(
+                    "is {length} bytes, {} when it was replayed",
+                    found.journal_bytes
+                ),
+            });
+        }
+        Ok(Self {
+            file,
+            path,
+            base: found.base,
+            records: found.records,
+            bytes: found.journal_bytes,
+            broken: false,
+        })
+    }
+
     /// Appends the record turning the journal's last state into `to`, `delta` being the
     /// difference, and fdatasyncs it. Returns the bytes written.
     pub fn append(&mut self, delta: &Delta, to: &Persisted) -> Result<u64, PersistError> {
@@ -219,11 +265,27 @@ impl Journal {
     }
 }
 
+/// A base found at start-up whose journal the next save may append to, so that a restart does
+/// not write a whole base: see [`super::Loaded::resumable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resumable {
+    /// The base.
+    pub base: BaseId,
+    /// Its file's size.
+    pub base_bytes: u64,
+    /// Records in its journal, all replayed.
+    pub records: u64,
+    /// Its journal's size (0 when it has none).
+    pub journal_bytes: u64,
+}
+
 /// What replaying a journal did.
 #[derive(Debug, Default)]
 pub struct Replay {
     /// Records applied.
     pub applied: u64,
+    /// Bytes of the records applied: where the next record goes.
+    pub bytes: u64,
     /// The record replay stopped at, and why (`None`: the journal ended cleanly or is absent).
     pub stopped: Option<PersistError>,
 }
@@ -308,6 +370,7 @@ pub(super) fn replay(dir: &Path, base: BaseId, persisted: &mut Persisted) -> Rep
         persisted.saved_at_ms = record.saved_at_ms;
         replay.applied = seq;
         at += end + 1;
+        replay.bytes = at as u64;
     }
     replay
 }

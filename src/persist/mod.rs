@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::RegistryState;
 pub use base::{check_generation, newest_generation, next_generation, read_file, save_generation};
-pub use journal::{BaseId, Delta, Journal, Replay, JOURNAL_VERSION};
+pub use journal::{BaseId, Delta, Journal, Replay, Resumable, JOURNAL_VERSION};
 
 /// The base file format written by this version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -99,6 +99,36 @@ pub struct Loaded {
     pub journal: Replay,
     /// The found base's identity and its state before the journal (shared, not copied).
     pub base: Option<(BaseId, Arc<RegistryState>)>,
+    /// The found base's file size.
+    pub base_bytes: u64,
+}
+
+impl Loaded {
+    /// The found base, when the next save may append to its journal rather than write a whole
+    /// base; else why not. It must be the newest base in the directory (a newer one that could
+    /// not be used is not built upon), its journal replayed to its very end (one that stopped
+    /// at a torn, damaged or newer-format record is not appended to: what follows would never
+    /// be replayed), and that journal not larger than the base (it would be compacted at once).
+    pub fn resumable(&self) -> Result<Resumable, &'static str> {
+        let Some((base, _)) = &self.base else {
+            return Err("no usable persisted state");
+        };
+        if !self.skipped.is_empty() {
+            return Err("a newer base was not usable");
+        }
+        if self.journal.stopped.is_some() {
+            return Err("its journal was not replayed to its end");
+        }
+        if self.journal.bytes > self.base_bytes {
+            return Err("its journal has outgrown it");
+        }
+        Ok(Resumable {
+            base: *base,
+            base_bytes: self.base_bytes,
+            records: self.journal.applied,
+            journal_bytes: self.journal.bytes,
+        })
+    }
 }
 
 /// Why a state file could not be written or used.
@@ -180,10 +210,11 @@ pub fn load(dir: &Path, datacenter: &str) -> Loaded {
         }
     };
     for (generation, path) in list {
-        match read_file(&path, datacenter) {
-            Ok(mut persisted) => {
+        match base::read_sized(&path, datacenter) {
+            Ok((mut persisted, bytes)) => {
                 let base = BaseId::of(generation, &persisted);
                 loaded.base = Some((base, persisted.state.clone()));
+                loaded.base_bytes = bytes;
                 loaded.journal = journal::replay(dir, base, &mut persisted);
                 loaded.found = Some((persisted, generation, path));
                 break;

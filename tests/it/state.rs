@@ -16,6 +16,7 @@ use crate::support::http::health;
 use crate::support::registry::{entry, web_addresses, web_and_db};
 use crate::support::server::{run_with_output, Server};
 use crate::support::standin::Standin;
+use crate::support::state_files::tear_journal;
 use crate::support::sync_settings::start_syncing_in;
 
 /// Questions whose answers come from registry data alone (the SOA serial differs: a registry
@@ -138,8 +139,10 @@ fn state_reports_a_damaged_newest_base_and_exports_the_older_one() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
     assert_eventually!(health(&server).1["persistence"]["generation"] == 1);
-    // The next process writes the next base with its first save.
+    // The next process writes the next base with its first save: the journal it would
+    // append to ends in a torn record.
     server.kill();
+    tear_journal(&dir.path().join("state"), 1);
     let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
     consul.put_service("cache", &cache_entry());
     assert_eventually!(health(&server).1["persistence"]["generation"] == 2);

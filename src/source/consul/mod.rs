@@ -54,6 +54,7 @@ use diff::{check_map, CheckMap};
 use fetch::{join_full, FullResult, Merged, RunningFull};
 use log::log_transition;
 use pending::Pending;
+pub use persist_writer::Adoptable;
 use persister::persist_loop;
 pub use persister::PERSIST_INTERVAL;
 use preserve::SelfPreservation;
@@ -142,6 +143,8 @@ pub struct SyncTask {
     full_backoff: Backoff,
     change_backoff: Backoff,
     persist: watch::Sender<Option<persister::ToSave>>,
+    /// The persisted base start-up read, for the first save to append to.
+    adopted: Option<Adoptable>,
     /// Per-service watches (per-service mode only).
     services: ServiceWatches,
     /// Per-service mode is on.
@@ -201,6 +204,7 @@ impl SyncTask {
             full_backoff: Backoff::new(Duration::from_millis(500), cap),
             change_backoff: Backoff::new(Duration::from_millis(250), cap),
             persist: watch::channel(None).0,
+            adopted: None,
             services: ServiceWatches::new(cap),
             per_service: false,
             planned: false,
@@ -212,6 +216,13 @@ impl SyncTask {
         }
     }
 
+    /// The first save appends to the journal of `base`, the persisted base start-up served
+    /// (from [`Restoring::finished`]), rather than writing a whole base.
+    pub fn adopting(mut self, base: Option<Adoptable>) -> Self {
+        self.adopted = base;
+        self
+    }
+
     /// Syncs until `shutdown` is cancelled, then writes the last unsaved state.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let persister = tokio::spawn(persist_loop(
@@ -219,6 +230,7 @@ impl SyncTask {
             self.settings.state_dir.clone(),
             self.settings.persist_interval,
             self.status.clone(),
+            self.adopted.take(),
             shutdown.clone(),
         ));
         info!(url = self.client.url(), "registry sync started");

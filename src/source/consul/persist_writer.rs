@@ -6,8 +6,10 @@
 //! When the journal outgrows its base, the state just saved is written as the next base on a
 //! blocking thread while saves go on; the new base's journal is created first and gets every
 //! record the old one gets meanwhile, so whichever base a crash leaves newest, its journal
-//! holds every save. The first save of a process, and the first after any failure, writes a
-//! whole base: a journal that may end in a failed append is never appended to again.
+//! holds every save. The first save of a process appends to the journal of the base it started
+//! from ([`Adoptable`], found by `restore.rs`) when that base is still the newest and its journal
+//! was replayed to its end; else it writes a whole base, as does the first save after any
+//! failure: a journal that may end in a failed append is never appended to again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,9 @@ use tokio::task::JoinHandle;
 
 use tracing::{debug, warn};
 
-use crate::persist::{self, zone_cache, BaseId, Delta, Journal, PersistError, Persisted, Saved};
+use crate::persist::{
+    self, zone_cache, BaseId, Delta, Journal, PersistError, Persisted, Resumable, Saved,
+};
 use crate::snapshot::Snapshot;
 
 /// What one save or compaction left on disk.
@@ -35,6 +39,33 @@ pub(super) struct Written {
     pub(super) records: u64,
     /// A whole base was written (not a journal record).
     pub(super) full: bool,
+}
+
+/// The base a process started from, for its first save to append to: what the start-up read
+/// and replayed, and the state that reached, as published.
+pub struct Adoptable {
+    found: Resumable,
+    last: Arc<Persisted>,
+    snapshot: Option<Arc<Snapshot>>,
+}
+
+impl Adoptable {
+    /// `found`, whose base and journal hold `last`, published as `snapshot`.
+    pub(super) fn new(found: Resumable, last: Persisted, snapshot: Option<Arc<Snapshot>>) -> Self {
+        Self {
+            found,
+            last: Arc::new(last),
+            snapshot,
+        }
+    }
+}
+
+impl std::fmt::Debug for Adoptable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adoptable")
+            .field("found", &self.found)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The newest base's journal and the state it reaches.
@@ -58,15 +89,47 @@ pub(super) struct Writer {
     dir: PathBuf,
     tail: Option<Tail>,
     compaction: Option<Compaction>,
+    /// The base found at start-up, until the first save takes it up.
+    adopted: Option<Adoptable>,
 }
 
 impl Writer {
-    /// A writer for `dir` that has written nothing yet.
-    pub(super) fn new(dir: PathBuf) -> Self {
+    /// A writer for `dir` that has written nothing yet; its first save appends to `adopted`'s
+    /// journal, if given and still possible.
+    pub(super) fn new(dir: PathBuf, adopted: Option<Adoptable>) -> Self {
         Self {
             dir,
             tail: None,
             compaction: None,
+            adopted,
+        }
+    }
+
+    /// Opens the journal of the base found at start-up, if any, as the tail; `None` (the save
+    /// then writes a whole base) when it cannot be opened as it was replayed.
+    async fn adopt(&self, adopted: Adoptable) -> Option<Tail> {
+        let (dir, found) = (self.dir.clone(), adopted.found);
+        let resumed = tokio::task::spawn_blocking(move || Journal::resume(&dir, &found))
+            .await
+            .unwrap_or_else(|e| Err(task_failed(&self.dir, &e)));
+        match resumed {
+            Ok(journal) => {
+                debug!(
+                    generation = found.base.generation,
+                    records = found.records,
+                    "appending to the journal of the persisted state found at start-up"
+                );
+                Some(Tail {
+                    journal,
+                    last: adopted.last,
+                    snapshot: adopted.snapshot,
+                    base_bytes: found.base_bytes,
+                })
+            }
+            Err(error) => {
+                warn!(%error, "the persisted state's journal cannot be appended to; writing a whole base");
+                None
+            }
         }
     }
 
@@ -81,6 +144,9 @@ impl Writer {
         let mut persisted = latest.clone();
         persisted.saved_at_ms = persist::unix_ms(SystemTime::now());
         let persisted = Arc::new(persisted);
+        if let Some(adopted) = self.adopted.take().filter(|_| self.tail.is_none()) {
+            self.tail = self.adopt(adopted).await;
+        }
         let Some(tail) = self.tail.take() else {
             return self.save_base(persisted, snapshot).await;
         };
@@ -317,7 +383,7 @@ mod tests {
     #[tokio::test]
     async fn saves_append_and_a_compaction_hands_over_to_the_new_base_without_losing_a_save() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = Writer::new(dir.path().to_path_buf());
+        let mut writer = Writer::new(dir.path().to_path_buf(), None);
         let mut latest = Persisted {
             datacenter: "dc1".into(),
             fetched_at_ms: 1,
@@ -348,5 +414,80 @@ mod tests {
             generations.windows(2).all(|g| g[0] < g[1]),
             "{generations:?}"
         );
+    }
+
+    /// What a restart hands the writer: the base and journal loaded, as `restore.rs` does.
+    fn adoptable(dir: &Path) -> Result<Adoptable, &'static str> {
+        let loaded = persist::load(dir, "dc1");
+        let found = loaded.resumable()?;
+        let (persisted, _, _) = loaded.found.unwrap();
+        Ok(Adoptable::new(found, persisted, None))
+    }
+
+    #[tokio::test]
+    async fn a_restarted_writer_appends_to_the_base_it_started_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut latest = Persisted {
+            datacenter: "dc1".into(),
+            fetched_at_ms: 1,
+            saved_at_ms: 0,
+            state: Arc::new(RegistryState::default()),
+        };
+        for n in 0..4 {
+            latest = changed(&latest, n);
+        }
+        // Large enough a base that the records below do not outgrow it (no compaction).
+        let state = Arc::make_mut(&mut latest.state);
+        for k in 0..40 {
+            state
+                .services
+                .insert(format!("big-{k}"), Arc::new(vec![HealthEntry::default()]));
+        }
+        let mut writer = Writer::new(dir.path().to_path_buf(), None);
+        let base = writer.save(&latest, None).await.unwrap();
+        latest = changed(&latest, 4);
+        writer.save(&latest, None).await.unwrap();
+        drop(writer);
+
+        // Two restarts in a row, each saving one change: both append to base 1.
+        for (n, records) in [(5, 2), (6, 3)] {
+            let adopted = adoptable(dir.path()).unwrap();
+            let mut writer = Writer::new(dir.path().to_path_buf(), Some(adopted));
+            latest = changed(&latest, n);
+            let written = writer.save(&latest, None).await.unwrap();
+            assert!(!written.full, "{written:?}");
+            assert_eq!((written.generation, written.records), (1, records));
+            assert!(written.wrote < base.wrote, "{written:?} {base:?}");
+            let loaded = persist::load(dir.path(), "dc1");
+            assert_eq!(loaded.journal.applied, records);
+            assert_eq!(loaded.found.unwrap().0.state, latest.state);
+        }
+
+        // A journal that changed since it was replayed is not appended to: a whole base.
+        let adopted = adoptable(dir.path()).unwrap();
+        let journal = dir.path().join("journal-000000000001.snapdns");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"snapdns-jou").unwrap();
+        let mut writer = Writer::new(dir.path().to_path_buf(), Some(adopted));
+        latest = changed(&latest, 7);
+        let written = writer.save(&latest, None).await.unwrap();
+        assert!(written.full && written.generation == 2, "{written:?}");
+        assert_eq!(
+            persist::load(dir.path(), "dc1").found.unwrap().0.state,
+            latest.state
+        );
+
+        // A journal ending in a torn record is not adopted either.
+        let journal = dir.path().join("journal-000000000002.snapdns");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"snapdns-jou").unwrap();
+        let error = adoptable(dir.path()).unwrap_err();
+        assert!(error.contains("not replayed to its end"), "{error}");
     }
 }

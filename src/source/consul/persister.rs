@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use super::persist_writer::{Writer, Written};
+use super::persist_writer::{Adoptable, Writer, Written};
 use crate::persist::{PersistError, Persisted};
 use crate::snapshot::Snapshot;
 use crate::source::status::SourceStatus;
@@ -39,9 +39,10 @@ pub(super) async fn persist_loop(
     dir: PathBuf,
     interval: Duration,
     status: Arc<SourceStatus>,
+    adopted: Option<Adoptable>,
     shutdown: CancellationToken,
 ) {
-    let mut writer = Writer::new(dir);
+    let mut writer = Writer::new(dir, adopted);
     // After a failed save: how long until the next try.
     let mut retry: Option<Duration> = None;
     let next_retry = |retry: Option<Duration>| {
@@ -71,7 +72,8 @@ pub(super) async fn persist_loop(
                 retry = None;
                 // An append costs what changed; still, spacing saves by ten times the last one
                 // keeps a registry that changes all the time under a tenth of a core. A whole
-                // base is written once per start (or after a failure) only.
+                // base is written by a compaction, or when a start found none to append to (or
+                // after a failure) only.
                 let spent = if full {
                     Duration::ZERO
                 } else {

@@ -7,13 +7,17 @@
 //! encoded) and published; only then does the sync start ([`Restoring::finished`]), so it
 //! diffs against the real state, never against the cache's empty one. A missing, damaged or
 //! mismatched cache is logged once and the state is read and built as without one.
+//!
+//! The base read is handed to the persister ([`Restoring::finished`]) when its journal can take
+//! the next record, so that the first save after a restart appends what changed rather than
+//! writing a whole base (`persist_writer.rs`).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tracing::{debug, error, info, warn};
 
-use super::persist_writer::cache_base;
+use super::persist_writer::{cache_base, Adoptable};
 use super::SyncSettings;
 use crate::persist::{self, zone_cache, Loaded, PersistError};
 use crate::snapshot::{BaseId, Snapshot, SnapshotStore};
@@ -22,17 +26,31 @@ use crate::source::status::{SnapshotOrigin, SourceStatus};
 use crate::source::{publish, Origin};
 
 /// The part of start-up from disk still under way: the sync waits for it.
-#[derive(Debug, Default)]
-pub struct Restoring(Option<tokio::task::JoinHandle<()>>);
+#[derive(Debug)]
+pub struct Restoring(Loading);
+
+#[derive(Debug)]
+enum Loading {
+    Done(Option<Adoptable>),
+    Reading(tokio::task::JoinHandle<Option<Adoptable>>),
+}
+
+impl Default for Restoring {
+    fn default() -> Self {
+        Self(Loading::Done(None))
+    }
+}
 
 impl Restoring {
     /// Returns once the persisted state is read and its snapshot published (at once when the
-    /// state was read before start-up went on).
-    pub async fn finished(self) {
-        if let Some(task) = self.0 {
-            if let Err(error) = task.await {
+    /// state was read before start-up went on), with the base the first save may append to.
+    pub async fn finished(self) -> Option<Adoptable> {
+        match self.0 {
+            Loading::Done(adoptable) => adoptable,
+            Loading::Reading(task) => task.await.unwrap_or_else(|error| {
                 error!(%error, "loading the persisted registry state failed");
-            }
+                None
+            }),
         }
     }
 }
@@ -47,12 +65,11 @@ pub fn restore(
     status: &Arc<SourceStatus>,
 ) -> Restoring {
     let Some(cached) = serve_cache(settings, store, status) else {
-        load(settings, store, status, None);
-        return Restoring(None);
+        return Restoring(Loading::Done(load(settings, store, status, None)));
     };
     let (settings, store, status) = (settings.clone(), store.clone(), status.clone());
-    Restoring(Some(tokio::task::spawn_blocking(move || {
-        load(&settings, &store, &status, Some(cached));
+    Restoring(Loading::Reading(tokio::task::spawn_blocking(move || {
+        load(&settings, &store, &status, Some(cached))
     })))
 }
 
@@ -132,15 +149,22 @@ fn serve_cache(
 
 /// Reads the newest usable base and its journal and publishes their state: built over `cached`
 /// (the zone cache served meanwhile, and its base) when that is the base found, else in full.
+/// Returns that base when the first save may append to its journal.
+///
+/// When the cache's base itself turns out unusable (it was checked intact before the cache was
+/// served, so it was damaged since or holds an unreadable payload), an older generation replaces
+/// the cache only if its state is at least as new (its index not below the cache's): the answers
+/// never go back in time. Else the cache keeps being served until the first sync.
 fn load(
     settings: &SyncSettings,
     store: &SnapshotStore,
     status: &SourceStatus,
     cached: Option<(Arc<Snapshot>, BaseId)>,
-) {
+) -> Option<Adoptable> {
     let started = Instant::now();
     let loaded = persist::load(&settings.state_dir, &settings.datacenter);
     report_skipped(&loaded, status);
+    let resumable = loaded.resumable();
     let Some((persisted, generation, path)) = loaded.found else {
         match cached {
             // Its base was readable when the cache was written: keep answering from it.
@@ -151,8 +175,24 @@ fn load(
                 info!(dir = %settings.state_dir.display(), "no persisted registry state; DNS answers SERVFAIL for registry names until the first sync")
             }
         }
-        return;
+        return None;
     };
+    if let Some((_, id)) = cached.as_ref() {
+        let older = loaded
+            .base
+            .as_ref()
+            .is_some_and(|(base, _)| cache_base(*base) != *id);
+        if older && persisted.state.index < id.index {
+            warn!(
+                path = %path.display(),
+                generation,
+                index = persisted.state.index,
+                cache_index = id.index,
+                "the zone cache's base is not usable and the older persisted state is older than the cache; serving the zone cache until the first sync"
+            );
+            return None;
+        }
+    }
     let fetched_at = persisted.fetched_at();
     let over = cached
         .zip(loaded.base)
@@ -178,11 +218,11 @@ fn load(
                         took_ms = started.elapsed().as_millis() as u64,
                         "serving the persisted registry state until the first sync (built over the zone cache)"
                     );
-                    true
+                    Some(built)
                 }
                 Err(error) => {
                     error!(path = %path.display(), %error, "persisted registry state cannot be served");
-                    false
+                    None
                 }
             }
         }
@@ -196,18 +236,27 @@ fn load(
                 origin,
                 status,
             )
-            .is_ok()
+            .ok()
         }
     };
-    if published {
-        status.update(|view| {
-            view.snapshot_origin = SnapshotOrigin::Disk;
-            if let Some(p) = view.persistence.as_mut() {
-                p.loaded_from = Some(path);
-                p.generation = generation;
-                p.journal_records = loaded.journal.applied;
-            }
-        });
+    let snapshot = published?;
+    status.update(|view| {
+        view.snapshot_origin = SnapshotOrigin::Disk;
+        if let Some(p) = view.persistence.as_mut() {
+            p.loaded_from = Some(path);
+            p.generation = generation;
+            p.journal_records = loaded.journal.applied;
+        }
+    });
+    match resumable {
+        Ok(found) => Some(Adoptable::new(found, persisted, Some(snapshot))),
+        Err(reason) => {
+            info!(
+                generation,
+                "the first save writes a whole base: not appending to this one ({reason})"
+            );
+            None
+        }
     }
 }
 

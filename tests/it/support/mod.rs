@@ -9,6 +9,7 @@
 //! - [`registry`]: registry fixtures in Consul's JSON format, the demo registry.
 //! - [`standin`]: the Consul stand-in (tests/consul_standin/standin.py) as a child process.
 //! - [`sync_settings`]: the short sync knobs and starting snapdns against a stand-in.
+//! - [`state_files`]: damage done to state files by hand (a torn journal, a spoiled base).
 //! - [`knot`]: Debian's `knotd` as a real upstream, and the zone files tests serve.
 //! - [`fake_upstream`]: a UDP upstream for what Knot cannot be made to show.
 //! - [`transfer`]: an AXFR client with TSIG.
@@ -27,6 +28,7 @@ pub mod registry;
 pub mod secondaries;
 pub mod server;
 pub mod standin;
+pub mod state_files;
 pub mod sync_settings;
 pub mod transfer;
 

@@ -134,8 +134,9 @@ fn sync_kill_9_during_changes_always_restarts_on_a_complete_published_state() {
     for round in 0..ROUNDS {
         let mut server = start_syncing_in(dir.clone(), &consul.url(), &fast);
         let settle = round == 0 || rng.below(4) == 0;
-        // A process writes a whole base with its first save, and journal records after it:
-        // let that first save happen, so that the kill below meets the journal.
+        // A process's first save writes a whole base (the first round, or after a torn
+        // journal) or appends to the journal it started from, and records after it: let that
+        // first save happen, so that the kill below meets the journal.
         for change in 0..1 + rng.below(14) {
             if change == 1 {
                 assert_eventually!(health(&server).1["persistence"]["ok"] == true);

@@ -12,6 +12,7 @@ use crate::support::dns_client::{service_addresses, service_rcode};
 use crate::support::http::{health, registry_state};
 use crate::support::registry::{entry, web_addresses, web_and_db};
 use crate::support::standin::Standin;
+use crate::support::state_files::tear_journal;
 use crate::support::sync_settings::{start_syncing, start_syncing_in};
 use crate::support::time_until;
 
@@ -47,9 +48,10 @@ fn sync_corrupt_or_newer_snapshot_files_fall_back_to_an_older_generation() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
     assert_eventually!(health(&server).1["persistence"]["generation"] == 1);
-    // Saves in a process append to the base's journal; the next process writes the next base
-    // with its first save.
+    // A restart appends to the journal of the base it started from, unless that journal ends
+    // in a torn record: then its first save writes the next base.
     server.kill();
+    tear_journal(&dir.path().join("state"), 1);
     let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
     consul.put_service(
         "cache",
@@ -236,4 +238,54 @@ fn sync_failed_save_is_retried_until_it_succeeds() {
     );
     assert_eq!(server.log_count("cannot persist the registry state"), 1);
     assert_eq!(server.log_count("state directory writable again"), 1);
+}
+
+/// A restart appends its saves to the journal of the base it started from (issue 12): one
+/// changed service costs a record of about that service's size, not a whole base, and a
+/// restart with the registry down replays it.
+#[test]
+fn sync_a_restart_appends_to_the_persisted_base_rather_than_writing_a_new_one() {
+    let (mut consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let state = dir.path().join("state");
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(health(&server).1["persistence"]["ok"] == true);
+    let base = health(&server).1["persistence"]["bytes"].as_u64().unwrap();
+    server.kill();
+
+    // Restarted with the registry up: every save appends to base 1's journal.
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
+    let cache = json!([entry("c1", "10.4.0.1", "cache", "", 6379, &[], "passing")]);
+    let service = serde_json::to_vec(&cache).unwrap().len() as u64;
+    consul.put_service("cache", &cache);
+    let index = consul.index();
+    assert_eventually!(health(&server).1["persistence"]["index"].as_u64() == Some(index));
+    let report = health(&server).1;
+    let persistence = &report["persistence"];
+    assert_eq!(persistence["generation"], 1, "{report}");
+    assert!(
+        persistence["journal_records"].as_u64() >= Some(1),
+        "{report}"
+    );
+    let wrote = persistence["last_write_bytes"].as_u64().unwrap();
+    // The record: the service's entries, its base's identity, the index and times.
+    assert!(
+        (service / 2..service + 512).contains(&wrote) && wrote < base,
+        "a {wrote}-byte save for a {service}-byte service over a {base}-byte base: {report}"
+    );
+    assert!(!state.join("state-000000000002.snapdns").exists());
+    server.kill();
+    consul.stop();
+
+    // With the registry down, the journal record is replayed.
+    let server = start_syncing_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(service_addresses(&server, "cache") == ["10.4.0.1"]);
+    let report = health(&server).1;
+    assert_eq!(
+        report["snapshot"]["index"].as_u64(),
+        Some(index),
+        "{report}"
+    );
+    assert_eq!(report["persistence"]["generation"], 1, "{report}");
 }

@@ -1,6 +1,7 @@
 //! Start-up from the zone cache: a restart with the registry down answers from the cache of
 //! the newest base, then from the base and its journal; a damaged cache falls back to building
-//! the zone from the state, with the same answers.
+//! the zone from the state, with the same answers; a base found unreadable once its cache is
+//! served leaves the cache serving.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use crate::support::http::health;
 use crate::support::registry::{entry, web_addresses, web_and_db};
 use crate::support::server::Server;
 use crate::support::standin::Standin;
+use crate::support::state_files::{spoil_base_payload, tear_journal};
 use crate::support::sync_settings::start_syncing_in;
 
 /// Questions covering services, tags, RFC 2782 names, nodes, the apex and a missing name.
@@ -118,4 +120,72 @@ fn sync_a_zone_cache_built_with_other_options_is_not_served() {
         );
         server.kill();
     }
+}
+
+/// The base whose zone cache is being served turns out unreadable when it is read: the cache
+/// keeps answering rather than the older generation's older state (answers never go back in
+/// time), it is said once, and the first sync writes a whole new base. The base is spoiled so
+/// that it passes the check made before its cache is served (header, length, CRC) and fails
+/// the read after: the two happen a moment apart at start-up, too close to damage it between.
+#[test]
+fn sync_a_base_unreadable_after_its_zone_cache_was_served_keeps_the_cache() {
+    let (mut consul, _dir) = Standin::serving(&web_and_db(&["v1"]), &[]);
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let state = dir.path().join("state");
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(health(&server).1["persistence"]["ok"] == true);
+    server.kill();
+    // Generation 2, newer than 1 by the cache service: the journal of 1 is torn, so the next
+    // process writes a whole base.
+    tear_journal(&state, 1);
+    consul.put_service(
+        "cache",
+        &json!([entry("c1", "10.4.0.1", "cache", "", 6379, &[], "passing")]),
+    );
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(state.join("zone-000000000002.snapdns").exists());
+    assert_eq!(service_addresses(&server, "cache"), ["10.4.0.1"]);
+    let before = answers(&server);
+    server.kill();
+    consul.stop();
+
+    spoil_base_payload(&state, 2);
+    let mut server = start_syncing_in(dir.clone(), &consul.url(), &[]);
+    assert_eventually!(server
+        .log()
+        .contains("older persisted state is older than the cache"));
+    let log = server.log();
+    assert!(
+        log.contains("serving the zone cache while the persisted state is read"),
+        "{log}"
+    );
+    assert!(
+        log.contains("state-000000000002.snapdns is corrupt: invalid payload"),
+        "{log}"
+    );
+    assert_eq!(
+        server.log_count("state-000000000002.snapdns is corrupt"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        answers(&server),
+        before,
+        "the cache of generation 2 is still served"
+    );
+    let (code, report) = health(&server);
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["snapshot"]["origin"], "disk", "{report}");
+    assert_eq!(
+        report["persistence"]["skipped"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+
+    // The registry is back (as it started, without the cache service): its state replaces
+    // the cache and is saved as a whole new base.
+    consul.restart();
+    assert_eventually!(service_addresses(&server, "cache").is_empty());
+    assert_eventually!(health(&server).1["persistence"]["generation"] == 3);
+    server.kill();
 }
