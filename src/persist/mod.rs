@@ -26,7 +26,8 @@
 //! replays its journal up to the first record that is torn or damaged; it reports every base it
 //! skipped. A journal is replayed onto its own base only (the records name it). When a journal
 //! outgrows its base, the writer writes the current state as a new base (compaction) and starts
-//! its journal; see `source/consul/persister.rs`. Everything here is blocking file I/O: call it
+//! its journal; a restarted writer appends to the journal of the base it loaded when
+//! [`Loaded::resumable`] allows ([`Journal::resume`]); see `source/consul/persister.rs`. Everything here is blocking file I/O: call it
 //! from `spawn_blocking`.
 //!
 //! The directory is created 0700 and every file 0600, whatever the umask: the state is the

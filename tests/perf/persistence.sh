@@ -73,5 +73,6 @@ echo "restart with the registry up, one change: the first save after it wrote $(
 ls -l "$WORK/state"
 stop_all
 start_snapdns "$WORK/restart.log" "http://127.0.0.1:1"
-grep -a "serving the persisted registry state" "$WORK/restart.log" | head -1
+# With a zone cache the state is read after the sockets open: wait for it.
+wait_for "$WORK/restart.log" '.*serving the persisted registry state.*' 600
 echo "load: $(grep -a 'serving the persisted' "$WORK/restart.log" | head -1 | sed -E 's/^([^ ]+).*/\1/') vs start $(head -1 "$WORK/restart.log" | sed -E 's/^([^ ]+).*/\1/')"
