@@ -45,6 +45,25 @@ impl Fragment {
             + super::footprint::boxed::<Arc<NameAnswers>>(self.names.len())
     }
 
+    /// Heap bytes of this fragment's list of reverse names, with the keys and targets it
+    /// holds alone (a key the reverse index also holds is counted there).
+    pub fn pointer_bytes(&self) -> usize {
+        use super::footprint::{allocated, boxed};
+        boxed::<(Arc<[u8]>, PtrTarget)>(self.pointers.capacity())
+            + self
+                .pointers
+                .iter()
+                .map(|(key, target)| {
+                    let key = if Arc::strong_count(key) > 1 {
+                        0
+                    } else {
+                        allocated(16 + key.len())
+                    };
+                    key + boxed::<u8>(target.target.len())
+                })
+                .sum::<usize>()
+    }
+
     fn add_to(&self, index: &mut NameIndex, reverse: &mut ReverseIndex) {
         for answers in &self.names {
             index.add(answers);

@@ -189,6 +189,30 @@ impl ReverseIndex {
     }
 }
 
+impl ReverseIndex {
+    /// Adds this index's heap bytes to `footprint`: the tables, the slots with their keys and
+    /// contributions, and the answers.
+    pub(super) fn count_into(&self, footprint: &mut super::Footprint) {
+        use super::footprint::{allocated, boxed, table};
+        footprint.pointers += self.len;
+        footprint.pointer_index_bytes += boxed::<Arc<Shard>>(self.shards.len());
+        for shard in self.shards.iter() {
+            footprint.pointer_index_bytes += allocated(16 + std::mem::size_of::<Shard>())
+                + table(shard.capacity(), std::mem::size_of::<(Arc<[u8]>, Slot)>());
+            for (key, slot) in shard.iter() {
+                footprint.pointer_slot_bytes += allocated(16 + key.len())
+                    + boxed::<(PtrTarget, u32)>(slot.targets.capacity())
+                    + slot
+                        .targets
+                        .iter()
+                        .map(|(t, _)| boxed::<u8>(t.target.len()))
+                        .sum::<usize>();
+                footprint.pointer_answer_bytes += slot.answer.heap_bytes(true);
+            }
+        }
+    }
+}
+
 /// The PTR answer of a reverse name: the node targets if there is one, else the service
 /// targets; each name once, in content order.
 fn answer(key: &[u8], targets: &[(PtrTarget, u32)]) -> Option<Arc<Prepared>> {
