@@ -128,20 +128,29 @@ impl Prepared {
         } else {
             0
         };
-        header
-            + boxed::<u8>(self.wire.len())
-            + boxed::<u16>(self.relocations.len())
-            + self.cuts.as_ref().map_or(0, |cuts| cuts.heap_bytes())
+        header + boxed::<u8>(self.wire.len()) + self.rare_bytes()
+    }
+
+    /// Heap bytes of the relocations and cuts, with the box holding them.
+    fn rare_bytes(&self) -> usize {
+        self.rare.as_deref().map_or(0, |rare| {
+            allocated(std::mem::size_of_val(rare))
+                + boxed::<u16>(rare.relocations.len())
+                + rare.cuts.as_ref().map_or(0, |cuts| cuts.heap_bytes())
+        })
     }
 
     fn count_into(&self, footprint: &mut Footprint) {
         footprint.responses += 1;
         footprint.header_bytes += allocated(16 + std::mem::size_of::<Self>());
         footprint.wire_bytes += boxed::<u8>(self.wire.len());
-        footprint.relocation_bytes += boxed::<u16>(self.relocations.len());
-        if let Some(cuts) = &self.cuts {
+        // The box is counted with the cuts when there are some, else with the relocations.
+        if self.cuts().is_some() {
             footprint.cut_responses += 1;
-            footprint.cut_bytes += cuts.heap_bytes();
+            footprint.cut_bytes += self.rare_bytes() - boxed::<u16>(self.relocations().len());
+            footprint.relocation_bytes += boxed::<u16>(self.relocations().len());
+        } else {
+            footprint.relocation_bytes += self.rare_bytes();
         }
     }
 }
