@@ -55,6 +55,17 @@ fn zone_breakdown(snapshot: &Snapshot) {
         f.cut_responses,
         f.cut_bytes as f64 / f.cut_responses.max(1) as f64,
     );
+    let pointer_bytes = f.pointer_index_bytes + f.pointer_slot_bytes + f.pointer_answer_bytes;
+    eprintln!(
+        "reverse {} names {:.1} MiB ({:.0} B each): index {:.1}, slots {:.1}, answers {:.1}; fragments' pointer lists {:.1}",
+        f.pointers,
+        mib(pointer_bytes),
+        pointer_bytes as f64 / f.pointers.max(1) as f64,
+        mib(f.pointer_index_bytes),
+        mib(f.pointer_slot_bytes),
+        mib(f.pointer_answer_bytes),
+        mib(f.fragment_pointer_bytes),
+    );
 }
 
 /// One-service changes timed after the build.

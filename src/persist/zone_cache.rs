@@ -24,7 +24,7 @@ use super::PersistError;
 
 const MAGIC: &str = "snapdns-zone";
 /// The zone cache format written by this version.
-pub const ZONE_CACHE_VERSION: u32 = 2;
+pub const ZONE_CACHE_VERSION: u32 = 3;
 pub(super) const PREFIX: &str = "zone-";
 const SUFFIX: &str = ".snapdns";
 

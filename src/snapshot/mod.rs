@@ -109,6 +109,12 @@ impl Snapshot {
     pub fn footprint(&self) -> crate::zone::Footprint {
         let mut footprint = self.zone.footprint();
         footprint.fragment_bytes = self.parts.fragments.values().map(|f| f.list_bytes()).sum();
+        footprint.fragment_pointer_bytes = self
+            .parts
+            .fragments
+            .values()
+            .map(|f| f.pointer_bytes())
+            .sum();
         footprint
     }
 

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::ProtoError;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::warn;
 
 use super::index::NameIndex;
-use super::reverse::{PtrKind, PtrTarget, ReverseIndex};
+use super::reverse::{Pointer, PtrKind, ReverseIndex};
 use super::{NameAnswers, Prepared, Zone};
 
 /// The prepared answers of one owner name, by record type.
@@ -22,8 +22,8 @@ type TypedAnswers = Vec<(u16, Arc<Prepared>)>;
 pub struct Fragment {
     /// Exactly as long as it needs to be: a zone keeps one fragment per service and node.
     pub(super) names: Box<[Arc<NameAnswers>]>,
-    /// Reverse names of the addresses it hands out, with what it says they point at.
-    pub(super) pointers: Vec<(Arc<[u8]>, PtrTarget)>,
+    /// The addresses it hands out with what it says their reverse names point at, sorted.
+    pub(super) pointers: Box<[Pointer]>,
     pub(super) record_count: usize,
 }
 
@@ -45,12 +45,26 @@ impl Fragment {
             + super::footprint::boxed::<Arc<NameAnswers>>(self.names.len())
     }
 
+    /// Heap bytes of this fragment's list of reverse names, with their targets (one
+    /// allocation per distinct target, which the reverse index's slots share).
+    pub fn pointer_bytes(&self) -> usize {
+        use super::footprint::{allocated, boxed};
+        let mut seen: FxHashSet<*const u8> = FxHashSet::default();
+        let targets: usize = self
+            .pointers
+            .iter()
+            .filter(|pointer| seen.insert(pointer.target.as_ptr()))
+            .map(|pointer| allocated(16 + pointer.target.len()))
+            .sum();
+        boxed::<Pointer>(self.pointers.len()) + targets
+    }
+
     fn add_to(&self, index: &mut NameIndex, reverse: &mut ReverseIndex) {
         for answers in &self.names {
             index.add(answers);
         }
-        for (key, target) in &self.pointers {
-            reverse.add(key, target);
+        for pointer in self.pointers.iter() {
+            reverse.add(pointer.address, &pointer.target());
         }
     }
 
@@ -58,8 +72,8 @@ impl Fragment {
         for answers in &self.names {
             index.remove(answers);
         }
-        for (key, target) in &self.pointers {
-            reverse.remove(key, target);
+        for pointer in self.pointers.iter() {
+            reverse.remove(pointer.address, &pointer.target());
         }
     }
 }
@@ -69,7 +83,9 @@ impl Fragment {
 #[derive(Debug, Default)]
 pub struct FragmentBuilder {
     names: FxHashMap<Box<[u8]>, TypedAnswers>,
-    pointers: Vec<(Arc<[u8]>, PtrTarget)>,
+    pointers: Vec<Pointer>,
+    /// The pointers' targets, one allocation each.
+    targets: FxHashSet<Arc<[u8]>>,
     record_count: usize,
 }
 
@@ -165,13 +181,24 @@ impl FragmentBuilder {
     /// Says that the reverse name of `ip` points at `target` (a node's or a service's name);
     /// each (address, target) once per fragment.
     pub fn add_pointer(&mut self, ip: std::net::IpAddr, kind: PtrKind, target: &Name, ttl: u32) {
-        let (Ok(key), Ok(target)) = (wire_key(&Name::from(ip)), wire_key_as_is(target)) else {
+        let Ok(target) = wire_key_as_is(target) else {
             return;
         };
-        let pointer = (Arc::from(key), PtrTarget { kind, target, ttl });
-        if !self.pointers.contains(&pointer) {
-            self.pointers.push(pointer);
-        }
+        let target = match self.targets.get(&target[..]) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<[u8]> = target.into();
+                self.targets.insert(shared.clone());
+                shared
+            }
+        };
+        // Repeats are dropped when the fragment is finished.
+        self.pointers.push(Pointer {
+            address: ip,
+            kind,
+            target,
+            ttl,
+        });
     }
 
     /// True when the builder holds data of type `rtype` at `owner`.
@@ -208,9 +235,10 @@ impl FragmentBuilder {
         }
         let mut pointers = self.pointers;
         pointers.sort();
+        pointers.dedup();
         Fragment {
             names: names.into_boxed_slice(),
-            pointers,
+            pointers: pointers.into_boxed_slice(),
             record_count: self.record_count,
         }
     }
@@ -252,8 +280,13 @@ impl ZoneBuilder {
         let capacity: usize =
             own.name_count() + fragments.iter().map(|f| f.name_count()).sum::<usize>();
         let mut names = NameIndex::with_capacity(capacity);
-        let pointers: usize = fragments.iter().map(|f| f.pointers.len()).sum();
-        let mut reverse = ReverseIndex::with_capacity(pointers);
+        // Sized for the reverse names, not the contributions (about two per name): a table
+        // twice too big would be most of the index's bytes.
+        let addresses: FxHashSet<std::net::IpAddr> = fragments
+            .iter()
+            .flat_map(|f| f.pointers.iter().map(|p| p.address))
+            .collect();
+        let mut reverse = ReverseIndex::with_capacity(addresses.len());
         let mut record_count = 0;
         for fragment in std::iter::once(&own).chain(fragments.iter().copied()) {
             fragment.add_to(&mut names, &mut reverse);

@@ -10,13 +10,15 @@
 //! their arena, owner names that are wire names), so no input, however damaged, makes the
 //! decoder or a later answer panic: it is rejected with a [`DecodeError`].
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::cuts::{Cuts, Extra, IN_WIRE};
 use super::prepared::{ALIAS_SAFE, TRUNCATED};
-use super::{Fragment, NameAnswers, Prepared, PtrKind, PtrTarget};
+use super::reverse::Pointer;
+use super::{Fragment, NameAnswers, Prepared, PtrKind};
 
 /// Why bytes could not be read as fragments.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -92,11 +94,14 @@ impl Encoder {
             }
         }
         self.uint(fragment.pointers.len() as u64);
-        for (key, target) in &fragment.pointers {
-            self.bytes(key);
-            self.out.push(target.kind as u8);
-            self.u32(target.ttl);
-            self.bytes(&target.target);
+        for pointer in fragment.pointers.iter() {
+            match pointer.address {
+                IpAddr::V4(v4) => self.bytes(&v4.octets()),
+                IpAddr::V6(v6) => self.bytes(&v6.octets()),
+            }
+            self.out.push(pointer.kind as u8);
+            self.u32(pointer.ttl);
+            self.bytes(&pointer.target);
         }
     }
 
@@ -108,9 +113,9 @@ impl Encoder {
         self.out.push(prepared.uniform_answer_len);
         // The bit 1 << 1 says cuts follow; the others are the response's own flags.
         self.out
-            .push(prepared.flags | (u8::from(prepared.cuts.is_some()) << 1));
-        self.u16s(&prepared.relocations);
-        if let Some(cuts) = &prepared.cuts {
+            .push(prepared.flags | (u8::from(prepared.cuts().is_some()) << 1));
+        self.u16s(prepared.relocations());
+        if let Some(cuts) = prepared.cuts() {
             self.cuts(cuts);
         }
     }
@@ -253,8 +258,16 @@ impl<'a> Decoder<'a> {
         }
         let count = self.count(8)?;
         let mut pointers = Vec::with_capacity(count);
+        // Equal targets share one allocation, as the build made them.
+        let mut targets: FxHashSet<Arc<[u8]>> = FxHashSet::default();
         for _ in 0..count {
-            let key = self.bytes()?;
+            let address = match self.bytes()? {
+                &[a, b, c, d] => IpAddr::from([a, b, c, d]),
+                octets => match <[u8; 16]>::try_from(octets) {
+                    Ok(octets) => IpAddr::from(octets),
+                    Err(_) => return Err(DecodeError("pointer address")),
+                },
+            };
             let kind = match self.u8()? {
                 0 => PtrKind::Node,
                 1 => PtrKind::Service,
@@ -262,15 +275,23 @@ impl<'a> Decoder<'a> {
             };
             let ttl = self.u32()?;
             let target = self.bytes()?;
-            if !is_wire_name(key) || !is_wire_name(target) {
+            if !is_wire_name(target) {
                 return Err(DecodeError("pointer is not a wire name"));
             }
-            let target = PtrTarget {
-                kind,
-                target: target.into(),
-                ttl,
+            let target = match targets.get(target) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared: Arc<[u8]> = target.into();
+                    targets.insert(shared.clone());
+                    shared
+                }
             };
-            pointers.push((Arc::from(key), target));
+            pointers.push(Pointer {
+                address,
+                kind,
+                target,
+                ttl,
+            });
         }
         // The index takes contributions back by content: they must be as the build made them.
         if !pointers.is_sorted() {
@@ -278,7 +299,7 @@ impl<'a> Decoder<'a> {
         }
         Ok(Fragment {
             names: names.into_boxed_slice(),
-            pointers,
+            pointers: pointers.into_boxed_slice(),
             record_count,
         })
     }
@@ -292,20 +313,20 @@ impl<'a> Decoder<'a> {
         let flags = self.u8()?;
         let relocations = self.u16s()?;
         let cuts = if flags & 2 != 0 {
-            Some(Box::new(self.cuts()?))
+            Some(self.cuts()?)
         } else {
             None
         };
-        let prepared = Prepared {
+        let mut prepared = Prepared {
             wire,
             answers_start,
             answers_end,
             answer_count,
             uniform_answer_len,
             flags: flags & (TRUNCATED | ALIAS_SAFE),
-            relocations,
-            cuts,
+            rare: None,
         };
+        prepared.set_rare(relocations, cuts);
         check_prepared(&prepared)?;
         Ok(prepared)
     }
@@ -383,13 +404,13 @@ fn check_prepared(prepared: &Prepared) -> Result<()> {
         return Err(DecodeError("answer records of another size"));
     }
     if prepared
-        .relocations
+        .relocations()
         .iter()
         .any(|&at| usize::from(at) < start || usize::from(at) + 2 > len)
     {
         return Err(DecodeError("relocation outside the message"));
     }
-    match &prepared.cuts {
+    match prepared.cuts() {
         Some(cuts) => check_cuts(cuts, start, len),
         None => Ok(()),
     }

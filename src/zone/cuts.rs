@@ -311,11 +311,10 @@ impl Cuts {
         used
     }
 
-    /// Heap bytes of these cuts, the box holding them included.
+    /// Heap bytes these cuts point at (they are held inline in a response's `Rare`).
     pub(crate) fn heap_bytes(&self) -> usize {
-        use super::footprint::{allocated, boxed};
-        allocated(std::mem::size_of::<Self>())
-            + boxed::<u16>(self.answer_ends.len())
+        use super::footprint::boxed;
+        boxed::<u16>(self.answer_ends.len())
             + boxed::<u16>(self.sizes.len())
             + boxed::<Extra>(self.extras.len())
             + boxed::<u16>(self.packed.len())

@@ -34,6 +34,17 @@ pub struct Footprint {
     pub cut_bytes: usize,
     /// The fragments' own lists of their names (filled in by whoever holds the fragments).
     pub fragment_bytes: usize,
+    /// Reverse names (PTR) answered.
+    pub pointers: usize,
+    /// The reverse index: hash tables and their shard list.
+    pub pointer_index_bytes: usize,
+    /// The reverse names' slots: keys and counted contributions with their targets.
+    pub pointer_slot_bytes: usize,
+    /// The reverse names' prepared answers: headers and wire.
+    pub pointer_answer_bytes: usize,
+    /// The fragments' lists of the reverse names they give (filled in by whoever holds the
+    /// fragments), with what those lists own alone.
+    pub fragment_pointer_bytes: usize,
 }
 
 impl Footprint {
@@ -46,6 +57,10 @@ impl Footprint {
             + self.relocation_bytes
             + self.cut_bytes
             + self.fragment_bytes
+            + self.pointer_index_bytes
+            + self.pointer_slot_bytes
+            + self.pointer_answer_bytes
+            + self.fragment_pointer_bytes
     }
 }
 
@@ -62,6 +77,18 @@ pub(crate) fn allocated(size: usize) -> usize {
     let top = usize::BITS - 1 - (words - 1).leading_zeros();
     let step = 1usize << (top - 2);
     words.div_ceil(step) * step * 8
+}
+
+/// Bytes of a hashbrown table with room for `capacity` buckets of `bucket` bytes: a power
+/// of two of buckets at most 7/8 full, a control byte each, and a group of spare ones.
+pub(crate) fn table(capacity: usize, bucket: usize) -> usize {
+    let buckets = match capacity {
+        0 => return 0,
+        c if c < 4 => 4,
+        c if c < 8 => 8,
+        c => (c * 8 / 7).next_power_of_two(),
+    };
+    allocated(buckets * (bucket + 1) + 16)
 }
 
 /// Bytes of a boxed slice of `len` items of `T`.
@@ -87,19 +114,43 @@ impl Zone {
                 }
             }
         }
+        self.reverse.count_into(&mut footprint);
         footprint
     }
 }
 
 impl Prepared {
+    /// Heap bytes of this response: its header (with the `Arc`'s counts when `shared`), wire,
+    /// relocations and cuts.
+    pub(crate) fn heap_bytes(&self, shared: bool) -> usize {
+        let header = if shared {
+            allocated(16 + std::mem::size_of::<Self>())
+        } else {
+            0
+        };
+        header + boxed::<u8>(self.wire.len()) + self.rare_bytes()
+    }
+
+    /// Heap bytes of the relocations and cuts, with the box holding them.
+    fn rare_bytes(&self) -> usize {
+        self.rare.as_deref().map_or(0, |rare| {
+            allocated(std::mem::size_of_val(rare))
+                + boxed::<u16>(rare.relocations.len())
+                + rare.cuts.as_ref().map_or(0, |cuts| cuts.heap_bytes())
+        })
+    }
+
     fn count_into(&self, footprint: &mut Footprint) {
         footprint.responses += 1;
         footprint.header_bytes += allocated(16 + std::mem::size_of::<Self>());
         footprint.wire_bytes += boxed::<u8>(self.wire.len());
-        footprint.relocation_bytes += boxed::<u16>(self.relocations.len());
-        if let Some(cuts) = &self.cuts {
+        // The box is counted with the cuts when there are some, else with the relocations.
+        if self.cuts().is_some() {
             footprint.cut_responses += 1;
-            footprint.cut_bytes += cuts.heap_bytes();
+            footprint.cut_bytes += self.rare_bytes() - boxed::<u16>(self.relocations().len());
+            footprint.relocation_bytes += boxed::<u16>(self.relocations().len());
+        } else {
+            footprint.relocation_bytes += self.rare_bytes();
         }
     }
 }

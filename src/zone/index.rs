@@ -263,22 +263,13 @@ impl NameIndex {
     /// Heap bytes of the index's tables, and of the names' keys and answer lists (each
     /// counted once however many shards or contributions share it).
     pub(crate) fn heap_bytes(&self) -> (usize, usize) {
-        use super::footprint::{allocated, boxed};
+        use super::footprint::{allocated, boxed, table};
         let mut index = boxed::<Arc<Shard>>(self.shards.len());
         let mut names = 0;
         let answers = |answers: &NameAnswers| {
             allocated(16 + std::mem::size_of::<NameAnswers>())
                 + boxed::<u8>(answers.key.len())
                 + boxed::<(u16, Arc<super::Prepared>)>(answers.by_type.len())
-        };
-        let table = |capacity: usize, bucket: usize| {
-            let buckets = match capacity {
-                0 => return 0,
-                c if c < 4 => 4,
-                c if c < 8 => 8,
-                c => (c * 8 / 7).next_power_of_two(),
-            };
-            allocated(buckets * (bucket + 1) + 16)
         };
         for shard in self.shards.iter() {
             index += allocated(16 + std::mem::size_of::<Shard>())

@@ -45,12 +45,20 @@ pub struct Prepared {
     /// [`TRUNCATED`] and [`ALIAS_SAFE`]; one byte for both, since the struct is held once
     /// per answer (a second `bool` would grow it by 8 bytes).
     pub(super) flags: u8,
-    /// Offsets of compression pointers that point past the question, to move when the response
-    /// is sent for an alias with a shorter question.
+    /// Relocations and cuts, which few responses have: behind one pointer, so that the
+    /// header held once per answer is 32 bytes; `None` when it has neither.
+    pub(super) rare: Option<Box<Rare>>,
+}
+
+/// What a response may have besides its bytes.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Rare {
+    /// Offsets of compression pointers that point past the question, to move when the
+    /// response is sent for an alias with a shorter question.
     pub(super) relocations: Box<[u16]>,
     /// Where to cut the response for a client whose limit it exceeds (see [`Cuts`]); `None`
     /// when it fits every limit.
-    pub(super) cuts: Option<Box<Cuts>>,
+    pub(super) cuts: Option<Cuts>,
 }
 
 impl Prepared {
@@ -83,9 +91,10 @@ impl Prepared {
             let same = prepared.wire.get(12..base.len()) == base.get(12..)
                 && cuts.answer_count() == prepared.answer_count();
             if same {
-                let mut cuts = Box::new(cuts);
+                let mut cuts = cuts;
                 cuts.compact(&prepared.wire);
-                prepared.cuts = Some(cuts);
+                // Relocations come later, for a shared response (`encode_shared`).
+                prepared.set_rare(Box::new([]), Some(cuts));
             }
         }
         Ok(prepared)
@@ -155,8 +164,7 @@ impl Prepared {
             answer_count: answers.len() as u16,
             uniform_answer_len,
             flags: if truncated { TRUNCATED } else { 0 },
-            relocations: Box::new([]),
-            cuts: None,
+            rare: None,
         })
     }
 
@@ -196,7 +204,7 @@ impl Prepared {
     /// False when there is nothing to cut (the response fits every limit).
     pub fn write_cut(&self, budget: usize, question: &[u8], out: &mut Vec<u8>) -> bool {
         out.clear();
-        let Some(cuts) = self.cuts.as_deref() else {
+        let Some(cuts) = self.cuts() else {
             return false;
         };
         // An alias's shorter question leaves room for more: the cut is the one that fits with
@@ -241,26 +249,32 @@ impl Prepared {
             return None;
         }
         let mut prepared = Self::encode(owner, qtype, answers, &[], additionals).ok()?;
-        prepared.relocations = relocations(
+        let relocations = relocations(
             &prepared.wire,
             prepared.question_end(),
             prepared.answers_end as usize,
         )?;
         if prepared
-            .cuts
-            .as_ref()
+            .cuts()
             .is_some_and(|cuts| !cuts.shareable(&prepared.wire))
         {
             return None;
         }
+        let cuts = prepared.rare.take().and_then(|rare| rare.cuts);
+        prepared.set_rare(relocations, cuts);
         prepared.flags |= ALIAS_SAFE;
         Some(prepared)
     }
 
     /// Where the response is cut for small clients.
-    #[cfg(test)]
     pub(crate) fn cuts(&self) -> Option<&Cuts> {
-        self.cuts.as_deref()
+        self.rare.as_deref().and_then(|rare| rare.cuts.as_ref())
+    }
+
+    /// Sets the relocations and cuts, allocating only when there is one of them.
+    pub(super) fn set_rare(&mut self, relocations: Box<[u16]>, cuts: Option<Cuts>) {
+        self.rare = (!relocations.is_empty() || cuts.is_some())
+            .then(|| Box::new(Rare { relocations, cuts }));
     }
 
     /// Offset just past the question (header, name, type and class).
@@ -270,7 +284,7 @@ impl Prepared {
 
     /// Offsets of the compression pointers to move for a shorter question (see the module doc).
     pub fn relocations(&self) -> &[u16] {
-        &self.relocations
+        self.rare.as_deref().map_or(&[], |rare| &rare.relocations)
     }
 
     /// True when the response can be sent, pointers moved, for a question `shift` bytes

@@ -133,7 +133,7 @@ fn a_decoded_fragment_indexes_to_the_same_zone() {
             .names
             .iter()
             .flat_map(|answers| answers.by_type.iter())
-            .any(|(_, prepared)| prepared.cuts.is_some()),
+            .any(|(_, prepared)| prepared.cuts().is_some()),
         "the sample has a cut response"
     );
     let bytes = encode(&fragment);
