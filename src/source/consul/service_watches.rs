@@ -23,6 +23,8 @@ use crate::registry::HealthEntry;
 /// Requests per service watch: a burst of this many, then one per [`WATCH_REFILL`].
 const WATCH_BURST: f64 = 3.0;
 const WATCH_REFILL: Duration = Duration::from_secs(1);
+/// The shortest first wait: a watch whose random cut lands near zero still blocks a moment.
+const MIN_FIRST_WAIT: Duration = Duration::from_secs(1);
 
 /// The first delay after a failed request (doubling up to the sync interval).
 const WATCH_BACKOFF: Duration = Duration::from_millis(250);
@@ -221,10 +223,15 @@ impl ServiceWatches {
     }
 
     /// A new watch's first request: watches started together (after a full resync) would come
-    /// back together every wait, so the first wait is cut to a random half to all of it;
-    /// later ones run the full wait, already spread.
+    /// back together every wait, so the first wait is cut to a random fraction of it, uniform
+    /// over the whole wait: idle returns then come at an even N / wait per minute from the
+    /// start (a half-to-whole spread left the first half-wait silent and the second at twice
+    /// that rate, ~2,000 requests a minute at 10,000 services). Later ones run the full wait,
+    /// already spread.
     fn send(&mut self, name: &str, client: &ConsulClient, wait: Duration, now: Instant) {
-        let first = wait.mul_f64(rand::random_range(0.5..=1.0));
+        let first = wait
+            .mul_f64(rand::random_range(0.0..=1.0))
+            .max(MIN_FIRST_WAIT.min(wait));
         self.send_after(name, client, first, now, Duration::ZERO);
     }
 

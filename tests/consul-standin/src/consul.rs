@@ -397,7 +397,7 @@ async fn read(
         passing,
         pretty: q.has("pretty"),
     };
-    let (body, index) = {
+    let render = || {
         let st = reg.read();
         let (index, _) = Registry::watch_target(&st, &watch);
         let dc = &reg.default_dc;
@@ -424,6 +424,18 @@ async fn read(
             }
         };
         (body, index)
+    };
+    // A cluster-wide list of a large registry takes seconds to render: off the async worker,
+    // so that the connection's other streams and its HTTP/2 PINGs are still answered meanwhile
+    // (Go's server answers PINGs from its read loop whatever a handler does).
+    let large = matches!(
+        kind,
+        Kind::HealthState | Kind::CatalogServices | Kind::CatalogNodes
+    );
+    let (body, index) = if large && multi_threaded() {
+        tokio::task::block_in_place(render)
+    } else {
+        render()
     };
     let index = if backwards {
         fault.index.unwrap_or(1)
@@ -523,4 +535,10 @@ async fn block(app: &App, watch: &Watch, min: u64, wait_ns: i128) {
             () = tokio::time::sleep_until(deadline) => return,
         }
     }
+}
+
+/// True on a multi-threaded runtime, the only kind `block_in_place` works on.
+fn multi_threaded() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }

@@ -8,6 +8,8 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use serde_json::{json, Value};
 
+use snapdns::registry::consul::{Blocking, ConsulClient, ConsulConfig};
+
 use crate::assert_eventually;
 use crate::support::certs::make_certs;
 use crate::support::dns_client::{service_addresses, service_rcode, udp};
@@ -191,26 +193,62 @@ fn a_thousand_services_over_http1_are_followed_cluster_wide_within_the_connectio
 /// Defect: the client's pools dropped an HTTP/2 connection 90 s after a request was last
 /// started on it, even while it carried blocking queries, so the first request after that
 /// opened a second connection beside the first (up to ~190 per replica against a budget
-/// of ~100). A change after more than 90 s of quiet must reuse the open connections.
+/// of ~100). A request after more than 90 s of quiet must reuse the open connection.
 ///
-/// Time has to pass here (the timer under test is the client's own), so this test waits
-/// 95 s once; nothing is polled that could end it earlier.
+/// The client is driven directly: the sync spreads its watches' first waits over the whole
+/// wait, so with snapdns running some watch would return within the quiet period and hide the
+/// defect. Time has to pass here (the timer under test is the client's own), so this test
+/// waits 95 s once; nothing is polled that could end it earlier.
 #[test]
 fn connections_carrying_only_blocking_queries_are_kept_past_the_pool_idle_time() {
-    let (consul, server, _certs) =
-        watching_generated_services_over_https(40, &["--blocking-wait", "5m"]);
-    let second = generated_address(7, 1, 2, 40);
-    assert_eventually!(service_addresses(&server, "svc-00007").len() == 2);
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let consul = Standin::rust(&[
+        "--generate",
+        "3,2,2",
+        "--tls-cert",
+        &file("server.pem"),
+        "--tls-key",
+        &file("server.key"),
+    ]);
+    let client = ConsulClient::new(ConsulConfig {
+        url: consul.url(),
+        token: None,
+        ca_file: Some(dir.path().join("ca.pem")),
+        client_identity: None,
+        datacenter: "dc1".into(),
+        consistent: false,
+        request_timeout: Duration::from_secs(10),
+        connections: 4,
+        streams: 100,
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let lane = client.on_lane(1);
+    let index = runtime
+        .block_on(lane.service("svc-00000", None))
+        .unwrap()
+        .index;
+    // Two blocking queries for 5 minutes on the lane's one HTTP/2 connection.
+    let blocking = Some(Blocking {
+        index,
+        wait: Duration::from_secs(300),
+    });
+    let _held: Vec<_> = ["svc-00000", "svc-00001"]
+        .into_iter()
+        .map(|name| {
+            let lane = lane.clone();
+            runtime.spawn(async move { lane.service(name, blocking).await })
+        })
+        .collect();
+    assert_eventually!(consul.connections().0 >= 1);
     let (open_before, _, _) = consul.connections();
 
-    // Every query now blocks for 5 minutes: no request starts on any connection.
+    // No request starts on the connection meanwhile.
     std::thread::sleep(Duration::from_secs(95));
-    consul.control(
-        "PUT",
-        "/_standin/flip?service=svc-00007&instance=0&status=critical",
-        "",
-    );
-    assert_eventually!(service_addresses(&server, "svc-00007") == [second.clone()]);
+    let answer = runtime.block_on(lane.service("svc-00002", None)).unwrap();
+    assert_eq!(answer.value.len(), 2);
     let (open_after, _, refused) = consul.connections();
     assert_eq!(refused, 0);
     assert!(
