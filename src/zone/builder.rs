@@ -249,16 +249,15 @@ impl ZoneBuilder {
     /// Indexes the encoded answers of this builder and of `fragments` into a zone.
     pub fn build_with(self, fragments: &[&Fragment]) -> Result<Zone, ProtoError> {
         let own = self.fragment.finish(&self.apex_key);
-        let capacity: usize =
-            own.name_count() + fragments.iter().map(|f| f.name_count()).sum::<usize>();
-        let mut names = NameIndex::with_capacity(capacity);
-        let pointers: usize = fragments.iter().map(|f| f.pointers.len()).sum();
-        let mut reverse = ReverseIndex::with_capacity(pointers);
-        let mut record_count = 0;
-        for fragment in std::iter::once(&own).chain(fragments.iter().copied()) {
-            fragment.add_to(&mut names, &mut reverse);
-            record_count += fragment.record_count;
-        }
+        let all: Vec<&Fragment> = std::iter::once(&own)
+            .chain(fragments.iter().copied())
+            .collect();
+        let lists: Vec<&[Arc<NameAnswers>]> = all.iter().map(|f| &f.names[..]).collect();
+        let names = NameIndex::of_all(&lists);
+        let lists: Vec<&[(Arc<[u8]>, PtrTarget)]> =
+            all.iter().map(|f| f.pointers.as_slice()).collect();
+        let reverse = ReverseIndex::of_all(&lists);
+        let record_count = all.iter().map(|f| f.record_count).sum();
         Self::zone(
             self.apex_key,
             &self.soa,

@@ -55,6 +55,15 @@ struct Slot {
 
 type Shard = FxHashMap<Arc<[u8]>, Slot>;
 
+/// The contributions to the names of one shard, before their answers are encoded.
+type Gathered = FxHashMap<Arc<[u8]>, Vec<(PtrTarget, u32)>>;
+
+/// The shard of `count` (a power of two) that a key's hash picks: bits from the middle, since
+/// the shard's table uses the top and low bits of the same hash.
+fn shard_at(hash: u64, count: usize) -> usize {
+    ((hash >> 24) as usize) & (count - 1)
+}
+
 /// Reverse name (lower-cased wire format) -> prepared PTR answer. Cloning is one pointer per
 /// shard.
 #[derive(Clone, Debug)]
@@ -85,6 +94,47 @@ impl ReverseIndex {
         Self { shards, len: 0 }
     }
 
+    /// An index of every pointer of `lists`, each one contribution, filled on several threads:
+    /// each name's answer is encoded once, from all its contributions. The same answers as
+    /// adding the pointers one by one.
+    pub(crate) fn of_all(lists: &[&[(Arc<[u8]>, PtrTarget)]]) -> Self {
+        let total = lists.iter().map(|list| list.len()).sum();
+        let mut index = Self::with_capacity(total);
+        let count = index.shards.len();
+        let per_shard = total / count + 1;
+        // The contributions to each name first, sorted as a slot keeps them.
+        let mut gathered: Vec<Gathered> = (0..count)
+            .map(|_| FxHashMap::with_capacity_and_hasher(per_shard, FxBuildHasher))
+            .collect();
+        super::fill::fill(
+            &mut gathered,
+            lists,
+            |(key, _)| FxBuildHasher.hash_one(key),
+            |hash| shard_at(hash, count),
+            |shard, _, (key, target)| {
+                let targets = shard.entry(key.clone()).or_default();
+                match targets.binary_search_by(|(t, _)| t.cmp(target)) {
+                    Ok(found) => targets[found].1 += 1,
+                    Err(at) => targets.insert(at, (target.clone(), 1)),
+                }
+                0
+            },
+        );
+        let shards = super::fill::map(&mut gathered, |gathered| {
+            let mut shard = Shard::with_capacity_and_hasher(gathered.len(), FxBuildHasher);
+            for (key, targets) in gathered.drain() {
+                // An answer that cannot be encoded: the name is not served (as in `store`).
+                if let Some(answer) = answer(&key, &targets) {
+                    shard.insert(key, Slot { targets, answer });
+                }
+            }
+            Arc::new(shard)
+        });
+        index.len = shards.iter().map(|shard| shard.len()).sum();
+        index.shards = shards.into_boxed_slice();
+        index
+    }
+
     /// Number of reverse names.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -109,8 +159,7 @@ impl ReverseIndex {
     }
 
     fn shard_of(&self, key: &[u8]) -> usize {
-        let hash = FxBuildHasher.hash_one(key);
-        ((hash >> 24) as usize) & (self.shards.len() - 1)
+        shard_at(FxBuildHasher.hash_one(key), self.shards.len())
     }
 
     /// The PTR answer for a reverse name (lower-cased wire format).
