@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use tracing::warn;
 
 use super::index::NameIndex;
-use super::reverse::{PtrKind, PtrTarget, ReverseIndex};
+use super::reverse::{Pointer, PtrKind, PtrTarget, ReverseIndex};
 use super::{NameAnswers, Prepared, Zone};
 
 /// The prepared answers of one owner name, by record type.
@@ -254,8 +254,7 @@ impl ZoneBuilder {
             .collect();
         let lists: Vec<&[Arc<NameAnswers>]> = all.iter().map(|f| &f.names[..]).collect();
         let names = NameIndex::of_all(&lists);
-        let lists: Vec<&[(Arc<[u8]>, PtrTarget)]> =
-            all.iter().map(|f| f.pointers.as_slice()).collect();
+        let lists: Vec<&[Pointer]> = all.iter().map(|f| f.pointers.as_slice()).collect();
         let reverse = ReverseIndex::of_all(&lists);
         let record_count = all.iter().map(|f| f.record_count).sum();
         Self::zone(

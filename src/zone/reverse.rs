@@ -36,6 +36,9 @@ pub struct PtrTarget {
     pub ttl: u32,
 }
 
+/// A reverse name (lower-cased wire format) and what one contributor says it points at.
+pub(crate) type Pointer = (Arc<[u8]>, PtrTarget);
+
 /// Who has an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PtrKind {
@@ -97,7 +100,7 @@ impl ReverseIndex {
     /// An index of every pointer of `lists`, each one contribution, filled on several threads:
     /// each name's answer is encoded once, from all its contributions. The same answers as
     /// adding the pointers one by one.
-    pub(crate) fn of_all(lists: &[&[(Arc<[u8]>, PtrTarget)]]) -> Self {
+    pub(crate) fn of_all(lists: &[&[Pointer]]) -> Self {
         let total = lists.iter().map(|list| list.len()).sum();
         let mut index = Self::with_capacity(total);
         let count = index.shards.len();
