@@ -277,21 +277,22 @@ impl ZoneBuilder {
     /// Indexes the encoded answers of this builder and of `fragments` into a zone.
     pub fn build_with(self, fragments: &[&Fragment]) -> Result<Zone, ProtoError> {
         let own = self.fragment.finish(&self.apex_key);
-        let capacity: usize =
-            own.name_count() + fragments.iter().map(|f| f.name_count()).sum::<usize>();
-        let mut names = NameIndex::with_capacity(capacity);
+        let all: Vec<&Fragment> = std::iter::once(&own)
+            .chain(fragments.iter().copied())
+            .collect();
+        let lists: Vec<&[Arc<NameAnswers>]> = all.iter().map(|f| &f.names[..]).collect();
+        let names = NameIndex::of_all(&lists);
         // Sized for the reverse names, not the contributions (about two per name): a table
         // twice too big would be most of the index's bytes.
-        let addresses: FxHashSet<std::net::IpAddr> = fragments
+        let addresses: FxHashSet<std::net::IpAddr> = all
             .iter()
             .flat_map(|f| f.pointers.iter().map(|p| p.address))
             .collect();
         let mut reverse = ReverseIndex::with_capacity(addresses.len());
-        let mut record_count = 0;
-        for fragment in std::iter::once(&own).chain(fragments.iter().copied()) {
-            fragment.add_to(&mut names, &mut reverse);
-            record_count += fragment.record_count;
+        for pointer in all.iter().flat_map(|f| f.pointers.iter()) {
+            reverse.add(pointer.address, &pointer.target());
         }
+        let record_count = all.iter().map(|f| f.record_count).sum();
         Self::zone(
             self.apex_key,
             &self.soa,

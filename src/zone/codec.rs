@@ -254,7 +254,7 @@ impl<'a> Decoder<'a> {
                 let prepared = table.get(at).ok_or(DecodeError("answer index"))?;
                 by_type.push((rtype, prepared.clone()));
             }
-            names.push(Arc::new(NameAnswers::new(key.into(), by_type)));
+            names.push(Arc::new(NameAnswers::with_key(key, by_type)));
         }
         let count = self.count(8)?;
         let mut pointers = Vec::with_capacity(count);

@@ -14,11 +14,10 @@
 //! contributions, not of the order they came in: a full build and any sequence of incremental
 //! ones give the same answers.
 
-use std::borrow::Borrow;
-use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use hashbrown::hash_table::{Entry, HashTable};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::NameAnswers;
@@ -29,38 +28,19 @@ const SHARD_TARGET: usize = 128;
 /// One shard: names whose hash picks it.
 #[derive(Clone, Debug, Default)]
 struct Shard {
-    /// What lookups see, one pointer per name: the name's key is inside its answers, so a
-    /// bucket is 8 bytes.
-    names: HashSet<Entry, FxBuildHasher>,
+    /// What lookups see, one pointer per name, hashed by [`hash_of`] its key: the name's key
+    /// is inside its answers, so a bucket is 8 bytes. The hash that picked the shard is the
+    /// table's hash too, so a lookup hashes its key once.
+    names: HashTable<Arc<NameAnswers>>,
     /// The names given by several contributions (or one given several times): few (empty
     /// non-terminals, nodes shared by services), so they are kept aside.
     shared: FxHashMap<Box<[u8]>, Contributions>,
 }
 
-/// A name in a shard's table, hashed and compared by its key.
-#[derive(Clone, Debug)]
-struct Entry(Arc<NameAnswers>);
-
-impl Borrow<[u8]> for Entry {
-    fn borrow(&self) -> &[u8] {
-        self.0.key()
-    }
+/// The hash of a key: it picks the shard and the slot in the shard's table.
+fn hash_of(key: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(key)
 }
-
-impl Hash for Entry {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The same hash as the `[u8]` a lookup probes with (`Borrow`'s contract).
-        self.0.key().hash(state);
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key() == other.0.key()
-    }
-}
-
-impl Eq for Entry {}
 
 /// The distinct contributions to one name, each with how many contributors gave it.
 #[derive(Clone, Debug)]
@@ -82,6 +62,87 @@ impl Default for NameIndex {
     }
 }
 
+impl Shard {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<&Arc<NameAnswers>> {
+        self.names.find(hash, |answers| answers.key() == key)
+    }
+
+    /// Points the name `key` (present, with hash `hash`) at `answers`.
+    fn set(&mut self, hash: u64, key: &[u8], answers: Arc<NameAnswers>) {
+        if let Some(slot) = self.names.find_mut(hash, |a| a.key() == key) {
+            *slot = answers;
+        }
+    }
+
+    /// Adds one contribution of `answers`, whose key has hash `hash`: 1 when the name is new.
+    fn add(&mut self, hash: u64, answers: &Arc<NameAnswers>) -> usize {
+        let key = answers.key();
+        if let Some(shared) = self.shared.get_mut(key) {
+            shared.add(answers);
+            let merged = shared.merged(key);
+            self.set(hash, key, merged);
+            return 0;
+        }
+        let entry = self
+            .names
+            .entry(hash, |a| a.key() == key, |a| hash_of(a.key()));
+        let mut existing = match entry {
+            Entry::Vacant(vacant) => {
+                vacant.insert(answers.clone());
+                return 1;
+            }
+            Entry::Occupied(existing) => existing,
+        };
+        let mut shared = Contributions {
+            versions: vec![(existing.get().clone(), 1)],
+        };
+        shared.add(answers);
+        *existing.get_mut() = shared.merged(key);
+        self.shared.insert(key.into(), shared);
+        0
+    }
+
+    /// Takes back one contribution of `answers`: 1 when the name is gone.
+    fn remove(&mut self, hash: u64, answers: &Arc<NameAnswers>) -> usize {
+        let key = answers.key();
+        let Some(shared) = self.shared.get_mut(key) else {
+            let found = self.names.find_entry(hash, |a| a.key() == key);
+            debug_assert!(found.is_ok(), "removing a name that is not indexed");
+            return found.map_or(0, |entry| {
+                entry.remove();
+                1
+            });
+        };
+        let versions = &mut shared.versions;
+        if let Some(at) = versions.iter().position(|(v, _)| same(v, answers)) {
+            versions[at].1 -= 1;
+            if versions[at].1 == 0 {
+                versions.remove(at);
+            }
+        }
+        match versions.as_slice() {
+            [] => {
+                self.shared.remove(key);
+                if let Ok(entry) = self.names.find_entry(hash, |a| a.key() == key) {
+                    entry.remove();
+                }
+                1
+            }
+            [(only, 1)] => {
+                let only = only.clone();
+                self.shared.remove(key);
+                self.set(hash, key, only);
+                0
+            }
+            _ => {
+                let merged = shared.merged(key);
+                self.set(hash, key, merged);
+                0
+            }
+        }
+    }
+}
+
 impl NameIndex {
     /// An empty index sized for about `names` names.
     pub(crate) fn with_capacity(names: usize) -> Self {
@@ -92,12 +153,28 @@ impl NameIndex {
         let shards = (0..count)
             .map(|_| {
                 Arc::new(Shard {
-                    names: HashSet::with_capacity_and_hasher(per_shard, FxBuildHasher),
+                    names: HashTable::with_capacity(per_shard),
                     shared: FxHashMap::default(),
                 })
             })
             .collect();
         Self { shards, len: 0 }
+    }
+
+    /// An index of every name of `lists`, each one contribution, sized for them and filled on
+    /// several threads: the same index as adding them one by one, in order.
+    pub(crate) fn of_all(lists: &[&[Arc<NameAnswers>]]) -> Self {
+        let total = lists.iter().map(|list| list.len()).sum();
+        let mut index = Self::with_capacity(total);
+        let count = index.shards.len();
+        index.len = super::fill::fill(
+            &mut index.shards,
+            lists,
+            |answers| hash_of(answers.key()),
+            |hash| shard_at(hash, count),
+            |shard, hash, answers| Arc::make_mut(shard).add(hash, answers),
+        );
+        index
     }
 
     /// True when the shard count no longer suits the number of names: re-index then.
@@ -111,14 +188,17 @@ impl NameIndex {
     pub(crate) fn resized(&self) -> Self {
         let mut index = Self::with_capacity(self.len);
         for shard in self.shards.iter() {
-            for entry in shard.names.iter() {
-                let at = index.shard_of(entry.0.key());
-                Arc::make_mut(&mut index.shards[at])
-                    .names
-                    .insert(entry.clone());
+            for answers in shard.names.iter() {
+                let hash = hash_of(answers.key());
+                let at = index.shard_of(hash);
+                Arc::make_mut(&mut index.shards[at]).names.insert_unique(
+                    hash,
+                    answers.clone(),
+                    |a| hash_of(a.key()),
+                );
             }
             for (key, contributions) in shard.shared.iter() {
-                let at = index.shard_of(key);
+                let at = index.shard_of(hash_of(key));
                 Arc::make_mut(&mut index.shards[at])
                     .shared
                     .insert(key.clone(), contributions.clone());
@@ -133,21 +213,17 @@ impl NameIndex {
         self.len
     }
 
-    fn shard_of(&self, key: &[u8]) -> usize {
-        // The shard's table hashes the same key with the same hasher and uses the top and
-        // low bits of the hash: the shard is picked with bits from the middle, so the keys of
-        // one shard still spread over its table.
-        let hash = FxBuildHasher.hash_one(key);
-        ((hash >> 24) as usize) & (self.shards.len() - 1)
+    fn shard_of(&self, hash: u64) -> usize {
+        shard_at(hash, self.shards.len())
     }
 
     /// The answers for `key`.
     #[inline]
     pub(crate) fn get(&self, key: &[u8]) -> Option<&NameAnswers> {
-        self.shards[self.shard_of(key)]
-            .names
-            .get(key)
-            .map(|entry| entry.0.as_ref())
+        let hash = hash_of(key);
+        self.shards[self.shard_of(hash)]
+            .find(hash, key)
+            .map(AsRef::as_ref)
     }
 
     /// Every name and what lookups see for it, in no particular order.
@@ -156,7 +232,7 @@ impl NameIndex {
             shard
                 .names
                 .iter()
-                .map(|entry| (entry.0.key(), entry.0.as_ref()))
+                .map(|answers| (answers.key(), answers.as_ref()))
         })
     }
 
@@ -173,18 +249,19 @@ impl NameIndex {
             if Arc::ptr_eq(shard, old) {
                 continue;
             }
-            for Entry(answers) in shard.names.iter() {
+            for answers in shard.names.iter() {
+                let key = answers.key();
                 let same = old
-                    .names
-                    .get(answers.key())
-                    .is_some_and(|Entry(before)| Arc::ptr_eq(before, answers));
+                    .find(hash_of(key), key)
+                    .is_some_and(|before| Arc::ptr_eq(before, answers));
                 if !same {
-                    keys.push(answers.key().into());
+                    keys.push(key.into());
                 }
             }
-            for Entry(before) in old.names.iter() {
-                if !shard.names.contains(before.key()) {
-                    keys.push(before.key().into());
+            for before in old.names.iter() {
+                let key = before.key();
+                if shard.find(hash_of(key), key).is_none() {
+                    keys.push(key.into());
                 }
             }
         }
@@ -199,64 +276,24 @@ impl NameIndex {
 
     /// Adds one contribution of `answers` to its name.
     pub(crate) fn add(&mut self, answers: &Arc<NameAnswers>) {
-        let key = answers.key();
-        let shard = self.shard_of(key);
-        let shard = Arc::make_mut(&mut self.shards[shard]);
-        if let Some(shared) = shard.shared.get_mut(key) {
-            shared.add(answers);
-            shard.names.replace(Entry(shared.merged(key)));
-            return;
-        }
-        let Some(existing) = shard.names.get(key) else {
-            shard.names.insert(Entry(answers.clone()));
-            self.len += 1;
-            return;
-        };
-        let mut shared = Contributions {
-            versions: vec![(existing.0.clone(), 1)],
-        };
-        shared.add(answers);
-        shard.names.replace(Entry(shared.merged(key)));
-        shard.shared.insert(key.into(), shared);
+        let hash = hash_of(answers.key());
+        let at = self.shard_of(hash);
+        self.len += Arc::make_mut(&mut self.shards[at]).add(hash, answers);
     }
 
     /// Takes back one contribution of `answers` (as given to [`Self::add`]) from its name.
     pub(crate) fn remove(&mut self, answers: &Arc<NameAnswers>) {
-        let key = answers.key();
-        let shard = self.shard_of(key);
-        let shard = Arc::make_mut(&mut self.shards[shard]);
-        let Some(shared) = shard.shared.get_mut(key) else {
-            debug_assert!(
-                shard.names.contains(key),
-                "removing a name that is not indexed"
-            );
-            if shard.names.remove(key) {
-                self.len -= 1;
-            }
-            return;
-        };
-        let versions = &mut shared.versions;
-        if let Some(at) = versions.iter().position(|(v, _)| same(v, answers)) {
-            versions[at].1 -= 1;
-            if versions[at].1 == 0 {
-                versions.remove(at);
-            }
-        }
-        match versions.as_slice() {
-            [] => {
-                shard.shared.remove(key);
-                shard.names.remove(key);
-                self.len -= 1;
-            }
-            [(only, 1)] => {
-                shard.names.replace(Entry(only.clone()));
-                shard.shared.remove(key);
-            }
-            _ => {
-                shard.names.replace(Entry(shared.merged(key)));
-            }
-        }
+        let hash = hash_of(answers.key());
+        let at = self.shard_of(hash);
+        self.len -= Arc::make_mut(&mut self.shards[at]).remove(hash, answers);
     }
+}
+
+/// The shard of `count` (a power of two) that a hash picks. The shard's table uses the top and
+/// low bits of the same hash: the shard is picked with bits from the middle, so the keys of
+/// one shard still spread over its table.
+fn shard_at(hash: u64, count: usize) -> usize {
+    ((hash >> 24) as usize) & (count - 1)
 }
 
 impl NameIndex {
@@ -273,14 +310,17 @@ impl NameIndex {
         };
         for shard in self.shards.iter() {
             index += allocated(16 + std::mem::size_of::<Shard>())
-                + table(shard.names.capacity(), std::mem::size_of::<Entry>())
+                + table(
+                    shard.names.capacity(),
+                    std::mem::size_of::<Arc<NameAnswers>>(),
+                )
                 + table(
                     shard.shared.capacity(),
                     std::mem::size_of::<(Box<[u8]>, Contributions)>(),
                 );
             for entry in shard.names.iter() {
-                if !shard.shared.contains_key(entry.0.key()) {
-                    names += answers(&entry.0);
+                if !shard.shared.contains_key(entry.key()) {
+                    names += answers(entry);
                 }
             }
             for (key, shared) in shard.shared.iter() {
@@ -292,7 +332,7 @@ impl NameIndex {
                         .map(|(v, _)| answers(v))
                         .sum::<usize>();
                 if shared.versions.len() > 1 {
-                    names += shard.names.get(key.as_ref()).map_or(0, |e| answers(&e.0));
+                    names += shard.find(hash_of(key), key).map_or(0, |e| answers(e));
                 }
             }
         }

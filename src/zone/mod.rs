@@ -10,6 +10,7 @@
 mod builder;
 pub mod codec;
 mod cuts;
+mod fill;
 mod footprint;
 mod index;
 mod prepared;
@@ -69,6 +70,20 @@ impl NameAnswers {
         // A key the first response's question spells is not stored twice.
         if answers.question_key() != Some(&key[..]) {
             answers.key = key;
+        }
+        answers
+    }
+
+    /// The answers of the name `key` with `by_type` (sorted by type here), the key copied only
+    /// when the first response's question does not spell it (a cache read makes most names).
+    pub(crate) fn with_key(key: &[u8], mut by_type: Vec<(u16, Arc<Prepared>)>) -> Self {
+        by_type.sort_by_key(|(rtype, _)| *rtype);
+        let mut answers = Self {
+            key: Box::new([]),
+            by_type: by_type.into_boxed_slice(),
+        };
+        if answers.question_key() != Some(key) {
+            answers.key = key.into();
         }
         answers
     }
