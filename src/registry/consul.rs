@@ -217,6 +217,13 @@ impl ConsulClient {
             .await
     }
 
+    /// Expects `/v1/health/state/any` to hold about `checks` checks until an answer tells its
+    /// real size, so that its first read, which may come long after start-up, gets the time
+    /// its size needs.
+    pub fn expect_checks(&self, checks: usize) {
+        self.list_sizes[List::Any as usize].expect(checks as u64 * CHECK_JSON_BYTES);
+    }
+
     /// Every check that is not passing: `GET /v1/health/state/critical` (blocking when
     /// `blocking` is given; Consul blocks it on the index of every check), then, when that
     /// returned something newer, `GET /v1/health/state/warning`. The answer carries the
@@ -364,6 +371,10 @@ impl ConsulClient {
         })
     }
 }
+
+/// JSON bytes per check in `/v1/health/state/any` (Consul 1.17 renders ~280 with short
+/// names; some room on top for longer ones).
+const CHECK_JSON_BYTES: u64 = 400;
 
 /// The cluster-wide lists, each with the size of its last answer.
 #[derive(Clone, Copy)]

@@ -170,6 +170,8 @@ impl SyncTask {
     /// the ones the state implies (an instance with checks that registered or left). Names none
     /// when the read fails: the full resync then covers the change.
     async fn explain_catalog_change(&mut self, cost: &mut Cost) -> BTreeSet<String> {
+        let implied = implied_checks(&self.truth);
+        self.client.expect_checks(implied.len());
         cost.requests += 1;
         let fetched = match self.client.checks(None).await {
             Ok(fetched) => fetched,
@@ -180,11 +182,7 @@ impl SyncTask {
         };
         cost.wire_bytes += fetched.wire_bytes;
         cost.json_bytes += fetched.json_bytes;
-        let (named, _) = diff_checks(
-            &implied_checks(&self.truth),
-            &check_map(fetched.value),
-            &self.truth,
-        );
+        let (named, _) = diff_checks(&implied, &check_map(fetched.value), &self.truth);
         debug!(
             services = named.len(),
             wire_bytes = fetched.wire_bytes,

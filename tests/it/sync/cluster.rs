@@ -119,6 +119,7 @@ fn passing_instances_that_come_and_go_are_named_by_one_read_of_every_check() {
     assert_eventually!(service_addresses(&server, "web").contains(&"10.1.0.5".to_string()));
     let seen = paths(&consul);
     assert_eq!(count(&seen, ANY), 1, "{seen:?}");
+    assert_eq!(blocking_reads_of_every_check(&consul), 0, "not a watch");
     assert_eq!(
         count(&seen, "/v1/health/service/db"),
         0,
@@ -132,6 +133,7 @@ fn passing_instances_that_come_and_go_are_named_by_one_read_of_every_check() {
     assert_eventually!(service_addresses(&server, "web") == web_addresses());
     let seen = paths(&consul);
     assert_eq!(count(&seen, ANY), 1, "{seen:?}");
+    assert_eq!(blocking_reads_of_every_check(&consul), 0, "not a watch");
     assert_eq!(
         count(&seen, "/v1/health/service/db"),
         0,
