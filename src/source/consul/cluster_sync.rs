@@ -88,7 +88,9 @@ impl SyncTask {
                 // The catalog index moved but not its content: an instance came, went or moved,
                 // or (where one index covers every table) a check changed. The checks watch may
                 // tell which; if it does not, every check is read once (`apply_pending`).
-                if changed.is_empty() && self.last_check_change <= previous {
+                // Only a check change at this very index explains it: where each table has its
+                // own index (Consul), a check that flipped since `previous` explains nothing.
+                if changed.is_empty() && self.last_check_change != index {
                     let checks_index = self.watches.get(Endpoint::Checks).index;
                     self.pending
                         .catalog_unexplained(previous, index, checks_index, now);

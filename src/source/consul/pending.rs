@@ -90,10 +90,11 @@ impl Pending {
     }
 
     /// The checks watch answered at `index`, its content last changed at `last_change`: it
-    /// explains an unexplained catalog change, or shows that nothing will.
+    /// explains an unexplained catalog change (a check change at the catalog's very index,
+    /// where one index covers every table), or shows that nothing will.
     pub(super) fn checks_answered(&mut self, last_change: u64, index: u64) {
-        if let Some((since, until, _)) = self.unexplained {
-            if last_change > since {
+        if let Some((_, until, _)) = self.unexplained {
+            if last_change == until {
                 self.unexplained = None;
             } else if index >= until {
                 self.unexplained = None;
@@ -162,5 +163,15 @@ mod tests {
         pending.checks_answered(11, 11);
         let due = pending.take(now + UNEXPLAINED_GRACE);
         assert!(!due.resync);
+    }
+
+    #[test]
+    fn an_earlier_check_change_explains_nothing() {
+        // Each table has its own index: a flip at 8, then an instance registers at 11.
+        let now = Instant::now();
+        let mut pending = Pending::default();
+        pending.catalog_unexplained(5, 11, 8, now);
+        pending.checks_answered(8, 11);
+        assert!(pending.take(now).resync);
     }
 }

@@ -111,6 +111,12 @@ fn passing_instances_that_come_and_go_are_named_by_one_read_of_every_check() {
     let (consul, server, _dir) = following_in_cluster_mode();
     let fulls = full_syncs(&server);
     let mut web = web_entries();
+    // Defect: a check flip since the catalog's last move (each table has its own index) was
+    // taken to explain the registration below, which was then never fetched.
+    consul.set_check("n2", "service:web-8080-n2", "critical");
+    assert_eventually!(!service_addresses(&server, "web").contains(&"10.1.0.2".to_string()));
+    consul.set_check("n2", "service:web-8080-n2", "passing");
+    assert_eventually!(service_addresses(&server, "web") == web_addresses());
 
     // A new passing instance of an existing service: no non-passing check changes.
     consul.control("DELETE", "/_standin/requests", "");
