@@ -78,6 +78,8 @@ pub struct Fetched<T> {
     pub wire_bytes: u64,
     /// Bytes of JSON after decompression.
     pub json_bytes: u64,
+    /// Requests behind this answer: 1, or more for one made of several lists.
+    pub requests: u64,
 }
 
 impl<T> Fetched<T> {
@@ -91,6 +93,7 @@ impl<T> Fetched<T> {
             acl_default_deny: self.acl_default_deny,
             wire_bytes: self.wire_bytes,
             json_bytes: self.json_bytes,
+            requests: self.requests,
         }
     }
 }
@@ -133,9 +136,9 @@ pub struct ConsulClient {
     http2: Arc<AtomicBool>,
     /// Makes the entries of all services on one node share it, across answers.
     nodes: Arc<Mutex<NodeInterner>>,
-    /// The sizes of the last answers of the two cluster-wide lists (their deadlines grow with
-    /// them).
-    list_sizes: Arc<[ListSize; 2]>,
+    /// The sizes of the last answers of the cluster-wide lists (their deadlines grow with
+    /// them), indexed by [`List`].
+    list_sizes: Arc<[ListSize; 4]>,
     base: Url,
     config: ConsulConfig,
 }
@@ -191,7 +194,8 @@ impl ConsulClient {
         &self,
         blocking: Option<Blocking>,
     ) -> Result<Fetched<ServiceList>, ConsulError> {
-        self.list(0, &["catalog", "services"], blocking).await
+        self.list(List::Catalog, &["catalog", "services"], blocking)
+            .await
     }
 
     /// One non-blocking `GET /v1/catalog/services`, for `snapdns check --connect`: the list the
@@ -209,17 +213,52 @@ impl ConsulClient {
         &self,
         blocking: Option<Blocking>,
     ) -> Result<Fetched<Vec<HealthCheck>>, ConsulError> {
-        self.list(1, &["health", "state", "any"], blocking).await
+        self.list(List::Any, &["health", "state", "any"], blocking)
+            .await
+    }
+
+    /// Expects `/v1/health/state/any` to hold about `checks` checks until an answer tells its
+    /// real size, so that its first read, which may come long after start-up, gets the time
+    /// its size needs.
+    pub fn expect_checks(&self, checks: usize) {
+        self.list_sizes[List::Any as usize].expect(checks as u64 * CHECK_JSON_BYTES);
+    }
+
+    /// Every check that is not passing: `GET /v1/health/state/critical` (blocking when
+    /// `blocking` is given; Consul blocks it on the index of every check), then, when that
+    /// returned something newer, `GET /v1/health/state/warning`. The answer carries the
+    /// critical list's index and both requests' cost: a change that happens between the two
+    /// reads moves that index past it, so the next blocking read returns at once.
+    pub async fn non_passing(
+        &self,
+        blocking: Option<Blocking>,
+    ) -> Result<Fetched<Vec<HealthCheck>>, ConsulError> {
+        let critical_path = ["health", "state", "critical"];
+        let mut critical = self.list(List::Critical, &critical_path, blocking).await?;
+        if blocking.is_some_and(|b| critical.index <= b.index) {
+            // The wait ran out or the index went backwards: the watch uses no content.
+            return Ok(critical);
+        }
+        let warning_path = ["health", "state", "warning"];
+        let warning: Fetched<Vec<HealthCheck>> =
+            self.list(List::Warning, &warning_path, None).await?;
+        critical.value.extend(warning.value);
+        critical.known_leader &= warning.known_leader;
+        critical.last_contact_ms = critical.last_contact_ms.max(warning.last_contact_ms);
+        critical.wire_bytes += warning.wire_bytes;
+        critical.json_bytes += warning.json_bytes;
+        critical.requests += warning.requests;
+        Ok(critical)
     }
 
     /// A cluster-wide list (`which` indexes `list_sizes`), allowed time by its last size.
     async fn list<T: DeserializeOwned>(
         &self,
-        which: usize,
+        which: List,
         segments: &[&str],
         blocking: Option<Blocking>,
     ) -> Result<Fetched<T>, ConsulError> {
-        let size = &self.list_sizes[which];
+        let size = &self.list_sizes[which as usize];
         let fetched = self.get(segments, blocking, size.allowance()).await?;
         size.record(fetched.json_bytes);
         Ok(fetched)
@@ -328,8 +367,22 @@ impl ConsulClient {
             acl_default_deny: header("X-Consul-Default-ACL-Policy") == Some("deny"),
             wire_bytes,
             json_bytes: json.len() as u64,
+            requests: 1,
         })
     }
+}
+
+/// JSON bytes per check in `/v1/health/state/any` (Consul 1.17 renders ~280 with short
+/// names; some room on top for longer ones).
+const CHECK_JSON_BYTES: u64 = 400;
+
+/// The cluster-wide lists, each with the size of its last answer.
+#[derive(Clone, Copy)]
+enum List {
+    Catalog,
+    Any,
+    Critical,
+    Warning,
 }
 
 /// Gunzips the body when Consul compressed it (it does for bodies of 1400 bytes or more).

@@ -28,6 +28,14 @@ impl ListSize {
     pub(super) fn record(&self, json_bytes: u64) {
         self.0.store(json_bytes, Ordering::Relaxed);
     }
+
+    /// Takes `json_bytes` as the size until an answer gives the real one: a list read only now
+    /// and then gets time for the size it is expected to have on its first read too.
+    pub(super) fn expect(&self, json_bytes: u64) {
+        let _ = self
+            .0
+            .compare_exchange(0, json_bytes, Ordering::Relaxed, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -42,5 +50,10 @@ mod tests {
         assert_eq!(size.allowance(), Duration::from_secs(30));
         size.record(1024 * 1024);
         assert_eq!(size.allowance(), Duration::from_millis(125));
+        size.expect(8 * 1024 * 1024); // a size is known: an expectation does not replace it
+        assert_eq!(size.allowance(), Duration::from_millis(125));
+        let unread = ListSize::default();
+        unread.expect(8 * 1024 * 1024);
+        assert_eq!(unread.allowance(), Duration::from_secs(1));
     }
 }

@@ -1,6 +1,8 @@
 //! The diffs that name changed services: between two answers of `/v1/catalog/services`
-//! (services added, removed or retagged) and of `/v1/health/state/any` (services whose checks
-//! changed; a node check names every service with an instance on that node).
+//! (services added, removed or retagged) and between two check lists (services whose checks
+//! changed; a node check names every service with an instance on that node). The check lists
+//! are the non-passing checks the checks watch follows, or every check
+//! (`/v1/health/state/any`) against the ones the state implies.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +57,13 @@ pub(super) fn implied_checks(truth: &RegistryState) -> CheckMap {
             )
         })
         .collect()
+}
+
+/// The checks of `map` that are not passing: what `/v1/health/state/critical` and `/warning`
+/// list together, and so the checks watch's baseline when it starts from a state.
+pub(super) fn non_passing(mut map: CheckMap) -> CheckMap {
+    map.retain(|_, sig| sig.status != CheckStatus::Passing);
+    map
 }
 
 /// Services added, removed or with changed tags.
@@ -162,5 +171,24 @@ mod tests {
         assert_eq!(changed.into_iter().collect::<Vec<_>>(), ["web"]);
         let (changed, any) = diff_checks(&new, &new, &truth);
         assert!(!any && changed.is_empty());
+    }
+
+    #[test]
+    fn a_recovered_check_leaves_the_non_passing_list_and_names_its_service() {
+        let truth = RegistryState::default();
+        let all = check_map(vec![
+            check("n1", "svc:web", "web", "critical"),
+            check("n1", "svc:db", "db", "passing"),
+            check("n2", "svc:api", "api", "warning"),
+        ]);
+        let before = non_passing(all);
+        assert_eq!(before.len(), 2);
+        let after = non_passing(check_map(vec![
+            check("n1", "svc:web", "web", "passing"),
+            check("n2", "svc:api", "api", "warning"),
+        ]));
+        let (changed, any) = diff_checks(&before, &after, &truth);
+        assert!(any);
+        assert_eq!(changed.into_iter().collect::<Vec<_>>(), ["web"]);
     }
 }

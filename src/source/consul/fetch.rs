@@ -15,7 +15,8 @@ use crate::registry::{HealthCheck, HealthEntry, RegistryState};
 
 /// Every answer of a full resync.
 pub(super) struct FullAnswer {
-    /// `/v1/health/state/any`: the baseline of the checks watch (cluster mode only).
+    /// The non-passing checks (`/v1/health/state/critical` and `/warning`): the baseline of
+    /// the checks watch (cluster mode only).
     pub(super) checks: Option<Fetched<Vec<HealthCheck>>>,
     /// `/v1/catalog/services`: the baseline of the catalog watch.
     pub(super) catalog: Fetched<ServiceList>,
@@ -101,7 +102,7 @@ pub(super) struct RunningFull {
 
 impl RunningFull {
     /// Starts a full resync with at most `concurrency` requests in flight; `with_checks`
-    /// reads the cluster-wide check list too.
+    /// reads the non-passing checks too.
     pub(super) fn start(client: ConsulClient, concurrency: usize, with_checks: bool) -> Self {
         Self {
             started: Instant::now(),
@@ -132,13 +133,13 @@ pub(super) async fn join_full(running: &mut Option<RunningFull>) -> (Instant, Fu
     (started, result)
 }
 
-/// The check list first, then the catalog, then every service: the baselines the watches diff
+/// The non-passing checks first, then the catalog, then every service: the baselines the watches diff
 /// against are never newer than the service data.
 async fn fetch_all(client: ConsulClient, concurrency: usize, with_checks: bool) -> FullResult {
     let mut cost = Cost::default();
     let result = async {
         let checks = if with_checks {
-            Some(with_retries(|| client.checks(None), &mut cost).await?)
+            Some(with_retries(|| client.non_passing(None), &mut cost).await?)
         } else {
             None
         };

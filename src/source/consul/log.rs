@@ -85,10 +85,10 @@ impl SyncTask {
         self.report_fault("sync", error);
     }
 
-    /// Counts a watch request.
+    /// Counts a watch request (or the requests behind one answer).
     pub(super) fn count_request<T>(&self, result: &Result<Fetched<T>, ConsulError>) {
         self.status.update(|view| {
-            view.totals.requests += 1;
+            view.totals.requests += result.as_ref().map_or(1, |fetched| fetched.requests);
             if let Ok(fetched) = result {
                 view.totals.wire_bytes += fetched.wire_bytes;
                 view.totals.json_bytes += fetched.json_bytes;

@@ -2,16 +2,18 @@
 //! serving the last good state through every registry fault.
 //!
 //! One [`SyncTask`] per process. It does a full resync (every service) at start and then every
-//! `--sync-interval` with jitter, and follows changes in between through two blocking queries on
-//! cluster-wide endpoints, whatever the number of services:
+//! `--sync-interval` with jitter, and follows changes in between: per service (one blocking
+//! query each, when they fit the connection budget), or in cluster mode through two blocking
+//! queries whatever the number of services:
 //!
 //! * `/v1/catalog/services` (services and tags) and
-//! * `/v1/health/state/any` (every check, with its node, service and status).
+//! * the checks that are not passing (`/v1/health/state/critical`, then `/warning`).
 //!
 //! When either returns a newer index, the difference with the previous answer names the changed
 //! services (a node check names every service on that node); only those are fetched with
-//! `/v1/health/service/<name>`. A catalog change that names no service (an instance without
-//! checks) schedules a full resync, at most every [`UNEXPLAINED_RESYNC_GAP`].
+//! `/v1/health/service/<name>`. A catalog change that names no service (a passing instance
+//! that came or went, a move) reads `/v1/health/state/any` once to name it, and schedules a
+//! full resync, at most every [`UNEXPLAINED_RESYNC_GAP`], when that names none either.
 //!
 //! Every state goes through [`preserve::SelfPreservation`] before it is built and published, and
 //! every published state is handed to the persister, which appends it to the state journal at
@@ -317,7 +319,7 @@ impl SyncTask {
 
     /// Starts a full resync in the background; changes keep being applied meanwhile.
     fn start_full(&mut self) {
-        // The cluster-wide check list is the checks watch's baseline: not needed per service.
+        // The non-passing checks are the checks watch's baseline: not needed per service.
         let full = RunningFull::start(
             self.client.clone(),
             self.settings.max_concurrent_requests,

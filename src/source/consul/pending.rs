@@ -1,9 +1,10 @@
 //! Changes the watches saw and the sync loop has not applied yet.
 //!
 //! Answers are coalesced for [`COALESCE`] so that a change seen by both watches costs one fetch.
-//! A catalog change that names no service (an instance without checks, or an index shared by
-//! every table) waits up to [`UNEXPLAINED_GRACE`] for the checks watch to explain it, and
-//! schedules a full resync if nothing does.
+//! A catalog change that names no service (a passing instance that came or went, a move, or an
+//! index shared by every table) waits up to [`UNEXPLAINED_GRACE`] for the checks watch to
+//! explain it; if nothing does, it is due as `resync`: the sync loop reads every check once to
+//! name it, and resyncs everything when that names nothing either.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub(super) struct Pending {
     /// The catalog index moved from the first to the second index with no change in its content,
     /// and no check change explains it yet; unexplained for good after the deadline.
     unexplained: Option<(u64, u64, Instant)>,
-    /// A change nothing explains: resync everything (rate-limited).
+    /// A change nothing explains: read every check, else resync everything (rate-limited).
     resync: bool,
     /// A full resync is needed (index went backwards).
     full: bool,
@@ -37,7 +38,8 @@ pub(super) struct Pending {
 pub(super) struct Due {
     /// Resync everything now (the changes are dropped: the resync covers them).
     pub(super) full: bool,
-    /// Resync everything, rate-limited.
+    /// A catalog change nothing explained: read every check to name it, else resync
+    /// everything (rate-limited).
     pub(super) resync: bool,
     /// Services to fetch.
     pub(super) services: BTreeSet<String>,
@@ -88,10 +90,11 @@ impl Pending {
     }
 
     /// The checks watch answered at `index`, its content last changed at `last_change`: it
-    /// explains an unexplained catalog change, or shows that nothing will.
+    /// explains an unexplained catalog change (a check change at the catalog's very index,
+    /// where one index covers every table), or shows that nothing will.
     pub(super) fn checks_answered(&mut self, last_change: u64, index: u64) {
-        if let Some((since, until, _)) = self.unexplained {
-            if last_change > since {
+        if let Some((_, until, _)) = self.unexplained {
+            if last_change == until {
                 self.unexplained = None;
             } else if index >= until {
                 self.unexplained = None;
@@ -160,5 +163,15 @@ mod tests {
         pending.checks_answered(11, 11);
         let due = pending.take(now + UNEXPLAINED_GRACE);
         assert!(!due.resync);
+    }
+
+    #[test]
+    fn an_earlier_check_change_explains_nothing() {
+        // Each table has its own index: a flip at 8, then an instance registers at 11.
+        let now = Instant::now();
+        let mut pending = Pending::default();
+        pending.catalog_unexplained(5, 11, 8, now);
+        pending.checks_answered(8, 11);
+        assert!(pending.take(now).resync);
     }
 }

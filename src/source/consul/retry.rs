@@ -73,6 +73,8 @@ where
         cost.requests += 1;
         match request().await {
             Ok(fetched) => {
+                // An answer made of several lists was several requests.
+                cost.requests += fetched.requests.saturating_sub(1);
                 cost.wire_bytes += fetched.wire_bytes;
                 cost.json_bytes += fetched.json_bytes;
                 return Ok(fetched);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::diff::implied_checks;
+use super::diff::{implied_checks, non_passing};
 use super::retry::Cost;
 use super::service_watches::ServiceAnswer;
 use super::watches::Endpoint;
@@ -72,9 +72,10 @@ impl SyncTask {
         };
         let entering_cluster = !per_service && (self.per_service || !self.planned);
         if entering_cluster && (self.per_service || self.watches.get(Endpoint::Checks).index == 0) {
-            // Cluster mode without a current check list of its own: the state implies one,
-            // and the checks watch's first answer (index 0 returns at once) is diffed with it.
-            self.checks = implied_checks(&self.truth);
+            // Cluster mode without a current check list of its own: the state implies one (its
+            // non-passing checks), and the checks watch's first answer (index 0 returns at
+            // once) is diffed with it.
+            self.checks = non_passing(implied_checks(&self.truth));
             self.watches.get_mut(Endpoint::Checks).index = 0;
         }
         if per_service != self.per_service || !self.planned {

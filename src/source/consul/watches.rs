@@ -1,5 +1,5 @@
-//! The two blocking queries that tell what changed: `/v1/catalog/services` and
-//! `/v1/health/state/any`.
+//! The two blocking queries that tell what changed: `/v1/catalog/services` and the checks
+//! that are not passing (`/v1/health/state/critical`, blocking, then `/warning`).
 //!
 //! Each query runs as its own task so that the sync loop can select on both; a [`Watch`] owns
 //! its index, its request, its backoff and its rate limit (a token bucket: a burst of
@@ -26,7 +26,8 @@ const MIN_REFILL: Duration = Duration::from_millis(100);
 const MAX_REFILL: Duration = Duration::from_secs(1);
 /// The registry bytes (on the wire) per second that a watch whose index keeps moving may
 /// cost a replica: at 10,000 services the catalog list (~26 KB gzipped) may be re-read about
-/// every 200 ms, at 100,000 (~260 KB) once a second; the check list (megabytes) once a second.
+/// every 200 ms, at 100,000 (~260 KB) once a second; the non-passing checks as often as their
+/// size allows.
 const WATCH_BYTES_PER_SEC: f64 = 128.0 * 1024.0;
 
 /// The refill interval after an answer of `wire_bytes`.
@@ -42,7 +43,7 @@ const WATCH_BACKOFF: Duration = Duration::from_millis(250);
 pub(super) enum Endpoint {
     /// `/v1/catalog/services`.
     Catalog,
-    /// `/v1/health/state/any`.
+    /// `/v1/health/state/critical` (blocking), then `/v1/health/state/warning`.
     Checks,
 }
 
@@ -120,7 +121,7 @@ impl Watch {
                     .await
                     .map(|f| f.map(WatchValue::Catalog)),
                 Endpoint::Checks => client
-                    .checks(Some(blocking))
+                    .non_passing(Some(blocking))
                     .await
                     .map(|f| f.map(WatchValue::Checks)),
             }

@@ -97,12 +97,12 @@ fn sync_first_sync_serves_the_registry_and_reports_its_cost() {
     first_sync("per-service", 33, &blocking);
 }
 
-/// Cluster-wide: the check list too, then blocking queries on two cluster-wide endpoints only,
-/// however many services there are.
+/// Cluster-wide: the non-passing checks too (critical and warning), then blocking queries on
+/// two cluster-wide endpoints only, however many services there are.
 #[test]
 fn sync_first_sync_in_cluster_mode_blocks_on_two_endpoints() {
-    let blocking = ["/v1/catalog/services", "/v1/health/state/any"].map(String::from);
-    first_sync("cluster", 34, &blocking);
+    let blocking = ["/v1/catalog/services", "/v1/health/state/critical"].map(String::from);
+    first_sync("cluster", 35, &blocking);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! disk, self-preservation, SOA serials, ACL tokens and TLS.
 
 mod changes;
+mod cluster;
 mod crash;
 mod disk;
 mod outages;
