@@ -367,6 +367,17 @@ mod tests {
     use super::*;
     use crate::registry::{HealthEntry, RegistryState};
 
+    /// A state of four services, `svc-0` to `svc-3`.
+    fn four_services() -> Persisted {
+        let empty = Persisted {
+            datacenter: "dc1".into(),
+            fetched_at_ms: 1,
+            saved_at_ms: 0,
+            state: Arc::new(RegistryState::default()),
+        };
+        (0..4).fold(empty, |latest, n| changed(&latest, n))
+    }
+
     /// `previous` with service `svc-<n % 4>` replaced (port `n`) and the index bumped.
     fn changed(previous: &Persisted, n: u16) -> Persisted {
         let mut next = previous.clone();
@@ -384,15 +395,7 @@ mod tests {
     async fn saves_append_and_a_compaction_hands_over_to_the_new_base_without_losing_a_save() {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = Writer::new(dir.path().to_path_buf(), None);
-        let mut latest = Persisted {
-            datacenter: "dc1".into(),
-            fetched_at_ms: 1,
-            saved_at_ms: 0,
-            state: Arc::new(RegistryState::default()),
-        };
-        for n in 0..4 {
-            latest = changed(&latest, n);
-        }
+        let mut latest = four_services();
         let first = writer.save(&latest, None).await.unwrap();
         assert!(first.full && first.generation == 1 && first.records == 0);
         let mut generations = vec![];
@@ -427,15 +430,7 @@ mod tests {
     #[tokio::test]
     async fn a_restarted_writer_appends_to_the_base_it_started_from() {
         let dir = tempfile::tempdir().unwrap();
-        let mut latest = Persisted {
-            datacenter: "dc1".into(),
-            fetched_at_ms: 1,
-            saved_at_ms: 0,
-            state: Arc::new(RegistryState::default()),
-        };
-        for n in 0..4 {
-            latest = changed(&latest, n);
-        }
+        let mut latest = four_services();
         // Large enough a base that the records below do not outgrow it (no compaction).
         let state = Arc::make_mut(&mut latest.state);
         for k in 0..40 {
