@@ -24,7 +24,7 @@ use crate::support::metrics::metric;
 use crate::support::registry::{entry, web_entries};
 use crate::support::server::Server;
 use crate::support::standin::Standin;
-use crate::support::{eventually, write};
+use crate::support::{eventually, free_port, write};
 
 const REPLICAS: usize = 5;
 
@@ -128,6 +128,31 @@ fn until_all(replicas: &[Server], what: &str, mut done: impl FnMut(&Server) -> b
     slowest
 }
 
+/// Starts a resolver with `spawn` on a free port, and again on another one when the port was
+/// taken between choosing it and the resolver binding it (UDP and TCP, by any process on the
+/// machine): polls its log in `dir` until it shows `ready`, or the process exits.
+fn on_free_port(dir: &Path, log: &str, ready: &str, spawn: impl Fn(u16) -> Child) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = spawn(port);
+        let read_log = || std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+        let mut exited = false;
+        eventually(Duration::from_secs(10), || {
+            exited = child.try_wait().ok().flatten().is_some();
+            exited || read_log().contains(ready)
+        });
+        if !exited {
+            return (child, port);
+        }
+        let text = read_log();
+        assert!(
+            text.contains("Address already in use"),
+            "{log} ended at start-up:\n{text}"
+        );
+    }
+    panic!("no free port for {log} in five tries");
+}
+
 /// Unbound as the resolver clients use, with a stub zone for `consul.` listing every replica.
 struct Unbound {
     child: Child,
@@ -136,10 +161,16 @@ struct Unbound {
 
 impl Unbound {
     fn start(dir: &Path, replicas: &[SocketAddr]) -> Self {
-        let port = {
-            let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
+        let (child, port) = on_free_port(dir, "unbound.log", "start of service", |port| {
+            Self::spawn(dir, replicas, port)
+        });
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn spawn(dir: &Path, replicas: &[SocketAddr], port: u16) -> Child {
         let stubs: String = replicas
             .iter()
             .map(|a| format!("    stub-addr: {}@{}\n", a.ip(), a.port()))
@@ -169,18 +200,14 @@ impl Unbound {
             dir = dir.display()
         );
         let path = write(dir, "unbound.conf", &conf);
-        let child = Command::new("unbound")
+        Command::new("unbound")
             .args(["-d", "-c"])
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("unbound.log")).unwrap())
             .spawn()
-            .expect("unbound is installed (.ci/run installs it)");
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
+            .expect("unbound is installed (.ci/run installs it)")
     }
 }
 
@@ -199,10 +226,16 @@ struct Dnsmasq {
 
 impl Dnsmasq {
     fn start(dir: &Path, replicas: &[SocketAddr]) -> Self {
-        let port = {
-            let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
+        let (child, port) = on_free_port(dir, "dnsmasq.log", "started, version", |port| {
+            Self::spawn(dir, replicas, port)
+        });
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn spawn(dir: &Path, replicas: &[SocketAddr], port: u16) -> Child {
         let mut conf = format!(
             "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
              user=root\npid-file=\nlog-facility=-\nrebind-domain-ok=/consul/\n"
@@ -215,18 +248,14 @@ impl Dnsmasq {
             ));
         }
         let path = write(dir, "dnsmasq.conf", &conf);
-        let child = Command::new("dnsmasq")
+        Command::new("dnsmasq")
             .arg("--keep-in-foreground")
             .arg(format!("--conf-file={}", path.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("dnsmasq.log")).unwrap())
             .spawn()
-            .expect("dnsmasq is installed (.ci/run installs dnsmasq-base)");
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
+            .expect("dnsmasq is installed (.ci/run installs dnsmasq-base)")
     }
 }
 
